@@ -1,0 +1,24 @@
+"""metastore: an experiment metadata store for machine learning.
+
+    import metastore
+    store = metastore.open()
+    with store.start_run(experiment="diabetes") as run:
+        run.log_params({"algorithm": "linear"})
+        run.log_metric("rmse", 53.1)
+    store.query('runs where algorithm = "linear" order by rmse show number, rmse')
+"""
+
+from metastore.errors import MetastoreError, NotFound, InvalidValue  # noqa: F401
+from metastore.store import Store, SQLStore, open_store as open  # noqa: A004, F401
+
+__version__ = "0.1.0"
+
+
+def compile(text: str, dialect: str = "sqlite") -> str:  # noqa: A001
+    """Compile a query to SQL text for a dialect, without a store."""
+    from metastore.query import compile_text
+
+    return compile_text(text, dialect=dialect)
+
+
+__all__ = ["open", "compile", "Store", "SQLStore", "MetastoreError", "NotFound", "InvalidValue"]

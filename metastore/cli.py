@@ -1,0 +1,286 @@
+"""The command line: a thin layer over the Python API.
+
+Every command opens the store (`--store URL`, `METASTORE_URL`, or the nearest
+`.metastore/`), calls one public function and prints its result. A `MetastoreError`
+is printed in a line or two and exits 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from metastore.errors import MetastoreError
+
+app = typer.Typer(
+    name="metastore",
+    help="An experiment metadata store for machine learning.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--store",
+        "-s",
+        envvar="METASTORE_URL",
+        help="Store URL (sqlite:///…, postgresql://…, mysql://…, http://…) or folder.",
+    ),
+]
+ExperimentOption = Annotated[
+    Optional[str], typer.Option("--experiment", "-e", help="Only this experiment.")
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", "-f", help="Output format: table or json.")
+]
+
+
+def open_store(url: str | None, create: bool = True):
+    import metastore
+
+    return metastore.open(url, create=create)
+
+
+def fmt_value(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    return str(v)
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --- store -------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    path: Annotated[str, typer.Argument(help="Folder to create .metastore/ in.")] = ".",
+) -> None:
+    """Create an embedded store (.metastore/) in a folder."""
+    from pathlib import Path
+
+    from metastore.store import STORE_DIR
+
+    folder = Path(path).resolve() / STORE_DIR
+    existed = folder.exists()
+    store = open_store(str(folder))
+    console.print(f"{'Opened existing' if existed else 'Created'} store at {folder} ({store.url})")
+
+
+@app.command()
+def demo(
+    store: StoreOption = None,
+    experiment: Annotated[str, typer.Option("--experiment", "-e")] = "diabetes",
+) -> None:
+    """Train a small grid of scikit-learn regressors and record every run."""
+    from metastore.demo import NEXT_STEPS, run_demo
+
+    s = open_store(store)
+    console.print(f"Recording the demo runs into {s.url} (experiment {experiment!r})")
+    runs = run_demo(s, experiment=experiment)
+    best = min(runs, key=lambda r: r.metrics["rmse"])
+    console.print(
+        f"\n{len(runs)} runs recorded. Lowest rmse: {best.ref} ({best.params['algorithm']},"
+        f" features {best.params['features']}) rmse={best.metrics['rmse']:.2f}\n"
+    )
+    console.print(NEXT_STEPS.format(experiment=experiment), markup=False, highlight=False)
+
+
+@app.command()
+def experiments(store: StoreOption = None, format: FormatOption = "table") -> None:
+    """List experiments with their run counts."""
+    s = open_store(store)
+    rows = []
+    for exp in s.experiments():
+        runs = s.list_runs(exp.name)
+        rows.append(
+            {"name": exp.name, "runs": len(runs), "created": exp.created, "description": exp.description}
+        )
+    if format == "json":
+        return print_json(rows)
+    table = Table("experiment", "runs", "created", "description")
+    for r in rows:
+        table.add_row(r["name"], str(r["runs"]), f"{r['created']:%Y-%m-%d %H:%M}", r["description"] or "")
+    console.print(table)
+
+
+@app.command()
+def runs(
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
+    format: FormatOption = "table",
+) -> None:
+    """List runs with their params and last metric values."""
+    s = open_store(store)
+    handles = s.runs(experiment=experiment, status=status)
+    data = [
+        {
+            "ref": h.ref,
+            "id": h.id,
+            "name": h.name,
+            "status": h.status,
+            "started": h.started,
+            "params": h.params,
+            "metrics": {k: v for k, v in h.metrics.items() if not k.startswith("system.")},
+        }
+        for h in handles
+    ]
+    if format == "json":
+        return print_json(data)
+    if not data:
+        console.print("No runs yet. Record some with the Python API, or try `metastore demo`.")
+        return
+    param_keys = sorted({k for d in data for k in d["params"]})
+    metric_keys = sorted({k for d in data for k in d["metrics"]})
+    table = Table("run", "name", "status", "started", *param_keys, *metric_keys)
+    for d in data:
+        table.add_row(
+            d["ref"],
+            d["name"] or "",
+            d["status"],
+            f"{d['started']:%Y-%m-%d %H:%M:%S}",
+            *(fmt_value(d["params"].get(k)) for k in param_keys),
+            *(fmt_value(d["metrics"].get(k)) for k in metric_keys),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="Run id, number, experiment#number or name.")],
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """Everything about one run: params, metrics, inputs, outputs, notes, context."""
+    s = open_store(store)
+    data = s.get_run(run, experiment=experiment).to_dict()
+    if format == "json":
+        return print_json(data)
+    console.print(
+        f"[bold]{data['experiment']}#{data['number']}[/bold] {data['name'] or ''}  "
+        f"[dim]{data['id']}[/dim]\nstatus {data['status']}, started {data['started']}, "
+        f"duration {fmt_value(data['duration'])} s, user {data['user'] or '-'}, host {data['host'] or '-'}"
+    )
+    if data["git_commit"]:
+        dirty = " (dirty)" if data["git_dirty"] else ""
+        console.print(f"git {data['git_commit'][:12]} on {data['git_branch']}{dirty}")
+    if data["command"]:
+        console.print(f"command {data['command']}", markup=False)
+    for title, values in (("params", data["params"]), ("metrics", data["metrics"]), ("tags", data["tags"])):
+        if values:
+            table = Table(title, "value", title_justify="left")
+            for k, v in values.items():
+                table.add_row(k, fmt_value(v))
+            console.print(table)
+    for title in ("inputs", "outputs"):
+        if data[title]:
+            table = Table(title, "version", "role", "digest", "size", title_justify="left")
+            for v in data[title]:
+                table.add_row(
+                    f"{v['kind']}:{v['name']}", str(v["version"]), v["role"] or "",
+                    v["digest"][:12], fmt_value(v["size"]),
+                )
+            console.print(table)
+    for n in data["notes"]:
+        console.print(f"[dim]{n['time']} {n['kind']} {n['author'] or ''}:[/dim] {n['text']}")
+
+
+@app.command()
+def assets(
+    kind: Annotated[Optional[str], typer.Argument(help="Only this kind (model, dataset …).")] = None,
+    store: StoreOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """List assets and their versions."""
+    s = open_store(store)
+    data = []
+    for asset in s.assets(kind):
+        for v in s.versions(asset.kind, asset.name):
+            data.append(v.to_dict())
+    if format == "json":
+        return print_json(data)
+    table = Table("asset", "version", "digest", "size", "created by", "created")
+    for d in data:
+        table.add_row(
+            f"{d['kind']}:{d['name']}", str(d["version"]), d["digest"][:12],
+            fmt_value(d["size"]), d["created_by"] or "", d["created"][:19],
+        )
+    console.print(table)
+
+
+@app.command()
+def delete(
+    run: Annotated[Optional[str], typer.Argument(help="Run to delete.")] = None,
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+) -> None:
+    """Soft-delete a run, or a whole experiment with --experiment and no run."""
+    s = open_store(store)
+    if run is not None:
+        handle = s.get_run(run, experiment=experiment)
+        s.delete_run(handle.id)
+        console.print(f"Deleted run {handle.ref} (restorable until `metastore purge`).")
+    elif experiment is not None:
+        s.delete_experiment(experiment)
+        console.print(f"Deleted experiment {experiment!r} (restorable until `metastore purge`).")
+    else:
+        raise MetastoreError("name a run, or an experiment with --experiment")
+
+
+@app.command()
+def purge(store: StoreOption = None) -> None:
+    """Remove deleted runs and experiments for good, and blobs nothing references."""
+    s = open_store(store)
+    counts = s.purge()
+    console.print(
+        f"Purged {counts['runs']} runs, {counts['experiments']} experiments, "
+        f"{counts['versions']} asset versions, {counts['blobs']} blobs."
+    )
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except MetastoreError as e:
+        err.print(f"[red]error:[/red] {e.message}", highlight=False, markup=True)
+        if e.hint:
+            err.print(f"  {e.hint}", highlight=False, markup=False)
+        sys.exit(1)
+    except (typer.Exit, SystemExit) as e:
+        sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive as ClickException subclasses
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""What a run captures without being asked: git, command, system, installed packages.
+
+Each part is cheap, never raises (a missing git or a non-repository folder simply gives
+nothing) and can be switched off: `start_run(capture=False)` or `capture={"git", ...}`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+
+PARTS = ("git", "command", "system", "packages")
+
+
+def selected(capture) -> set[str]:
+    if capture is True:
+        return set(PARTS)
+    if capture is False or capture is None:
+        return set()
+    chosen = set(capture)
+    unknown = chosen - set(PARTS)
+    if unknown:
+        from metastore.errors import InvalidValue
+
+        raise InvalidValue(f"unknown capture part(s) {sorted(unknown)}; choose from {PARTS}")
+    return chosen
+
+
+def _git(*args: str, cwd: str | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_info(cwd: str | None = None) -> dict:
+    """commit, branch, dirty flag and a summary of the uncommitted diff, if in a repo."""
+    commit = _git("rev-parse", "HEAD", cwd=cwd)
+    if not commit:
+        return {}
+    status = _git("status", "--porcelain", cwd=cwd) or ""
+    info = {
+        "commit": commit,
+        "branch": _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd),
+        "dirty": bool(status),
+        "root": _git("rev-parse", "--show-toplevel", cwd=cwd),
+    }
+    remote = _git("config", "--get", "remote.origin.url", cwd=cwd)
+    if remote:
+        info["remote"] = remote
+    if status:
+        changed = status.splitlines()
+        info["changed_files"] = [line[3:] for line in changed[:50]]
+        info["diff_stat"] = (_git("diff", "HEAD", "--shortstat", cwd=cwd) or "").strip()
+    return info
+
+
+def command_line() -> str:
+    return " ".join([os.path.basename(sys.executable), *sys.argv])
+
+
+def system_info() -> dict:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = None
+    return {
+        "user": user,
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "cwd": os.getcwd(),
+    }
+
+
+def packages_text() -> str:
+    """Installed distributions as sorted `name==version` lines: the environment asset.
+    The same environment gives the same bytes, so it is stored once."""
+    seen = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    header = f"# python {platform.python_version()} on {platform.system().lower()}\n"
+    return header + "\n".join(seen[k] for k in sorted(seen)) + "\n"
