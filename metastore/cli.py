@@ -257,6 +257,18 @@ def purge(store: StoreOption = None) -> None:
     )
 
 
+# --- query (metastore query) ----------------------------------------------------------
+
+
+# --- lineage (metastore lineage, diff, audit, link) --------------------------------------
+
+
+# --- import and export (metastore import, export) ----------------------------------------
+
+
+# --- server (metastore server, ui, token) ------------------------------------------------
+
+
 # --- entry point -------------------------------------------------------------------------
 
 

@@ -1,0 +1,162 @@
+"""Importers: bring runs in from the tools people already use.
+
+One module per source tool, each exposing:
+
+    NAME: str                                    # "mlflow", "tensorboard", …
+    def detect(path: Path) -> bool               # cheap: does this look like my format?
+    def import_source(store, path: Path, options: ImportOptions, report: ImportReport) -> None
+
+Modules are registered here, and third-party packages can add their own through the
+`metastore.importers` entry-point group (the entry point names a module with the same
+three attributes).
+
+Every importer must be idempotent (it skips runs whose `source`/`source_id` are already
+in the store), write each run in one transaction (`store.create_run(RunRecord)`), and
+count what the source holds against what it imported, with a warning naming the file
+and the reason for every run it skips.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+
+from metastore.errors import InvalidValue, MetastoreError
+
+#: Built-in importers, in detection order (the most specific formats first).
+BUILTIN = {
+    "bundle": "metastore.importers.bundle",
+    "mlflow": "metastore.importers.mlflow",
+    "wandb": "metastore.importers.wandb",
+    "dvc": "metastore.importers.dvc",
+    "tensorboard": "metastore.importers.tensorboard",
+    "neptune": "metastore.importers.neptune",
+    "openlineage": "metastore.importers.openlineage",
+    "csv": "metastore.importers.table",
+}
+
+
+class ImportFailed(MetastoreError):
+    """A source that cannot be imported at all (unreadable, not the format named)."""
+
+
+@dataclass
+class ImportOptions:
+    experiment: str | None = None  # put every run in this experiment
+    dry_run: bool = False  # read and count, write nothing
+    copy: bool = True  # copy artifacts into the blob store (False: reference by URI)
+    extra: dict = field(default_factory=dict)  # source-specific (e.g. csv column mapping)
+    #: called as progress(done, total) while importing; the CLI draws a bar with it
+    progress: Callable[[int, int], None] = lambda done, total: None
+
+
+@dataclass
+class ImportReport:
+    """What a source held and what became of it. Nothing is lost silently: every run
+    in the source is imported, already present, or skipped with a reason."""
+
+    source: str
+    path: str
+    found: int = 0  # runs the source holds
+    imported: int = 0
+    already_present: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or run, reason)
+    metrics: int = 0  # metric points written
+    params: int = 0
+    assets: int = 0  # asset versions written or linked
+    warnings: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped.append((where, reason))
+
+    @property
+    def complete(self) -> bool:
+        return self.found == self.imported + self.already_present + len(self.skipped)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.source}: {self.found} runs found, {self.imported} imported, "
+            f"{self.already_present} already present, {len(self.skipped)} skipped; "
+            f"{self.params} params, {self.metrics} metric points, {self.assets} assets"
+        )
+        return text
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "path": self.path,
+            "found": self.found,
+            "imported": self.imported,
+            "already_present": self.already_present,
+            "skipped": [{"where": w, "reason": r} for w, r in self.skipped],
+            "metrics": self.metrics,
+            "params": self.params,
+            "assets": self.assets,
+            "warnings": self.warnings,
+            "run_ids": self.run_ids,
+        }
+
+
+def registry() -> dict[str, str]:
+    """Source name → module path, built-ins first, then entry points."""
+    names = dict(BUILTIN)
+    for ep in entry_points(group="metastore.importers"):
+        names.setdefault(ep.name, ep.value)
+    return names
+
+
+def load(source: str) -> ModuleType:
+    modules = registry()
+    if source not in modules:
+        raise InvalidValue(
+            f"unknown import source {source!r}", hint=f"one of: {', '.join(modules)}"
+        )
+    return importlib.import_module(modules[source])
+
+
+def detect(path: str | Path) -> str:
+    """The source format of `path`, or an error listing what was tried."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidValue(f"no such file or directory: {path}")
+    for name in registry():
+        try:
+            module = load(name)
+        except ImportError:
+            continue
+        if module.detect(path):
+            return name
+    raise ImportFailed(
+        f"cannot tell what tool wrote {path}",
+        hint=f"name the source: metastore import SOURCE PATH (one of: {', '.join(registry())})",
+    )
+
+
+def import_path(
+    store,
+    path: str | Path,
+    source: str | None = None,
+    *,
+    experiment: str | None = None,
+    dry_run: bool = False,
+    copy: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    **extra,
+) -> ImportReport:
+    """Import everything at `path` (detecting the source tool unless named)."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidValue(f"no such file or directory: {path}")
+    source = source or detect(path)
+    module = load(source)
+    report = ImportReport(source=source, path=str(path))
+    options = ImportOptions(experiment=experiment, dry_run=dry_run, copy=copy, extra=extra)
+    if progress is not None:
+        options.progress = progress
+    module.import_source(store, path, options, report)
+    return report
