@@ -266,7 +266,10 @@ def purge(store: StoreOption = None) -> None:
 # --- import and export (metastore import, export) ----------------------------------------
 
 
-# --- server (metastore server, ui, token) ------------------------------------------------
+# --- server (metastore server, token) ---------------------------------------------------
+
+
+# --- web UI (metastore ui) ---------------------------------------------------------------
 
 
 # --- entry point -------------------------------------------------------------------------
