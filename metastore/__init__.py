@@ -8,8 +8,9 @@
     store.query('runs where algorithm = "linear" order by rmse show number, rmse')
 """
 
-from metastore.errors import MetastoreError, NotFound, InvalidValue  # noqa: F401
-from metastore.store import Store, SQLStore, open_store as open  # noqa: A004, F401
+from metastore.errors import InvalidValue, MetastoreError, NotFound  # noqa: F401
+from metastore.store import SQLStore, Store  # noqa: A004, F401
+from metastore.store import open_store as open
 
 __version__ = "0.1.0"
 

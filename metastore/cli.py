@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,7 +28,7 @@ console = Console()
 err = Console(stderr=True)
 
 StoreOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--store",
         "-s",
@@ -37,7 +37,7 @@ StoreOption = Annotated[
     ),
 ]
 ExperimentOption = Annotated[
-    Optional[str], typer.Option("--experiment", "-e", help="Only this experiment.")
+    str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
 ]
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help="Output format: table or json.")
@@ -125,7 +125,7 @@ def experiments(store: StoreOption = None, format: FormatOption = "table") -> No
 def runs(
     store: StoreOption = None,
     experiment: ExperimentOption = None,
-    status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     format: FormatOption = "table",
 ) -> None:
     """List runs with their params and last metric values."""
@@ -206,7 +206,7 @@ def show(
 
 @app.command()
 def assets(
-    kind: Annotated[Optional[str], typer.Argument(help="Only this kind (model, dataset …).")] = None,
+    kind: Annotated[str | None, typer.Argument(help="Only this kind (model, dataset …).")] = None,
     store: StoreOption = None,
     format: FormatOption = "table",
 ) -> None:
@@ -229,7 +229,7 @@ def assets(
 
 @app.command()
 def delete(
-    run: Annotated[Optional[str], typer.Argument(help="Run to delete.")] = None,
+    run: Annotated[str | None, typer.Argument(help="Run to delete.")] = None,
     store: StoreOption = None,
     experiment: ExperimentOption = None,
 ) -> None:

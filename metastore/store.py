@@ -9,8 +9,10 @@ Every write method is one transaction: it fully happens or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import mimetypes
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -25,7 +27,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, delete, select
 
 from metastore import database, params
-from metastore.blobs import DIR_MEDIA_TYPE, BlobStore
+from metastore.blobs import (
+    DIR_MEDIA_TYPE,
+    BlobStore,
+    directory_manifest,
+    manifest_bytes,
+    sha256_file,
+)
 from metastore.errors import Ambiguous, Conflict, InvalidValue, NotFound
 from metastore.models import (
     ASSET_KINDS,
@@ -357,7 +365,10 @@ class SQLStore(Store):
             if record.id:
                 run.id = record.id
             if record.status == "running":
+                # Always recorded, capture or not: they are how a killed process is told
+                # apart from a run still going.
                 run.pid = os.getpid()
+                run.host = run.host or self._host
                 run.heartbeat = utcnow()
             s.add(run)
             s.flush()
@@ -731,9 +742,6 @@ class SQLStore(Store):
                     digest, size, files = self.blobs.put_directory(path)
                     uri = "blob:"
                 else:
-                    from metastore.blobs import directory_manifest, manifest_bytes
-                    import hashlib
-
                     files = directory_manifest(path)
                     digest = hashlib.sha256(manifest_bytes(files)).hexdigest()
                     size = sum(f["size"] for f in files.values())
@@ -744,13 +752,9 @@ class SQLStore(Store):
                 digest, size = self.blobs.put_file(path)
                 uri = "blob:"
             else:
-                from metastore.blobs import sha256_file
-
                 digest, size = sha256_file(path)
                 uri = path.resolve().as_uri()
             if media_type is None and not path.is_dir():
-                import mimetypes
-
                 media_type = mimetypes.guess_type(path.name)[0]
         if relation is not None and relation not in ("used", "produced"):
             raise InvalidValue("relation of a run to an asset is 'used' or 'produced'")

@@ -1,9 +1,9 @@
 """Alembic environment: runs on the connection metastore hands it (see database.migrate)."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 import metastore.models  # noqa: F401  (registers the tables)
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 connection = context.config.attributes.get("connection")
