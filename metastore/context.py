@@ -31,14 +31,14 @@ def selected(capture) -> set[str]:
     return chosen
 
 
-def _git(*args: str, cwd: str | None = None) -> str | None:
+def _git(*args: str, cwd: str | None = None, strip: bool = True) -> str | None:
     try:
         out = subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip()
+    return out.stdout.strip() if strip else out.stdout
 
 
 def git_info(cwd: str | None = None) -> dict:
@@ -46,7 +46,8 @@ def git_info(cwd: str | None = None) -> dict:
     commit = _git("rev-parse", "HEAD", cwd=cwd)
     if not commit:
         return {}
-    status = _git("status", "--porcelain", cwd=cwd) or ""
+    # Not stripped: porcelain lines start with a status column that may be a space.
+    status = (_git("status", "--porcelain", cwd=cwd, strip=False) or "").rstrip("\n")
     info = {
         "commit": commit,
         "branch": _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd),

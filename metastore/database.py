@@ -30,7 +30,7 @@ def normalize_url(url: str) -> URL:
     """Accept the URLs people type and pick the driver metastore ships with."""
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
+    except (ArgumentError, ValueError) as e:
         raise InvalidURL(
             f"not a database URL: {url!r}",
             hint="use sqlite:///path.db, postgresql://user@host/db or mysql://user@host/db",

@@ -1114,4 +1114,9 @@ def _directory_url(folder: Path, create: bool) -> str:
         folder = folder / STORE_DIR
     if create:
         folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder / ".gitignore"
+        if folder.name == STORE_DIR and not ignore.exists():
+            # The store is data, not source: keep it out of the project's git status
+            # (or every run would be recorded as made from a dirty tree).
+            ignore.write_text("# created by metastore\n*\n")
     return f"sqlite:///{folder / 'metastore.db'}"
