@@ -12,6 +12,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -126,9 +127,10 @@ def runs(
     store: StoreOption = None,
     experiment: ExperimentOption = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also show names and start times.")] = False,
     format: FormatOption = "table",
 ) -> None:
-    """List runs with their params and last metric values."""
+    """List runs with their last metric values and params."""
     s = open_store(store)
     handles = s.runs(experiment=experiment, status=status)
     data = [
@@ -150,15 +152,29 @@ def runs(
         return
     param_keys = sorted({k for d in data for k in d["params"]})
     metric_keys = sorted({k for d in data for k in d["metrics"]})
-    table = Table("run", "name", "status", "started", *param_keys, *metric_keys)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    # The run reference and metrics must stay legible; long param values are cut short
+    # (`metastore show` and `--format json` give them whole).
+    def width(values, header):
+        return max([len(header), *(len(v) for v in values)])
+
+    table.add_column("run", no_wrap=True, style="bold", min_width=width([d["ref"] for d in data], "run"))
+    if wide:
+        table.add_column("name", no_wrap=True)
+        table.add_column("started", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=width([d["status"] for d in data], "status"))
+    for k in metric_keys:
+        cells = [fmt_value(d["metrics"].get(k)) for d in data]
+        table.add_column(k, no_wrap=True, justify="right", style="cyan", min_width=width(cells, k))
+    for k in param_keys:
+        table.add_column(k, min_width=min(len(k), 8), max_width=24, overflow="ellipsis", no_wrap=True)
     for d in data:
         table.add_row(
             d["ref"],
-            d["name"] or "",
+            *((d["name"] or "", f"{d['started']:%Y-%m-%d %H:%M:%S}") if wide else ()),
             d["status"],
-            f"{d['started']:%Y-%m-%d %H:%M:%S}",
-            *(fmt_value(d["params"].get(k)) for k in param_keys),
             *(fmt_value(d["metrics"].get(k)) for k in metric_keys),
+            *(fmt_value(d["params"].get(k)) for k in param_keys),
         )
     console.print(table)
 
