@@ -200,7 +200,16 @@ def show(
         dirty = " (dirty)" if data["git_dirty"] else ""
         console.print(f"git {data['git_commit'][:12]} on {data['git_branch']}{dirty}")
     if data["command"]:
-        console.print(f"command {data['command']}", markup=False)
+        console.print(f"command {data['command']}", markup=False, highlight=False)
+    system = data["context"].get("system")
+    if system:
+        console.print(
+            f"python {system.get('python')} on {system.get('platform')}, {system.get('cpus')} cpus,"
+            f" cwd {system.get('cwd')}", markup=False, highlight=False,
+        )
+    changed = data["context"].get("git", {}).get("changed_files")
+    if changed:
+        console.print(f"uncommitted changes: {', '.join(changed[:10])}", markup=False, highlight=False)
     for title, values in (("params", data["params"]), ("metrics", data["metrics"]), ("tags", data["tags"])):
         if values:
             table = Table(title, "value", title_justify="left")
