@@ -1,0 +1,90 @@
+"""Fixtures for the importer tests: stores written by the real tools.
+
+The MLflow stores are written once per session by MLflow's own client, in a subprocess
+(tests/importers/make_mlflow.py), so MLflow's global state never touches the tests.
+Tests get private copies (`mlruns`, `mlflow_db`) that they may change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+DATA = HERE.parent / "data"
+
+
+def have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def write_mlflow(uri: str, root: Path, *more: str) -> subprocess.Popen:
+    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", PYTHONWARNINGS="ignore")
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "make_mlflow.py"), uri, str(root), *more],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"writing the MLflow store failed:\n{out.decode(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def mlflow_sources(tmp_path_factory) -> dict[str, Path]:
+    """Both MLflow stores, written concurrently (the SQL one spends its time migrating)."""
+    if not have("mlflow"):
+        pytest.skip("mlflow is not installed (pip install 'metastore[test]')")
+    files = tmp_path_factory.mktemp("mlflow-files")
+    sql = tmp_path_factory.mktemp("mlflow-sql")
+    procs = [
+        write_mlflow(f"file://{files / 'mlruns'}", files),
+        write_mlflow(f"sqlite:///{sql / 'mlflow.db'}", sql),
+    ]
+    for p in procs:
+        _wait(p)
+    return {"files": files, "sql": sql}
+
+
+@pytest.fixture
+def mlruns(mlflow_sources, tmp_path) -> Path:
+    """A private copy of the MLflow file store (its recorded absolute artifact paths
+    still point at the original, which stays in place)."""
+    target = tmp_path / "project"
+    shutil.copytree(mlflow_sources["files"], target)
+    return target / "mlruns"
+
+
+@pytest.fixture
+def mlflow_db(mlflow_sources, tmp_path) -> Path:
+    """A private copy of the MLflow SQL store: mlflow.db plus its artifact folders."""
+    target = tmp_path / "sqlproject"
+    shutil.copytree(mlflow_sources["sql"], target)
+    return target / "mlflow.db"
+
+
+@pytest.fixture
+def add_mlflow_runs():
+    """add_mlflow_runs(mlruns): two more runs, written by MLflow, into a file store."""
+
+    def add(mlruns: Path) -> None:
+        _wait(write_mlflow(f"file://{mlruns}", mlruns.parent, "--more"))
+
+    return add
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
