@@ -1,0 +1,139 @@
+"""The CSV / TSV / JSON Lines importer (NAME "csv") on hand-made tables in tests/data/csv."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from metastore.importers import ImportFailed, detect, import_path
+from metastore.importers.values import infer_value
+
+CSV = Path(__file__).parent.parent / "data" / "csv"
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("0.1", 0.1), ("5", 5), ("-3", -3), ("1e-3", 0.001), (".5", 0.5), ("true", True),
+        ("False", False), ("TRUE", True), ("[64, 32]", [64, 32]), ('{"a": 1}', {"a": 1}),
+        ("['a', 'b']", ["a", "b"]), ("(1, 2)", [1, 2]), ("007", "007"), ("0123.5", "0123.5"),
+        ("None", "None"), ("1_000", "1_000"), ("", ""), ("adam", "adam"), ("[oops", "[oops"),
+        (" 5 ", 5), ("0", 0), ("-0.0", -0.0),
+    ],
+)
+def test_infer_value(text, value):
+    got = infer_value(text)
+    assert got == value and type(got) is type(value)
+
+
+def test_spreadsheet_by_hand(store):
+    path = CSV / "spreadsheet.csv"
+    assert detect(path) == "csv"
+    report = import_path(store, path, metrics=["acc", "loss"])
+    assert (report.found, report.imported, report.skipped) == (3, 3, [])
+    runs = {r.name: r for r in store.runs("spreadsheet")}
+    assert runs["baseline"].params == {
+        "lr": 0.1, "batch": 32, "optimizer": "sgd", "use_bn": True,
+    }
+    assert runs["baseline"].metrics == {"acc": 0.81, "loss": 0.52}
+    assert [n.text for n in runs["baseline"].notes] == ["first try"]
+    # an empty cell is "not recorded", not 0
+    assert runs["adam"].metrics == {"acc": 0.88}
+    assert runs["adam"].params["lr"] == 0.001 and runs["adam"].params["use_bn"] is True
+    assert [n.text for n in runs["adam"].notes] == ["adam, finally"]
+    assert runs["bigger batch"].source == "csv"
+
+
+def test_params_option_makes_the_rest_metrics(sqlite_store):
+    import_path(sqlite_store, CSV / "spreadsheet.csv", params="lr,batch,optimizer,use_bn")
+    run = sqlite_store.get_run("baseline")
+    assert set(run.params) == {"lr", "batch", "optimizer", "use_bn"}
+    assert run.metrics == {"acc": 0.81, "loss": 0.52}
+
+
+def test_unprefixed_columns_default_to_params_with_a_warning(sqlite_store):
+    report = import_path(sqlite_store, CSV / "spreadsheet.csv")
+    assert sqlite_store.get_run("baseline").params["acc"] == 0.81
+    assert any("acc" in w and "--metrics" in w for w in report.warnings)
+
+
+def test_mlflow_search_runs_export(sqlite_store):
+    report = import_path(sqlite_store, CSV / "search_runs.csv", experiment="mlflow-export")
+    assert report.imported == 2
+    runs = {r.name: r for r in sqlite_store.runs("mlflow-export")}
+    enet = runs["enet-0"]
+    assert enet.source_id == "4c0c3b9d1fd94b2f8bd6a2cdd4d1c0a1"
+    assert enet.params == {"alpha": 0.5, "l1_ratio": 0.1}
+    assert enet.metrics == {"rmse": 0.79, "r2": 0.12}
+    assert enet.tags == {"team": "vision"} and enet.user == "alice"
+    assert enet.started == datetime(2026, 11, 20, 10, 0, 0, 123000)
+    assert enet.ended == datetime(2026, 11, 20, 10, 0, 5, 500000)
+    assert runs["enet-1"].status == "failed" and runs["enet-1"].metrics == {}
+
+
+def test_json_lines(sqlite_store):
+    path = CSV / "runs.jsonl"
+    assert detect(path) == "csv"
+    report = import_path(sqlite_store, path)
+    assert report.found == 4 and report.imported == 2 and len(report.skipped) == 2
+    assert report.complete
+    text = "\n".join(f"{w}: {r}" for w, r in report.skipped)
+    assert "runs.jsonl line 4: is not a JSON object" in text
+    assert "runs.jsonl line 5: is not valid JSON" in text
+    one = sqlite_store.get_run("one")
+    assert one.params == {"lr": 0.1, "layers": [64, 32], "opt": {"name": "adam"}}
+    assert one.metrics == {"acc": 0.9} and one.tags == {"team": "nlp"}
+    assert one.started == datetime(2026, 11, 23, 7, 54, 20, 492000)
+    two = sqlite_store.get_run("two")
+    assert two.params == {"lr": 0.2, "seed": 7} and two.metrics == {"acc": 0.93}
+
+
+def test_malformed_rows_are_skipped_and_counted(store):
+    report = import_path(store, CSV / "broken.csv")
+    assert report.found == 5 and report.imported == 1 and len(report.skipped) == 4
+    assert report.complete
+    text = "\n".join(f"{w}: {r}" for w, r in report.skipped)
+    assert "broken.csv line 3: has 5 cells but the header has 4" in text
+    assert "broken.csv line 4: metric 'acc': 'high' is not a number" in text
+    assert "status 'exploded'" in text
+    assert [r.name for r in store.runs("broken")] == ["ok"]
+
+
+def test_idempotent_and_new_rows(sqlite_store, tmp_path):
+    path = tmp_path / "runs.csv"
+    shutil.copy(CSV / "spreadsheet.csv", path)
+    import_path(sqlite_store, path, metrics="acc,loss")
+    again = import_path(sqlite_store, path, metrics="acc,loss")
+    assert (again.imported, again.already_present) == (0, 3)
+    with open(path, "a") as f:
+        f.write("sgd again,0.1,32,sgd,true,0.81,0.52,first try\n")
+        f.write("sgd again,0.1,32,sgd,true,0.81,0.52,first try\n")  # a repeat is a new run
+    third = import_path(sqlite_store, path, metrics="acc,loss")
+    assert (third.imported, third.already_present) == (2, 3)
+    assert len(sqlite_store.runs("runs")) == 5
+
+
+def test_dry_run(sqlite_store):
+    report = import_path(sqlite_store, CSV / "spreadsheet.csv", dry_run=True)
+    assert report.imported == 3 and sqlite_store.runs() == []
+
+
+def test_unreadable_files_fail_whole(sqlite_store, tmp_path):
+    with pytest.raises(ImportFailed, match="not UTF-8"):
+        import_path(sqlite_store, CSV / "not_utf8.csv", "csv")
+    dup = tmp_path / "dup.csv"
+    dup.write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(ImportFailed, match="appear twice: a"):
+        import_path(sqlite_store, dup)
+
+
+def test_tsv_and_semicolons(sqlite_store, tmp_path):
+    (tmp_path / "t.tsv").write_text("name\tparams.lr\tmetrics.acc\nx\t0.1\t0.5\n")
+    (tmp_path / "s.csv").write_text("name;params.lr;metrics.acc\ny;0.2;0.6\n")
+    import_path(sqlite_store, tmp_path / "t.tsv")
+    import_path(sqlite_store, tmp_path / "s.csv")
+    assert sqlite_store.get_run("x").metrics == {"acc": 0.5}
+    assert sqlite_store.get_run("y").params == {"lr": 0.2}
