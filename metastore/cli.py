@@ -288,6 +288,72 @@ def purge(store: StoreOption = None) -> None:
 # --- lineage (metastore lineage, diff, audit, link) --------------------------------------
 
 
+@app.command()
+def lineage(
+    ref: Annotated[
+        str, typer.Argument(help="Run (id, number, experiment#number, name) or asset version (kind:name@N; kind:name = latest).")
+    ],
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    up: Annotated[bool, typer.Option("--up", help="What it came from (the default).")] = False,
+    down: Annotated[bool, typer.Option("--down", help="What it fed into.")] = False,
+    both: Annotated[bool, typer.Option("--both", help="Upstream and downstream.")] = False,
+    depth: Annotated[int | None, typer.Option("--depth", "-d", min=0, help="At most this many hops.")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Show the path between REF and this node instead.")
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="text, json (node-link), graphml, dot or mermaid.")
+    ] = "text",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+) -> None:
+    """The lineage graph of a run or asset version: where it came from, what it fed."""
+    from metastore.graph_formats import render
+    from metastore.lineage import lineage_graph, path
+
+    s = open_store(store, create=False)
+    if to is not None:
+        graph = path(s, ref, to, experiment=experiment)
+        if graph is None:
+            raise MetastoreError(f"no lineage path between {ref} and {to} (in either direction)")
+    else:
+        chosen = [d for d, on in (("upstream", up), ("downstream", down), ("both", both)) if on]
+        if len(chosen) > 1 and not both:
+            chosen = ["both"]
+        direction = "both" if both else (chosen[0] if chosen else "upstream")
+        graph = lineage_graph(s, ref, direction=direction, depth=depth, experiment=experiment)
+    text = render(graph, format)
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(text, encoding="utf-8")
+        err.print(f"wrote {len(graph)} nodes, {graph.number_of_edges()} edges to {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def link(
+    upstream: Annotated[str, typer.Argument(help="Where data came from, e.g. model:base@2.")],
+    downstream: Annotated[str, typer.Argument(help="What was made from it, e.g. model:tuned@1.")],
+    store: StoreOption = None,
+    relation: Annotated[
+        str, typer.Option("--relation", "-r", help="derived_from (version → version), used (version → run) or produced (run → version).")
+    ] = "derived_from",
+    role: Annotated[str | None, typer.Option("--role", help="How it was used: base_model, train …")] = None,
+) -> None:
+    """Record after the fact that DOWNSTREAM was made from UPSTREAM."""
+    s = open_store(store, create=False)
+    from metastore.lineage import link as link_nodes
+    from metastore.refs import resolve
+
+    link_nodes(s, upstream, downstream, relation=relation, role=role)
+    graph = s.path(resolve(s, upstream), resolve(s, downstream))
+    labels = list(graph) if graph is not None else [upstream, downstream]
+    console.print(f"linked {labels[0]} -> {labels[-1]} ({relation}{', ' + role if role else ''})", markup=False)
+
+
+
 # --- import and export (metastore import, export) ----------------------------------------
 
 

@@ -192,6 +192,32 @@ class Store:
 
         return lineage_graph(self, ref, direction=direction, depth=depth)
 
+    def link(self, upstream, downstream, relation: str = "derived_from", role: str | None = None):
+        """Record after the fact that data flowed from `upstream` to `downstream` (e.g. a
+        model fine-tuned from another team's model). Refuses an edge that makes a cycle."""
+        from metastore.lineage import link
+
+        return link(self, upstream, downstream, relation=relation, role=role)
+
+    def path(self, a, b):
+        """The shortest lineage path between two nodes as a networkx.DiGraph in data-flow
+        order (`list(graph)`), or None when neither is upstream of the other."""
+        from metastore.lineage import path
+
+        return path(self, a, b)
+
+    def diff(self, a, b, experiment: str | None = None):
+        """What changed between two runs: params, metrics, inputs, outputs."""
+        from metastore.diff import diff_runs
+
+        return diff_runs(self, a, b, experiment=experiment)
+
+    def audit(self, experiment: str | None = None):
+        """The reproducibility self-check of every run (or one experiment's runs)."""
+        from metastore.audit import audit
+
+        return audit(self, experiment=experiment)
+
     # -- primitives (implemented per backend) ----------------------------------------------
     def close(self) -> None:  # pragma: no cover - trivial
         pass
@@ -797,6 +823,8 @@ class SQLStore(Store):
             elif run_id is not None and relation == "produced":
                 self._add_edge(s, "run", run_id, "asset_version", av.id, "produced", role)
             for up in derived_from:
+                if up == av.id:  # unchanged content "derived from itself": nothing to record
+                    continue
                 self._add_edge(s, "asset_version", up, "asset_version", av.id, "derived_from", role)
             return asset, av
 
@@ -838,6 +866,11 @@ class SQLStore(Store):
             )
         ).first()
         if edge is None:
+            if relation == "derived_from":
+                from metastore.lineage import check_no_cycle
+                from metastore.refs import Node
+
+                check_no_cycle(s, Node(src_type, src_id), Node(dst_type, dst_id))
             edge = LineageEdge(
                 src_type=src_type,
                 src_id=src_id,
