@@ -20,6 +20,11 @@ PG_ADMIN = os.environ.get("METASTORE_TEST_PG", "postgresql+psycopg://root@127.0.
 MYSQL_ADMIN = os.environ.get("METASTORE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["sqlite", "postgres", "mysql"]
+#: "remote" runs a test through a metastore server (uvicorn on a loopback port, over a
+#: SQLite store, with a token). Only modules that opt in get it: those listed here, and
+#: any module that sets `THROUGH_SERVER = True`.
+REMOTE = "remote"
+THROUGH_SERVER_MODULES = {"test_tracking.py"}
 
 
 def _server_or_skip(admin_url: str, name: str) -> sa.Engine:
@@ -51,6 +56,8 @@ def make_database(backend: str, tmp_path: Path):
             admin.dispose()
 
         return url.render_as_string(hide_password=False), drop
+    if backend == REMOTE:  # the database behind the server
+        return f"sqlite:///{tmp_path / 'server' / 'metastore.db'}", lambda: None
     if backend == "mysql":
         admin = _server_or_skip(MYSQL_ADMIN, "MariaDB")
         with admin.connect() as conn:
@@ -67,12 +74,33 @@ def make_database(backend: str, tmp_path: Path):
 
 
 def _marks(backend: str):
-    return {"postgres": [pytest.mark.postgres], "mysql": [pytest.mark.mysql]}.get(backend, [])
+    return {
+        "postgres": [pytest.mark.postgres],
+        "mysql": [pytest.mark.mysql],
+        REMOTE: [pytest.mark.server],
+    }.get(backend, [])
 
 
-@pytest.fixture(params=[pytest.param(b, marks=_marks(b)) for b in BACKENDS])
+@pytest.fixture(params=[pytest.param(b, marks=_marks(b)) for b in [*BACKENDS, REMOTE]])
 def backend(request) -> str:
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the "remote" backend only for modules that opt in to running through a server."""
+    keep, drop = [], []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        remote = spec is not None and spec.params.get("backend") == REMOTE
+        module = getattr(item, "module", None)
+        opted_in = module is not None and (
+            Path(module.__file__).name in THROUGH_SERVER_MODULES
+            or getattr(module, "THROUGH_SERVER", False)
+        )
+        (drop if remote and not opted_in else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -83,12 +111,21 @@ def store_url(backend, tmp_path):
 
 
 @pytest.fixture
-def store(store_url, tmp_path):
-    """An empty store on each backend (SQLite, PostgreSQL, MariaDB)."""
+def store(backend, store_url, tmp_path):
+    """An empty store on each backend (SQLite, PostgreSQL, MariaDB, and through a
+    metastore server for modules that opt in)."""
     import metastore
 
     s = metastore.open(store_url, blobs=tmp_path / "blobs")
-    yield s
+    if backend != REMOTE:
+        yield s
+        s.close()
+        return
+    from metastore.server import background_server, create_token
+
+    token = create_token(s, "tests")
+    with background_server(s) as url, metastore.open(url, token=token) as remote:
+        yield remote
     s.close()
 
 
