@@ -360,6 +360,114 @@ def link(
 # --- server (metastore server, token) ---------------------------------------------------
 
 
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        "--store",
+        "-s",
+        envvar="METASTORE_URL",
+        help="Database URL (sqlite:///…, postgresql://…, mysql://…) or folder.",
+    ),
+]
+
+
+def _database_store(url: str | None, blobs: str | None = None):
+    import metastore
+
+    if url and url.startswith(("http://", "https://")):
+        raise MetastoreError(
+            "the server and its tokens need the database itself, not another server",
+            hint="pass the database URL, e.g. --url postgresql://user@host/metastore",
+        )
+    return metastore.open(url, blobs=blobs)
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    url: DatabaseOption = None,
+    blobs: Annotated[
+        str | None,
+        typer.Option(envvar="METASTORE_BLOBS", help="Blob root: a folder or an fsspec URL (s3://…)."),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without tokens (loopback addresses only).")
+    ] = False,
+    no_ui: Annotated[bool, typer.Option("--no-ui", help="Serve the REST API only.")] = False,
+) -> None:
+    """Serve a store to a team: REST API under /api/ (and the web UI), with API tokens."""
+    from metastore.server import run_server
+    from metastore.server.auth import check_no_auth_allowed
+
+    if no_auth:
+        check_no_auth_allowed(host)
+    s = _database_store(url, blobs)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"metastore server on http://{shown}:{port}/ (API docs at /api/docs), store {s.url},"
+        f" blobs {s.blob_root}, " + ("no authentication" if no_auth else "tokens required"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    run_server(s, host, port, auth=not no_auth, ui=not no_ui)
+
+
+token_app = typer.Typer(help="Manage the API tokens of `metastore server`.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what uses it, e.g. ci.")],
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="May read everything and write nothing.")
+    ] = False,
+    url: DatabaseOption = None,
+) -> None:
+    """Create a token; it is printed once (last word of the output) and stored hashed."""
+    from metastore.server import create_token
+
+    token = create_token(_database_store(url), name, read_only=read_only)
+    kind = "read-only token" if read_only else "token"
+    console.print(f"Created {kind} {name!r}. Copy it now, it is not shown again:", highlight=False)
+    sys.stdout.write(f"{token}\n")
+
+
+@token_app.command("list")
+def token_list(url: DatabaseOption = None, format: FormatOption = "table") -> None:
+    """List active tokens (names and rights; the tokens themselves are not stored)."""
+    from metastore.server import list_tokens
+
+    rows = [
+        {"name": t.name, "read_only": t.read_only, "created": t.created.isoformat(timespec="seconds")}
+        for t in list_tokens(_database_store(url))
+    ]
+    if format == "json":
+        return print_json(rows)
+    if not rows:
+        console.print("No tokens. Create one with `metastore token create --name NAME`.")
+        return
+    table = Table("name", "access", "created")
+    for r in rows:
+        table.add_row(r["name"], "read-only" if r["read_only"] else "read-write", r["created"])
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="Name of the token to revoke.")],
+    url: DatabaseOption = None,
+) -> None:
+    """Revoke a token; the server refuses it from the next request on."""
+    from metastore.server import revoke_token
+
+    revoke_token(_database_store(url), name)
+    console.print(f"Revoked token {name!r}.")
+
+
+
 # --- web UI (metastore ui) ---------------------------------------------------------------
 
 

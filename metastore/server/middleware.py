@@ -34,10 +34,6 @@ class Limits:
     max_query_chars: int = 10_000
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
     body = json.dumps(payload).encode()
     await send(
@@ -87,28 +83,38 @@ class BodyLimit:
                 if declared > limit:
                     return await _send_json(send, 413, too_large)
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted_receive():
-            nonlocal seen
+            # Past the limit, answer 413 at once and tell the app the client is gone, so
+            # whatever it was reading stops; frameworks turn a raised error into a 400.
+            nonlocal seen, refused, started
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    refused = True
+                    if not started:
+                        started = True
+                        await _send_json(send, 413, too_large)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked_send(message):
             nonlocal started
+            if refused:
+                return  # the 413 has been sent; the app's own answer goes nowhere
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await _send_json(send, 413, too_large)
+        except Exception:
+            if not refused:
+                raise
 
 
 #: Reachable without a token: the login form, a liveness probe and the API description.
