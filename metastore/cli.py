@@ -471,6 +471,20 @@ def token_revoke(
 # --- web UI (metastore ui) ---------------------------------------------------------------
 
 
+@app.command()
+def ui(
+    store: StoreOption = None,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port on 127.0.0.1.")] = 5000,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Do not open a browser tab.")
+    ] = False,
+) -> None:
+    """Browse, query and compare runs in the web UI (on this machine only, no login)."""
+    from metastore.server.ui.serve import serve_ui
+
+    serve_ui(open_store(store), port=port, open_browser=not no_browser)
+
+
 # --- entry point -------------------------------------------------------------------------
 
 
