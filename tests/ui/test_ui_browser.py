@@ -186,7 +186,7 @@ def test_run_page_and_its_lineage(page, live_ui, demo_ui_store, shot):
     page.click("text=Lineage")
     graph = page.locator("#lineage-graph svg.lineage")
     assert graph.is_visible()
-    labels = page.locator("#lineage-graph .node-label").all_inner_texts()
+    labels = page.locator("#lineage-graph .node-label").all_text_contents()
     assert any("regressor" in t for t in labels) and any("diabetes-train" in t for t in labels)
     shot(page, "lineage")
     # every node is a link to its page: follow the model

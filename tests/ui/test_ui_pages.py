@@ -143,3 +143,12 @@ def test_static_assets_are_served_from_the_package(client):
     assert client.get("/static/app.js").status_code == 200
     html = client.get("/").text
     assert "http://" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", html)
+
+
+def test_version_page_lists_the_runs_that_used_it(client, demo_ui_store):
+    v = demo_ui_store.get_asset("dataset", "diabetes-train")
+    html = client.get(f"/versions/{v.id}").text
+    used = html.split("used by", 1)[1].split("</table>", 1)[0]
+    assert {f"/runs/{r.id}" for r in demo_ui_store.runs("diabetes")} == set(
+        re.findall(r'href="(/runs/[^"]+)"', used)
+    )

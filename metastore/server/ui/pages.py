@@ -82,11 +82,7 @@ def _as_list(v: Any) -> list:
 
 
 def lineage_graph(store, ref, direction: str, depth: int | None) -> nx.DiGraph:
-    """`store.lineage` in one direction, or both composed around the same node."""
-    if direction == "both":
-        up = store.lineage(ref, direction="upstream", depth=depth)
-        down = store.lineage(ref, direction="downstream", depth=depth)
-        return nx.compose(up, down)
+    """`store.lineage` around a run or version handle ("both" walks both ways)."""
     return store.lineage(ref, direction=direction, depth=depth)
 
 
@@ -343,7 +339,8 @@ def make_router(store) -> APIRouter:
                        "name": ref.name, "href": run_url(ref.id), "id": ref.id}
         elif node_type == "version":
             ref = _version(store, node_id)
-            subject = {"kind": ref.kind, "title": ref.ref, "name": short_digest(ref.digest),
+            subject = {"kind": ref.kind, "title": f"{ref.name} v{ref.version}",
+                       "name": short_digest(ref.digest),
                        "href": version_url(ref.id), "id": ref.id}
         else:
             raise NotFound(f"no lineage page for {node_type!r}; use run or version")
