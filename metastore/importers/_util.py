@@ -198,7 +198,7 @@ def write_run(
         inputs, outputs = list(record.inputs), list(record.outputs)
         for a in assets:
             kwargs: dict[str, Any] = dict(
-                media_type=a.media_type, meta=a.meta or None, size=a.size
+                media_type=a.media_type, meta=a.meta or None, size=a.size, role=a.role
             )
             kwargs["derived_from"] = [
                 ids[up] for up in a.derived_from if up in ids and up != (a.kind, a.name)

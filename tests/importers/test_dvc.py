@@ -1,0 +1,273 @@
+"""DVC import: a real repository made with `dvc init`, `dvc add`, `dvc repro` and
+`dvc exp run` (with dvclive logging metrics), its `dvc exp show --json` output, a plain
+run folder, and hand-made malformed files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from metastore.importers import ImportFailed, detect, import_path
+from metastore.models import LineageEdge
+
+DATA = Path(__file__).parent.parent / "data" / "dvc"
+
+TRAIN = textwrap.dedent(
+    """
+    import json, yaml
+    from dvclive import Live
+    p = yaml.safe_load(open("params.yaml"))
+    with Live(save_dvc_exp=False) as live:
+        live.log_params({"seed": 7})
+        for e in range(p["train"]["epochs"]):
+            live.log_metric("train/loss", 1.0 / (e + 1) / p["train"]["lr"], timestamp=True)
+            live.log_metric("acc", 0.5 + e * 0.1)
+            live.next_step()
+    open("model.pkl", "w").write("model %s" % p["train"]["lr"])
+    json.dump({"rmse": 1.5 / p["train"]["lr"], "val": {"r2": 0.3}}, open("metrics.json", "w"))
+    """
+)
+PREPARE = textwrap.dedent(
+    """
+    import os, shutil
+    os.makedirs("data/prepared", exist_ok=True)
+    shutil.copy("data/raw.csv", "data/prepared/train.csv")
+    open("data/prepared/test.csv", "w").write("x,y\\n5,6\\n")
+    """
+)
+DVC_YAML = textwrap.dedent(
+    """
+    stages:
+      prepare:
+        cmd: python prepare.py
+        deps: [data/raw.csv, prepare.py]
+        outs: [data/prepared]
+      train:
+        cmd: python train.py
+        deps: [data/prepared, train.py]
+        params: [train.lr, train.epochs]
+        outs: [model.pkl]
+        metrics:
+        - metrics.json:
+            cache: false
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git + DVC project: a baseline (`dvc repro`, committed) and one `dvc exp run`."""
+    pytest.importorskip("dvc")
+    pytest.importorskip("dvclive")
+    root = tmp_path_factory.mktemp("dvc") / "wine"
+    root.mkdir()
+    bindir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(root.parent / "site-cache"),
+        "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.com",
+    }
+
+    def sh(*args):
+        r = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+
+    dvc = [sys.executable, "-m", "dvc"]
+    sh("git", "init", "-q", "-b", "main")
+    sh(*dvc, "init", "-q")
+    (root / "data").mkdir()
+    (root / "data" / "raw.csv").write_text("x,y\n1,2\n3,4\n")
+    (root / "params.yaml").write_text("train:\n  lr: 0.1\n  epochs: 3\n  use_bias: true\nmodel: linear\n")
+    (root / "prepare.py").write_text(PREPARE)
+    (root / "train.py").write_text(TRAIN)
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "pipeline")  # dvclive wants a commit to compare against
+    sh(*dvc, "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline")
+    sh(*dvc, "exp", "run", "-q", "-S", "train.lr=0.5", "-S", "train.epochs=2", "-n", "lr-05")
+    out = subprocess.run([*dvc, "exp", "show", "--json"], cwd=root, env=env, check=True,
+                         capture_output=True, text=True, timeout=300).stdout
+    (root.parent / "exp_show.json").write_text(out)
+    return root
+
+
+def edges(store, relation):
+    with store.read() as s:
+        return list(s.exec(select(LineageEdge).where(LineageEdge.relation == relation)))
+
+
+def test_detect(repo):
+    assert detect(repo) == "dvc"
+    assert detect(repo.parent / "exp_show.json") == "dvc"
+    assert detect(repo / "dvclive") == "dvc"
+
+
+def test_import_repository(store, repo):
+    report = import_path(store, repo, "dvc")
+    assert (report.found, report.imported, report.skipped) == (2, 2, [])
+    runs = {r.name: r for r in store.runs("wine")}
+    assert set(runs) == {"main", "lr-05"}
+    base, exp = runs["main"], runs["lr-05"]
+    assert exp.parent_id == base.id
+    assert exp.tags["dvc.exp_name"] == "lr-05" and exp.tags["dvc.baseline"] == base.source_id
+    assert exp.source == "dvc" and exp.git_commit == exp.source_id and len(exp.source_id) == 40
+    assert exp.user == "Ada"
+    assert exp.command == "python prepare.py; python train.py"
+    assert base.params == {"train.lr": 0.1, "train.epochs": 3, "train.use_bias": True,
+                           "model": "linear", "seed": 7}
+    assert exp.params["train.lr"] == 0.5 and exp.params["train.epochs"] == 2
+
+    loss = exp.metric_history("train/loss")
+    assert [(m.step, m.value) for m in loss] == [(0, 2.0), (1, 1.0)]
+    assert loss[0].timestamp < loss[1].timestamp  # dvclive logged timestamps
+    assert [(m.step, m.value) for m in base.metric_history("acc")] == [(0, 0.5), (1, 0.6), (2, 0.7)]
+    assert exp.metrics["rmse"] == 3.0 and exp.metrics["val/r2"] == 0.3
+    assert "step" not in exp.metrics
+    assert exp.started <= loss[0].timestamp <= exp.ended
+
+    inputs = {(v.kind, v.name): v for v in exp.inputs}
+    assert set(inputs) == {("dataset", "data/raw.csv"), ("code", "prepare.py"), ("code", "train.py")}
+    raw = inputs[("dataset", "data/raw.csv")]
+    assert raw.digest == "md5:178ba85707470c41cf680fb37ff99f7f"
+    assert raw.meta["md5"] == "178ba85707470c41cf680fb37ff99f7f" and raw.size == 12
+    assert raw.uri.endswith(".dvc/cache/files/md5/17/8ba85707470c41cf680fb37ff99f7f")
+    assert Path(raw.uri.removeprefix("file://")).read_text() == "x,y\n1,2\n3,4\n"
+    outputs = {(v.kind, v.name): v for v in exp.outputs}
+    assert set(outputs) == {("dataset", "data/prepared"), ("model", "model.pkl")}
+    assert outputs[("dataset", "data/prepared")].digest.endswith(".dir")
+    # same data, same version; different models, different versions
+    assert {v.digest for v in base.inputs} == {v.digest for v in exp.inputs}
+    models = store.versions("model", "model.pkl")
+    assert len(models) == 2
+    # each stage's outs derive from its data deps
+    derived = {(e.role) for e in edges(store, "derived_from")}
+    assert derived == {"prepare", "train"}
+
+    again = import_path(store, repo, "dvc")
+    assert (again.imported, again.already_present) == (0, 2)
+    assert len(store.runs()) == 2
+
+
+def test_exp_show_json_then_repository(sqlite_store, repo):
+    show = repo.parent / "exp_show.json"
+    report = import_path(sqlite_store, show)
+    assert (report.found, report.imported) == (2, 2)
+    runs = {r.name: r for r in sqlite_store.runs()}
+    exp = runs["lr-05"]
+    assert exp.parent_id == runs["main"].id
+    assert exp.params["train.lr"] == 0.5
+    assert exp.metrics == {"rmse": 3.0, "val/r2": 0.3, "train/loss": 1.0, "acc": 0.6}
+    assert exp.metric_summary("acc").last_step == 1
+    assert {v.name for v in exp.outputs} == {"data/prepared", "model.pkl"}
+    # the same experiments, read from git, are recognised
+    again = import_path(sqlite_store, repo, "dvc")
+    assert (again.imported, again.already_present) == (0, 2)
+
+
+def test_new_experiment_is_added(sqlite_store, repo, tmp_path):
+    copy = tmp_path / "wine"
+    shutil.copytree(repo, copy)
+    assert import_path(sqlite_store, copy, "dvc").imported == 2
+    # a new experiment commit: the baseline with other params (what `dvc exp run` makes)
+    git = ["git", "-C", str(copy)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    _commit_experiment(copy, head, "lr-2", {"params.yaml": "train:\n  lr: 2.0\n  epochs: 1\n"})
+    report = import_path(sqlite_store, copy, "dvc")
+    assert (report.found, report.imported, report.already_present) == (3, 1, 2)
+    assert sqlite_store.get_run("lr-2").params["train.lr"] == 2.0
+
+
+def _commit_experiment(repo: Path, base: str, name: str, files: dict[str, str]) -> str:
+    """Commit changed files on top of `base` and file it under refs/exps like DVC does."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "a@e",
+           "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "a@e",
+           "GIT_INDEX_FILE": str(repo / ".git" / f"index-{name}")}
+
+    def git(*args, data=None):
+        return subprocess.run(["git", "-C", str(repo), *args], input=data, env=env,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("read-tree", base)
+    for path, text in files.items():
+        blob = git("hash-object", "-w", "--stdin", data=text)
+        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+    tree = git("write-tree")
+    sha = git("commit-tree", tree, "-p", base, "-m", f"dvc: commit experiment {name}")
+    git("update-ref", f"refs/exps/{base[:2]}/{base[2:]}/{name}", sha)
+    return sha
+
+
+def test_broken_experiment_commit_is_skipped(sqlite_store, repo, tmp_path):
+    copy = tmp_path / "wine"
+    shutil.copytree(repo, copy)
+    head = subprocess.run(["git", "-C", str(copy), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    sha = _commit_experiment(copy, head, "broken", {"dvclive/metrics.json": '{"acc": 0.9, "step": '})
+    report = import_path(sqlite_store, copy, "dvc")
+    assert (report.found, report.imported, len(report.skipped)) == (3, 2, 1)
+    assert report.complete
+    where, reason = report.skipped[0]
+    assert "dvclive/metrics.json" in where and sha[:10] in where and "not valid JSON" in reason
+    assert {r.name for r in sqlite_store.runs()} == {"main", "lr-05"}
+
+
+def test_plain_folder(sqlite_store, repo, tmp_path):
+    folder = tmp_path / "copied-run"
+    shutil.copytree(repo, folder, ignore=shutil.ignore_patterns(".git"))
+    report = import_path(sqlite_store, folder, "dvc")
+    assert (report.found, report.imported) == (1, 1)
+    [run] = sqlite_store.runs()
+    assert run.name == "copied-run"
+    assert run.params["train.lr"] == 0.5  # `dvc exp run` left its results in the workspace
+    assert [m.step for m in run.metric_history("acc")] == [0, 1]
+    assert {v.name for v in run.outputs} == {"data/prepared", "model.pkl"}
+    assert import_path(sqlite_store, folder, "dvc").already_present == 1
+    # a standalone dvclive folder
+    live = tmp_path / "live-only"
+    shutil.copytree(repo / "dvclive", live)
+    assert detect(live) == "dvc"
+    assert import_path(sqlite_store, live).imported == 1
+    assert sqlite_store.get_run("live-only").params == {"seed": 7}
+
+
+def test_malformed_folder_and_exp_show(sqlite_store, tmp_path):
+    folder = tmp_path / "broken"
+    shutil.copytree(DATA / "broken_folder", folder)  # outside any git repository
+    report = import_path(sqlite_store, folder, "dvc")
+    assert (report.found, report.imported, len(report.skipped)) == (1, 0, 1)
+    assert "dvc.lock" in report.skipped[0][0] and "not valid YAML" in report.skipped[0][1]
+    assert sqlite_store.runs() == []
+
+    show = tmp_path / "exp_show_errors.json"
+    shutil.copy(DATA / "exp_show_errors.json", show)
+    report = import_path(sqlite_store, show, "dvc")
+    assert (report.found, report.imported, len(report.skipped)) == (3, 2, 1)
+    assert report.complete
+    assert "YAML file structure is corrupted" in report.skipped[0][1]
+    assert any("metrics.json does not exist" in w for w in report.warnings)
+    base = sqlite_store.get_run("main")
+    assert base.started == datetime(2025, 6, 1, 10, 0)
+    assert base.metrics == {"rmse": 2.5, "val/r2": 0.4}
+    assert sqlite_store.get_run("no-metrics").metrics == {}
+
+    with pytest.raises(ImportFailed, match="not readable"):
+        import_path(sqlite_store, DATA / "exp_show_truncated.json", "dvc")
+
+
+def test_exp_show_output_is_valid_json(repo):
+    rows = json.loads((repo.parent / "exp_show.json").read_text())
+    assert rows[0]["rev"] == "workspace"
