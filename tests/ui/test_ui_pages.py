@@ -152,3 +152,18 @@ def test_version_page_lists_the_runs_that_used_it(client, demo_ui_store):
     assert {f"/runs/{r.id}" for r in demo_ui_store.runs("diabetes")} == set(
         re.findall(r'href="(/runs/[^"]+)"', used)
     )
+
+
+def test_on_a_server_with_tokens_the_pages_need_a_sign_in(demo_ui_store):
+    from metastore.server.app import create_app
+    from metastore.server.auth import COOKIE_NAME, create_token
+
+    app = create_app(demo_ui_store, auth=True, ui=True)
+    anonymous = TestClient(app, follow_redirects=False)
+    r = anonymous.get("/experiments/diabetes")
+    assert r.status_code in (302, 303, 307) and r.headers["location"].startswith("/login")
+    token = create_token(demo_ui_store, "ui-test-reader", read_only=True)
+    signed_in = TestClient(app, cookies={COOKIE_NAME: token})
+    html = signed_in.get("/experiments/diabetes").text
+    assert 'id="runs-table"' in html and "Sign out" in html
+    assert signed_in.get("/static/style.css").status_code == 200

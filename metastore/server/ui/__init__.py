@@ -27,7 +27,10 @@ def mount_ui(app: FastAPI, store) -> None:
     """Add the UI's pages and static files to `app`, answering from `store`."""
     from metastore.server.ui.pages import make_router
 
-    app.include_router(make_router(store))
+    def signed_in() -> bool:
+        return bool(getattr(app.state, "auth", False))
+
+    app.include_router(make_router(store, signed_in=signed_in))
     app.mount(STATIC_URL, StaticFiles(directory=HERE / "static"), name="ui-static")
 
 

@@ -107,12 +107,15 @@ def _run_node_ids(g: nx.DiGraph, exclude: str | None = None) -> list[str]:
 # -- the router -------------------------------------------------------------------------
 
 
-def make_router(store) -> APIRouter:
+def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRouter:
+    """The pages for `store`; `signed_in()` says whether the server asks for tokens
+    (then the top bar offers to sign out)."""
     env = make_env()
     router = APIRouter(include_in_schema=False)
 
     def render(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
         ctx.setdefault("store_url", getattr(store, "url", ""))
+        ctx.setdefault("signed_in", signed_in())
         ctx["request"] = request
         return HTMLResponse(env.get_template(template).render(**ctx), status_code=status)
 

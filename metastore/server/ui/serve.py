@@ -20,14 +20,8 @@ HOST = "127.0.0.1"
 
 def build_app(store) -> FastAPI:
     """The metastore server app with the UI and no authentication (loopback only)."""
-    try:
-        from metastore.server.app import create_app
-    except ImportError:  # the REST server is optional for the UI; pages need only the store
-        from metastore.server.ui import mount_ui
+    from metastore.server.app import create_app
 
-        app = FastAPI(title="metastore")
-        mount_ui(app, store)
-        return app
     return create_app(store, auth=False, ui=True)
 
 
