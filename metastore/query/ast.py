@@ -1,0 +1,265 @@
+"""The typed syntax tree of a query, as the parser builds it.
+
+Every node keeps its place in the text (`Pos`) so later stages can point a caret at
+it. Nodes are plain frozen dataclasses: the resolver and compiler never mutate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Pos:
+    line: int
+    column: int
+    start: int  # character offsets into the query text
+    end: int
+
+
+NOWHERE = Pos(1, 1, 0, 0)
+
+
+# ---- expressions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expr:
+    pos: Pos = field(default=NOWHERE, compare=False, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Literal(Expr):
+    value: Any  # int | float | str | bool | None
+
+
+@dataclass(frozen=True)
+class Field(Expr):
+    """A name, possibly qualified: `rmse`, `metrics.rmse`, `loss.min`, `` `train/loss` ``."""
+
+    parts: tuple[str, ...]
+    quoted: tuple[bool, ...] = ()
+
+    @property
+    def text(self) -> str:
+        quoted = self.quoted or (False,) * len(self.parts)
+        return ".".join(
+            f"`{p.replace('`', '``')}`" if q else p for p, q in zip(self.parts, quoted, strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    """A function or aggregate call: count(), mean(rmse), std(r2)."""
+
+    name: str
+    args: tuple[Expr, ...]
+    star: bool = False
+
+
+@dataclass(frozen=True)
+class Arith(Expr):
+    op: str  # + - * /
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Neg(Expr):
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Compare(Expr):
+    op: str  # = != < <= > >=
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class In(Expr):
+    operand: Expr
+    items: tuple[Expr, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Like(Expr):
+    operand: Expr
+    pattern: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Regex(Expr):
+    operand: Expr
+    pattern: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Between(Expr):
+    operand: Expr
+    low: Expr
+    high: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class IsNull(Expr):
+    operand: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class And(Expr):
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Or(Expr):
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Not(Expr):
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A lineage end named in a query: `run 4`, `model "regressor" version 3`."""
+
+    kind: str  # "run" or an asset kind
+    value: str | int
+    version: int | str | None = None  # a number, "latest", or None for every version
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Lineage(Expr):
+    """A lineage predicate: the row is related to `ref` through lineage edges.
+
+    relation: uses (ref → row by a `used` edge), used_by (row → ref by `used`),
+    produced (row → ref by `produced`), produced_by (ref → row by `produced`),
+    downstream (ref →…→ row), upstream (row →…→ ref). `depth` bounds the hops."""
+
+    relation: str
+    ref: Ref
+    depth: int | None = None
+
+
+# ---- sources and stages ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntitySource:
+    name: str
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class LineageSource:
+    direction: str  # upstream | downstream
+    ref: Ref
+    depth: int | None = None
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+Source = EntitySource | LineageSource
+
+
+@dataclass(frozen=True)
+class Where:
+    condition: Expr
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    expr: Expr
+    desc: bool = False
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    items: tuple[OrderItem, ...]
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Limit:
+    count: int
+    per: tuple[Expr, ...] = ()
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class GroupBy:
+    keys: tuple[Expr, ...]
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class ShowItem:
+    expr: Expr
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class Show:
+    items: tuple[ShowItem, ...]
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+Stage = Where | OrderBy | Limit | GroupBy | Show
+
+
+@dataclass(frozen=True)
+class Query:
+    source: Source
+    stages: tuple[Stage, ...]
+    text: str = field(default="", compare=False)
+
+
+def render(e: Expr) -> str:
+    """The canonical text of an expression: used for column names ("mean(rmse)")."""
+    match e:
+        case Literal(value=v):
+            if v is None:
+                return "null"
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, str):
+                return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return repr(v)
+        case Field():
+            return e.text
+        case Call(name=n, args=a, star=s):
+            return f"{n}({'*' if s else ', '.join(render(x) for x in a)})"
+        case Arith(op=op, left=left, right=right):
+            return f"{render(left)} {op} {render(right)}"
+        case Neg(operand=o):
+            return f"-{render(o)}"
+        case Compare(op=op, left=left, right=right):
+            return f"{render(left)} {op} {render(right)}"
+        case And(items=items):
+            return " and ".join(render(i) for i in items)
+        case Or(items=items):
+            return "(" + " or ".join(render(i) for i in items) + ")"
+        case Not(operand=o):
+            return f"not {render(o)}"
+        case In(operand=o, items=items, negated=n):
+            return f"{render(o)} {'not in' if n else 'in'} ({', '.join(render(i) for i in items)})"
+        case Like(operand=o, pattern=p, negated=n):
+            return f"{render(o)} {'not like' if n else 'like'} {render(p)}"
+        case Regex(operand=o, pattern=p, negated=n):
+            return f"{render(o)} {'!~' if n else '~'} {render(p)}"
+        case Between(operand=o, low=lo, high=hi, negated=n):
+            return f"{render(o)} {'not between' if n else 'between'} {render(lo)} and {render(hi)}"
+        case IsNull(operand=o, negated=n):
+            return f"{render(o)} is {'not null' if n else 'null'}"
+        case Lineage(relation=r, ref=ref, depth=d):
+            return f"{r.replace('_', ' ')} {ref.kind} {ref.value!r}" + (f" depth {d}" if d else "")
+    return "?"

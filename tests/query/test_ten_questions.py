@@ -1,0 +1,93 @@
+"""The ten post-experiment questions of the controlled study, verbatim, answered on
+SQLite, PostgreSQL and MariaDB and checked against pandas on the logged data."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from metastore.demo import run_demo
+
+QUESTIONS = {
+    1: "runs order by rmse limit 1 show number, rmse",
+    2: "runs order by started limit 1 per algorithm order by rmse show algorithm, number, rmse",
+    3: "runs order by r2 desc limit 1 show number, features",
+    4: "runs where number in (1, 4) order by mae desc limit 1 show number, mae",
+    5: "runs where number in (5, 7, 9, 11) show number, rmse, r2, mae",
+    6: 'downstream of run 4 where kind = "model" show name, version, digest',
+    7: "runs order by rmse desc limit 1 show number, normalize",
+    8: "runs where r2 > 0.32 show number, r2",
+    9: 'runs where algorithm = "linear" and rmse < 55 show number, r2',
+    10: "runs order by started limit 1 show number, r2",
+}
+
+
+def logged_frame(store) -> pd.DataFrame:
+    """One row per run, from the recording API (not the query language)."""
+    rows = []
+    for h in store.runs():
+        rows.append({"number": h.number, "started": h.started, **h.params, **h.metrics})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def demo(store):
+    run_demo(store, quiet=True)
+    return store
+
+
+def test_the_ten_questions(demo):
+    df = logged_frame(demo)
+    assert len(df) == 12
+    ask = lambda n: demo.query(QUESTIONS[n]).rows  # noqa: E731
+
+    best = df.loc[df.rmse.idxmin()]
+    assert ask(1) == [{"number": best.number, "rmse": best.rmse}]
+
+    firsts = df.sort_values("started").groupby("algorithm").head(1).sort_values("rmse")
+    assert ask(2) == [
+        {"algorithm": r.algorithm, "number": r.number, "rmse": r.rmse} for r in firsts.itertuples()
+    ]
+
+    top = df.loc[df.r2.idxmax()]
+    assert ask(3) == [{"number": top.number, "features": top.features}]
+
+    pair = df[df.number.isin([1, 4])].sort_values("mae", ascending=False).iloc[0]
+    assert ask(4) == [{"number": pair.number, "mae": pair.mae}]
+
+    four = df[df.number.isin([5, 7, 9, 11])].sort_values("number")
+    assert ask(5) == four[["number", "rmse", "r2", "mae"]].to_dict("records")
+    for metric in ("rmse", "r2", "mae"):
+        got = demo.query(
+            f"runs where number in (5, 7, 9, 11) order by {metric} desc limit 1 show number, {metric}"
+        ).rows
+        worst = four.loc[four[metric].idxmax()]
+        assert got == [{"number": worst.number, metric: worst[metric]}]
+
+    run4 = demo.get_run(4)
+    models = [v for v in run4.outputs if v.kind == "model"]
+    assert ask(6) == [{"name": v.name, "version": v.version, "digest": v.digest} for v in models]
+    assert len(models) == 1
+
+    worst = df.loc[df.rmse.idxmax()]
+    assert ask(7) == [{"number": worst.number, "normalize": bool(worst.normalize)}]
+
+    good = df[df.r2 > 0.32].sort_values("number")
+    assert ask(8) == good[["number", "r2"]].to_dict("records")
+    assert len(good) > 0
+
+    linear = df[(df.algorithm == "linear") & (df.rmse < 55)].sort_values("number")
+    assert ask(9) == linear[["number", "r2"]].to_dict("records")
+    assert len(linear) > 0
+
+    first = df.sort_values("started").iloc[0]
+    assert ask(10) == [{"number": first.number, "r2": first.r2}]
+
+
+def test_scoped_to_an_experiment(demo):
+    run_demo(demo, experiment="again", quiet=True)
+    assert len(demo.query("runs")) == 24
+    assert len(demo.query("runs", experiment="again")) == 12
+    assert len(demo.query('runs where experiment = "diabetes"')) == 12
+    got = demo.query(QUESTIONS[6], experiment="again").rows
+    assert [r["name"] for r in got] == ["regressor"]
