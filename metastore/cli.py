@@ -285,6 +285,73 @@ def purge(store: StoreOption = None) -> None:
 # --- query (metastore query) ----------------------------------------------------------
 
 
+QUERY_FORMATS = ("table", "json", "csv", "markdown")
+
+
+@app.command()
+def query(
+    text: Annotated[str, typer.Argument(help='A query, e.g. \'runs where rmse < 55 show number, r2\'.')],
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="table, json, csv or markdown.")
+    ] = "table",
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL the query compiles to, and do not run it.")
+    ] = False,
+) -> None:
+    """Answer a question in the query language (docs/query-language.md)."""
+    from metastore.query import QueryError, compile_text
+
+    if format not in QUERY_FORMATS:
+        raise MetastoreError(f"unknown format {format!r}", hint=f"use one of {', '.join(QUERY_FORMATS)}")
+    s = open_store(store)
+    try:
+        if sql:
+            sys.stdout.write(compile_text(text, s.dialect, store=s, experiment=experiment) + "\n")
+            return
+        result = s.query(text, experiment=experiment)
+    except QueryError as e:
+        # the whole error, caret line included; the CLI's generic handler prints one line
+        err.print("[red]error:[/red] ", end="", highlight=False)
+        err.print(str(e), highlight=False, markup=False)
+        sys.exit(1)
+    print_result(result, format)
+
+
+def print_result(result, format: str = "table") -> None:
+    """Print a query Result as a table, JSON array of objects, CSV or Markdown."""
+    records = result.to_records()
+    if format == "json":
+        return print_json(records)
+    if format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        for r in records:
+            writer.writerow(["" if r[c] is None else fmt_value(r[c]) if isinstance(r[c], (dict, list, bool)) else r[c] for c in result.columns])
+        return
+    if format == "markdown":
+        def cell(v) -> str:
+            return fmt_value(v).replace("|", "\\|").replace("\n", " ")
+
+        sys.stdout.write("| " + " | ".join(cell(c) for c in result.columns) + " |\n")
+        sys.stdout.write("|" + "|".join(" --- " for _ in result.columns) + "|\n")
+        for r in result.rows:
+            sys.stdout.write("| " + " | ".join(cell(r[c]) for c in result.columns) + " |\n")
+        return
+    if not result.rows:
+        console.print(f"No rows. (columns: {', '.join(result.columns)})")
+        return
+    table = Table(*result.columns)
+    for r in result.rows:
+        table.add_row(*(fmt_value(r[c]) for c in result.columns))
+    console.print(table)
+    console.print(f"[dim]{len(result)} row{'s' if len(result) != 1 else ''}[/dim]")
+
+
+
 # --- lineage (metastore lineage, diff, audit, link) --------------------------------------
 
 

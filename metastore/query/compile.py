@@ -426,7 +426,7 @@ class _Compiler:
             diff = exp.Sub(this=exp.func("JULIANDAY", ended), expression=exp.func("JULIANDAY", started))
             return exp.Mul(this=exp.paren(diff), expression=exp.Literal.number("86400.0"))
         if self.dialect == "mysql":
-            micro = exp.func("TIMESTAMPDIFF", exp.var("MICROSECOND"), started, ended)
+            micro = exp.Anonymous(this="TIMESTAMPDIFF", expressions=[exp.var("MICROSECOND"), started, ended])
             return exp.Div(this=micro, expression=exp.Literal.number("1000000.0"))
         return exp.Extract(this=exp.var("EPOCH"), expression=exp.paren(exp.Sub(this=ended, expression=started)))
 
@@ -627,6 +627,7 @@ class EntityFrame:
             b = bind(f, self.rows, self.c.catalog, self.c.text)
         except QueryError as e:
             if as_value and len(f.parts) == 1 and e.message.startswith("unknown field"):
+                # `algorithm = linear`: a bare word where a string was meant
                 e.suggestion = e.hint = f'did you mean the string "{name}"?'
             raise
         v = self.binding(b)
@@ -769,7 +770,9 @@ class EntityFrame:
     def version_ref(self) -> exp.Expression:
         c = self.c
         return c.concat(c.col("a", "kind"), exp.Literal.string(":"), c.col("a", "name"),
-                        exp.Literal.string(":v"), c.as_text(c.col("v", "version")))
+                        # ":" and "v" apart: ":v" would read as a bind parameter
+                        exp.Literal.string(":"), exp.Literal.string("v"),
+                        c.as_text(c.col("v", "version")))
 
     def run_ref(self, run_id: exp.Expression) -> exp.Expression:
         sub = (
@@ -1211,6 +1214,8 @@ def _call(self: _Compiler, node: ast.Call, scope) -> Val:
     if name in AGGREGATES:
         if not isinstance(scope, GroupedFrame):
             if isinstance(scope, ColumnsFrame):
+                if ast.render(node) in scope.vals:
+                    return scope.vals[ast.render(node)]
                 raise self.err(f"{name}() is not a column here", node,
                                "show the aggregate before the limit on groups")
             hint = None

@@ -322,9 +322,6 @@ def _candidates(rows: str, catalog: Catalog) -> list[str]:
 def _unknown(f: ast.Field, name: str, what: str, candidates, text: str):
     found = closest(name, candidates)
     hint = ("did you mean " + " or ".join(repr(c) for c in found) + "?") if found else None
-    if what == "field" and len(f.parts) == 1:
-        quoted = f'"{name}"'
-        hint = f"{hint[:-1]}, or the string {quoted}?" if hint else f"did you mean the string {quoted}?"
     label = "unknown field" if what == "field" else f"no {what} named"
     return at(f"{label} {name!r}", text, f.pos, hint)
 

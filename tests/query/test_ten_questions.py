@@ -30,13 +30,18 @@ def logged_frame(store) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.fixture
-def demo(store):
+def test_the_ten_questions(demo_db):
+    check_ten(demo_db)
+
+
+@pytest.mark.slow
+def test_recorded_on_each_backend(store):
+    """The demo recorded through the API into each backend, then the ten questions."""
     run_demo(store, quiet=True)
-    return store
+    check_ten(store)
 
 
-def test_the_ten_questions(demo):
+def check_ten(demo):
     df = logged_frame(demo)
     assert len(df) == 12
     ask = lambda n: demo.query(QUESTIONS[n]).rows  # noqa: E731
@@ -84,7 +89,8 @@ def test_the_ten_questions(demo):
     assert ask(10) == [{"number": first.number, "r2": first.r2}]
 
 
-def test_scoped_to_an_experiment(demo):
+def test_scoped_to_an_experiment(demo_store):
+    demo = demo_store
     run_demo(demo, experiment="again", quiet=True)
     assert len(demo.query("runs")) == 24
     assert len(demo.query("runs", experiment="again")) == 12
