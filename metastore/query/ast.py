@@ -239,7 +239,7 @@ def render(e: Expr) -> str:
         case Call(name=n, args=a, star=s):
             return f"{n}({'*' if s else ', '.join(render(x) for x in a)})"
         case Arith(op=op, left=left, right=right):
-            return f"{render(left)} {op} {render(right)}"
+            return f"{_operand(left, op, False)} {op} {_operand(right, op, True)}"
         case Neg(operand=o):
             return f"-{render(o)}"
         case Compare(op=op, left=left, right=right):
@@ -263,3 +263,15 @@ def render(e: Expr) -> str:
         case Lineage(relation=r, ref=ref, depth=d):
             return f"{r.replace('_', ' ')} {ref.kind} {ref.value!r}" + (f" depth {d}" if d else "")
     return "?"
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _operand(e: Expr, op: str, right: bool) -> str:
+    text = render(e)
+    if isinstance(e, Arith):
+        inner, outer = _PRECEDENCE[e.op], _PRECEDENCE[op]
+        if inner < outer or (right and inner == outer and op in "-/"):
+            return f"({text})"
+    return text

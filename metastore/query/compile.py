@@ -480,6 +480,8 @@ class _Compiler:
         text = t.strftime("%Y-%m-%d %H:%M:%S.%f")
         if self.dialect == "sqlite":
             return self.lit(text)
+        if self.dialect == "mysql":  # DATETIME alone would drop the microseconds
+            return exp.cast(self.lit(text), exp.DataType.build("DATETIME(6)", dialect="mysql"))
         return exp.cast(self.lit(text), exp.DataType.build("TIMESTAMP"))
 
 
@@ -1255,7 +1257,10 @@ def _call(self: _Compiler, node: ast.Call, scope) -> Val:
             digits = [exp.Literal.number(int(args[1].literal))] if len(args) == 2 and args[1].is_literal and isinstance(args[1].literal, int) else []
             if len(args) == 2 and not digits:
                 raise self.err("round(x, n) needs a whole number n", node)
-            return Val("number", sql=exp.func("ROUND", self.number_of(args[0], node.args[0]).numeric(), *digits),
+            x = self.number_of(args[0], node.args[0]).numeric()
+            if self.dialect == "postgres":  # PostgreSQL rounds to n digits only NUMERIC
+                x = exp.cast(x, exp.DataType.build("DECIMAL"))
+            return Val("number", sql=exp.func("ROUND", x, *digits),
                        agg=args[0].agg, node=node)
         if name in ("lower", "upper") and len(args) == 1:
             cls = exp.Lower if name == "lower" else exp.Upper

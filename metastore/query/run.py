@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from metastore import params as param_codec
 from metastore.query import ast
 from metastore.query.compile import Column, Compiled, compile_query
-from metastore.query.errors import QueryError, at
+from metastore.query.errors import QueryError, at, did_you_mean
 from metastore.query.parse import parse
 from metastore.query.resolve import load_catalog
 
@@ -218,8 +218,10 @@ def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> 
                 f"run {ref.value} exists in {count} experiments", text, ref.pos,
                 f'say which: run "EXPERIMENT#{ref.value}", or scope the query with --experiment',
             )
-        version = f" version {ref.version}" if isinstance(ref.version, int) else ""
-        raise at(f"no {ref.kind} named {ref.value!r}{version}", text, ref.pos)
+        names = [r[0] for r in conn.execute(sa.text("SELECT name FROM asset WHERE kind = :k"), {"k": ref.kind})]
+        if ref.value in names:
+            raise at(f"{ref.kind} {ref.value!r} has no version {ref.version}", text, ref.pos)
+        raise at(f"no {ref.kind} named {ref.value!r}", text, ref.pos, did_you_mean(str(ref.value), names))
 
 
 def _inline_sql(compiled: Compiled) -> str:
