@@ -531,6 +531,7 @@ def _query_table(store, text: str, experiment: str, rows: list[data.RunRow]) -> 
         "rows": list(zip(run_ids, records, strict=True)),
         "sql": getattr(result, "sql", None),
         "has_runs": any(run_ids),
+        "numeric": {c: data.is_numeric(rec.get(c) for rec in records) for c in columns},
     }
 
 
