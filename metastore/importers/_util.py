@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metastore.errors import MetastoreError
+from metastore.errors import Conflict, MetastoreError
 from metastore.importers import ImportOptions, ImportReport
 from metastore.store import MetricPoint, RunRecord, validate_key
 
@@ -203,10 +203,12 @@ def write_run(
             kwargs["derived_from"] = [
                 ids[up] for up in a.derived_from if up in ids and up != (a.kind, a.name)
             ]
-            if a.content is not None:
-                _, av = store.put_asset(a.kind, a.name, a.content, copy=options.copy, **kwargs)
-            else:
-                _, av = store.put_asset(a.kind, a.name, uri=a.uri, digest=a.digest, **kwargs)
+            try:
+                av = _put(store, a, options, kwargs)
+            except Conflict as e:  # derived_from would close a lineage cycle: keep the rest
+                report.warnings.append(f"{where}: {a.kind} {a.name!r}: {e.message}; not linked")
+                kwargs["derived_from"] = []
+                av = _put(store, a, options, kwargs)
             ids[(a.kind, a.name)] = av.id
             (inputs if a.relation == "used" else outputs).append((av.id, a.role))
         record.inputs, record.outputs = _unique(inputs), _unique(outputs)
@@ -220,6 +222,12 @@ def write_run(
     report.assets += n_assets
     report.run_ids.append(run.id)
     return run.id
+
+
+def _put(store, a: PendingAsset, options: ImportOptions, kwargs: dict):
+    if a.content is not None:
+        return store.put_asset(a.kind, a.name, a.content, copy=options.copy, **kwargs)[1]
+    return store.put_asset(a.kind, a.name, uri=a.uri, digest=a.digest, **kwargs)[1]
 
 
 def _unique(pairs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:

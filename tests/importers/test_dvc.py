@@ -271,3 +271,15 @@ def test_malformed_folder_and_exp_show(sqlite_store, tmp_path):
 def test_exp_show_output_is_valid_json(repo):
     rows = json.loads((repo.parent / "exp_show.json").read_text())
     assert rows[0]["rev"] == "workspace"
+
+
+def test_lineage_cycle_is_a_warning_not_a_lost_run(sqlite_store, tmp_path):
+    """Run two derives a.csv from b.csv, which run one derived from that same a.csv: the
+    edge would close a cycle, so it is left out with a warning and the run still imports."""
+    shutil.copytree(DATA / "cycle", tmp_path / "cycle")
+    assert import_path(sqlite_store, tmp_path / "cycle" / "one", "dvc").imported == 1
+    report = import_path(sqlite_store, tmp_path / "cycle" / "two", "dvc")
+    assert report.imported == 1 and report.skipped == []
+    assert any("cycle" in w for w in report.warnings)
+    two = sqlite_store.get_run("two")
+    assert [v.name for v in two.outputs] == ["a.csv"] and [v.name for v in two.inputs] == ["b.csv"]
