@@ -88,13 +88,16 @@ def load_runs(store, experiment: str) -> list[RunRow]:
 
 
 def _bulk_values(store, run_ids: Sequence[str]):
-    read = getattr(store, "read", None)
-    if read is None:
+    from metastore.store import SQLStore
+
+    if not isinstance(store, SQLStore):  # e.g. a store behind a metastore server
         return None
     from sqlmodel import col, select
 
     from metastore import params as codec
     from metastore.models import MetricSummary, Param
+
+    read = store.read
 
     params: dict[str, dict] = {}
     metrics: dict[str, dict] = {}

@@ -28,6 +28,8 @@ from metastore.server.ui import charts, data, graph
 from metastore.server.ui.format import FILTERS, lower_is_better, short_digest
 
 MAX_COMPARE = 10
+# A browser stays quick up to a few hundred rows; beyond, the page offers the rest.
+MAX_TABLE_ROWS = 500
 MAX_QUERY_LENGTH = 10_000
 LINEAGE_DIRECTIONS = ("both", "upstream", "downstream")
 KIND_TITLES = {"model": "Models", "dataset": "Datasets"}
@@ -169,6 +171,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         cols: list[str] = Query(default=[]),
         sort: str = "",
         desc: int = 0,
+        show_all: int = Query(default=0, alias="all"),
     ):
         store.get_experiment(name)
         rows = data.load_runs(store, name)
@@ -181,6 +184,9 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         if sort not in valid:
             sort = ""
         shown = data.sort_rows(rows, sort, bool(desc))
+        total = len(shown)
+        if not show_all:
+            shown = shown[:MAX_TABLE_ROWS]
         best = data.best_run(rows, primary)
         view = {"cols": chosen if cols else [], "sort": sort, "desc": desc}
 
@@ -201,7 +207,9 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
                 except MetastoreError as e:
                     error = _query_error(e, q)
         return render(
-            request, "experiment.html", title=name, experiment=name, rows=shown,
+            request, "experiment.html", title=name, experiment=name, rows=shown, total=total,
+            all_link=experiment_url(name, cols=view["cols"], sort=sort or None,
+                                    desc=desc if sort else None, all=1),
             columns=columns, groups=data.column_groups(columns), sort=sort, desc=desc, sort_link=sort_link, best=best,
             primary=primary, primary_lower=bool(primary and lower_is_better(primary)),
             best_values=data.best_values(rows, columns), q=q,
@@ -236,8 +244,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             neighbourhood = graph.draw(g, node_href, focus=_focus(g, run.id))
         except (MetastoreError, ImportError) as e:
             lineage_error = getattr(e, "message", str(e))
-        experiment_rows = data.load_runs(store, run.experiment)
-        siblings = sorted(experiment_rows, key=lambda r: r.number)
+        siblings = sorted(store.list_runs(run.experiment), key=lambda r: r.number)
         numbers = [r.number for r in siblings]
         idx = numbers.index(run.number) if run.number in numbers else -1
         prev_run = siblings[idx - 1] if idx > 0 else None
@@ -277,10 +284,11 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         param_rows = data.compare_params(picked)
         metric_rows = data.compare_metrics(picked)
         history_charts = []
+        summaries = {r.id: store.get_metric_summaries(r.id) for r in picked}
         for key in data.all_keys(picked, "metrics"):
             series = []
             for run, c in zip(picked, colors, strict=True):
-                summary = store.get_metric_summaries(run.id).get(key)
+                summary = summaries[run.id].get(key)
                 if summary is not None and summary.count > 1:
                     pts = [(p.step, p.value) for p in store.get_metric_history(run.id, key)]
                     series.append(charts.Series(f"#{run.number}", pts, c, run_url(run.id)))

@@ -1,0 +1,67 @@
+"""The pages on every supported database (SQLite, PostgreSQL, MariaDB), on a store the
+test records itself: typed params, missing values, many runs, an empty store."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from metastore.server.ui import mount_ui
+from metastore.server.ui import pages as ui_pages
+from metastore.store import MetricPoint, RunRecord
+
+# Also through a metastore server: `metastore ui --store http://…` shows a team store.
+THROUGH_SERVER = True
+
+
+def client_for(store) -> TestClient:
+    app = FastAPI()
+    mount_ui(app, store)
+    return TestClient(app)
+
+
+def test_pages_on_each_backend(store):
+    for i, (lr, opt) in enumerate([(0.1, "adam"), (0.01, "sgd"), (0.001, "adam")]):
+        store.create_run(
+            RunRecord(
+                experiment="sweep", name=f"run-{i}",
+                params={"lr": lr, "optimizer": opt, "layers": [64, 32], "dropout": i == 1},
+                metrics=[MetricPoint("val_loss", 1.0 / (i + 1) + s / 10, step=s) for s in range(3)]
+                + [MetricPoint("accuracy", 0.8 + i / 20)],
+            )
+        )
+    store.create_run(RunRecord(experiment="sweep", name="crashed", status="failed"))
+    c = client_for(store)
+    home = c.get("/")
+    assert home.status_code == 200 and "sweep" in home.text
+    html = c.get("/experiments/sweep").text
+    numbers = re.findall(r'<td class="num nowrap"><a href="/runs/[^"]+">(\d+)</a>', html)
+    # sorted by val_loss (lower is better), the run without metrics last
+    assert numbers == ["3", "2", "1", "4"]
+    assert "badge failed" in html
+    runs = store.runs("sweep")
+    r = c.get(f"/runs/{runs[0].id}")
+    assert r.status_code == 200 and "val_loss" in r.text and '<svg class="chart"' in r.text
+    cmp = c.get(f"/compare?runs={runs[0].id}&runs={runs[1].id}&runs={runs[3].id}")
+    assert cmp.status_code == 200 and "optimizer" in cmp.text and "val_loss" in cmp.text
+
+
+def test_an_empty_store_says_how_to_begin(sqlite_store):
+    html = client_for(sqlite_store).get("/").text
+    assert "metastore demo" in html
+    assert "no assets" in client_for(sqlite_store).get("/assets").text
+
+
+def test_long_tables_show_the_first_rows_and_offer_the_rest(sqlite_store, monkeypatch):
+    monkeypatch.setattr(ui_pages, "MAX_TABLE_ROWS", 3)
+    for i in range(5):
+        sqlite_store.create_run(
+            RunRecord(experiment="many", params={"i": i}, metrics=[MetricPoint("loss", i)])
+        )
+    c = client_for(sqlite_store)
+    html = c.get("/experiments/many").text
+    assert html.count('class="pick"') == 3 and "Show all 5" in html
+    link = re.search(r'<a href="([^"]+)">Show all 5', html).group(1).replace("&amp;", "&")
+    assert c.get(link).text.count('class="pick"') == 5
