@@ -395,14 +395,32 @@ class RemoteStore(Store):
 
     def lineage(self, ref, direction: str = "upstream", depth: int | None = None):
         """The lineage graph around a run or asset version, as a networkx.DiGraph."""
-        import networkx as nx
+        params = {"ref": self._node_ref(ref), "direction": direction, "depth": depth}
+        return _graph(self._call("GET", "/api/lineage", params=params))
 
+    def path(self, a, b):
+        """The shortest lineage path between two nodes (networkx.DiGraph), or None."""
         data = self._call(
-            "GET",
-            "/api/lineage",
-            params={"ref": _ref_text(ref), "direction": direction, "depth": depth},
+            "GET", "/api/lineage/path", params={"a": self._node_ref(a), "b": self._node_ref(b)}
         )
-        return nx.node_link_graph(data, edges="edges")
+        return None if data is None else _graph(data)
+
+    def link(self, upstream, downstream, relation: str = "derived_from", role: str | None = None):
+        """Record a lineage edge after the fact; the server refuses one closing a cycle."""
+        body = {
+            "upstream": self._node_ref(upstream),
+            "downstream": self._node_ref(downstream),
+            "relation": relation,
+            "role": role,
+        }
+        return LineageEdge.model_validate(self._call("POST", "/api/lineage/link", body=body))
+
+    def _node_ref(self, ref, experiment: str | None = None) -> str:
+        """A reference resolved here, sent as an id, so it means the same on both sides."""
+        from metastore.refs import RUN, resolve
+
+        node = resolve(self, ref, experiment)
+        return f"run:{node.id}" if node.type == RUN else node.id
 
 
 class RemoteBlobs:
@@ -524,14 +542,10 @@ def _version(data: dict) -> tuple[Asset, AssetVersion]:
     return Asset.model_validate(data["asset"]), AssetVersion.model_validate(data["version"])
 
 
-def _ref_text(ref) -> str:
-    from metastore.handles import RunHandle, VersionHandle
+def _graph(data: dict):
+    import networkx as nx
 
-    if isinstance(ref, VersionHandle):
-        return ref.ref
-    if isinstance(ref, RunHandle):
-        return ref.id
-    return str(ref)
+    return nx.node_link_graph(data, edges="edges", name="node")
 
 
 def _jsonable(value: Any) -> Any:

@@ -273,8 +273,14 @@ def find_run_by_source(source: str, source_id: str, store: Store = StoreDep):
     return store.find_run_by_source(source, source_id)
 
 
-@router.get("/runs/{run_id}/params", tags=["runs"])
+@router.get(
+    "/runs/{run_id}/params",
+    tags=["runs"],
+    response_model=None,  # not pydantic's: it would turn a param of inf into null
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
 def get_params(run_id: str, store: Store = StoreDep) -> dict[str, Any]:
+    """Values keep their types; non-finite numbers are sent as Infinity/NaN tokens."""
     return store.get_params(run_id)
 
 
@@ -348,7 +354,12 @@ def link_run_asset(run_id: str, body: RunLinkIn, store: Store = StoreDep):
     return Done()
 
 
-@router.get("/runs/{run_id}/details", tags=["runs"])
+@router.get(
+    "/runs/{run_id}/details",
+    tags=["runs"],
+    response_model=None,
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
 def run_details(run_id: str, store: Store = StoreDep) -> dict[str, Any]:
     """Everything about a run in one document: params, metrics, tags, notes, inputs,
     outputs, context (what `metastore show --format json` prints)."""
@@ -572,13 +583,38 @@ def lineage(
     depth: int | None = Query(default=None, ge=0, le=10_000),
     store: Store = StoreDep,
 ) -> dict[str, Any]:
-    """The lineage graph around a run (id, number, experiment#number, name) or an asset
-    version (`model:regressor@3`, `dataset:diabetes` for the latest), as networkx
-    node-link JSON (`nodes`, `edges`)."""
+    """The lineage graph around a run (`run:ID`, number, experiment#number, name) or an
+    asset version (`model:regressor@3`, `dataset:diabetes` for the latest, or its id), as
+    networkx node-link JSON (`nodes`, `edges`, `graph`)."""
+    return _node_link(store.lineage(ref, direction=direction, depth=depth))
+
+
+@router.get("/lineage/path", tags=["lineage"])
+def lineage_path(a: str, b: str, store: Store = StoreDep) -> dict[str, Any] | None:
+    """The shortest lineage path between two nodes, in data-flow order, as node-link
+    JSON; null when neither is upstream of the other."""
+    graph = store.path(a, b)
+    return None if graph is None else _node_link(graph)
+
+
+class LinkBody(BaseModel):
+    upstream: str
+    downstream: str
+    relation: Literal["used", "produced", "derived_from"] = "derived_from"
+    role: str | None = Field(default=None, max_length=64)
+
+
+@router.post("/lineage/link", response_model=LineageEdge, tags=["lineage"])
+def lineage_link(body: LinkBody, store: Store = StoreDep):
+    """Record after the fact that data flowed from `upstream` to `downstream`; an edge
+    that would close a cycle is refused (409)."""
+    return store.link(body.upstream, body.downstream, relation=body.relation, role=body.role)
+
+
+def _node_link(graph) -> dict[str, Any]:
     import networkx as nx
 
-    graph = store.lineage(ref, direction=direction, depth=depth)
-    return nx.node_link_data(graph, edges="edges")
+    return nx.node_link_data(graph, edges="edges", name="node")
 
 
 def _run_query(request: Request, store: Store, text: str, experiment: str | None) -> QueryOut:

@@ -123,6 +123,10 @@ PUBLIC_PATHS = frozenset(
 )
 
 
+#: POST routes that only read (a query text can be too long for a URL).
+READING_POSTS = frozenset({"/api/query"})
+
+
 class AuthGate:
     """Every request but the public paths needs a valid token, from the Authorization
     header or the login cookie; read-only tokens may only use safe methods.
@@ -180,7 +184,7 @@ class AuthGate:
                 ),
                 [(b"www-authenticate", b"Bearer")],
             )
-        if method not in SAFE_METHODS:
+        if method not in SAFE_METHODS and path not in READING_POSTS:
             if principal.read_only:
                 return await _send_json(
                     send,
