@@ -499,13 +499,30 @@ class RemoteBlobs:
         return [entry["digest"] for entry in manifest["files"].values()]
 
 
-class RemoteResult:
-    """A query's answer from a server: `columns`, `rows` (one dict per row), `sql`."""
+def _result_base():
+    try:
+        from metastore.query import Result
+    except ImportError:  # pragma: no cover - the query package ships with metastore
+        return object
+    return Result
+
+
+class RemoteResult(_result_base()):
+    """A query's answer from a server: the same `Result` interface (columns, one dict
+    per row, sql, to_pandas …), with values as the server sent them (times as ISO text)."""
 
     def __init__(self, columns: list[str], rows: list[dict[str, Any]], sql: str | None):
         self.columns = list(columns)
         self.rows = rows
-        self.sql = sql
+        self._sql = sql
+
+    @property
+    def sql(self) -> str | None:
+        return self._sql
+
+    @property
+    def dialect(self) -> str:
+        return "remote"
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
@@ -618,13 +635,35 @@ def _raise_for(response: httpx.Response, url: str) -> None:
     kind, message, hint = error.get("type"), error.get("message", ""), error.get("hint")
     if status in (401, 403) or kind in ("Unauthorized", "Forbidden"):
         raise AccessDenied(message, hint=hint)
-    cls = _error_class(kind)
-    exc = cls.__new__(cls)
-    MetastoreError.__init__(exc, message, hint=hint)
-    for key, value in error.items():
-        if key not in ("type", "message", "hint"):
-            setattr(exc, key, value)
-    raise exc
+    raise _rebuild(_error_class(kind), message, hint, {
+        k: v for k, v in error.items() if k not in ("type", "message", "hint")
+    })
+
+
+def _rebuild(cls: type[MetastoreError], message: str, hint: str | None, extra: dict):
+    """The server's exception, rebuilt: through its own constructor when that takes the
+    extra fields (QueryError's text, line, column …), else field by field."""
+    import inspect
+
+    try:
+        accepted = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    kwargs = {k: v for k, v in extra.items() if k in accepted}
+    try:
+        exc = cls(message, **kwargs)
+    except TypeError:
+        exc = cls.__new__(cls)
+        MetastoreError.__init__(exc, message)
+    if hint is not None:
+        exc.hint = hint
+    for key, value in extra.items():
+        if key not in kwargs:
+            try:
+                setattr(exc, key, value)
+            except AttributeError:  # a computed property, e.g. QueryError.caret
+                pass
+    return exc
 
 
 def _error_class(kind: str | None) -> type[MetastoreError]:

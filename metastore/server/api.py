@@ -624,13 +624,9 @@ def _run_query(request: Request, store: Store, text: str, experiment: str | None
     if len(text) > limit:
         raise _TooLong(error_payload("TooLarge", f"query text is longer than {limit} characters"))
     result = store.query(text, experiment=experiment)
-    rows = getattr(result, "rows", None)
-    rows = list(result) if rows is None else rows
-    return QueryOut(
-        columns=list(result.columns),
-        rows=[dict(r) for r in rows],
-        sql=getattr(result, "sql", None),
-    )
+    # to_records: the query package's JSON-safe rows (times as ISO text)
+    rows = result.to_records() if hasattr(result, "to_records") else list(result)
+    return QueryOut(columns=list(result.columns), rows=rows, sql=getattr(result, "sql", None))
 
 
 class _TooLong(Exception):

@@ -38,7 +38,7 @@ from metastore.store import Store
 log = logging.getLogger("metastore.server")
 
 #: Extra fields of a QueryError (or any error) that travel to the client.
-ERROR_FIELDS = ("line", "column", "caret", "suggestion", "query", "text")
+ERROR_FIELDS = ("line", "column", "length", "caret", "suggestion", "text")
 
 
 class JSON(JSONResponse):

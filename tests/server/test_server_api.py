@@ -11,7 +11,7 @@ import networkx as nx
 import pytest
 
 import metastore
-from metastore.errors import Ambiguous, Conflict, MetastoreError, NotFound, StoreUnavailable
+from metastore.errors import Ambiguous, Conflict, NotFound, StoreUnavailable
 from metastore.models import Asset, AssetVersion, Experiment, Run
 
 pytestmark = pytest.mark.server
@@ -161,56 +161,58 @@ def test_lineage_through_the_server(live):
             remote.lineage("model:nope@1")
 
 
-def test_query_route_is_a_thin_layer(live, monkeypatch):
-    class FakeResult:
-        columns = ["number", "rmse"]
-        rows = [{"number": 4, "rmse": 52.5}]
-        sql = "SELECT …"
+def _record_runs(store):
+    for number, (algorithm, rmse, r2) in enumerate(
+        [("linear", 55.0, 0.30), ("forest", 52.5, 0.41), ("linear", 54.0, 0.35)], start=1
+    ):
+        with store.start_run(experiment="diabetes", capture=False) as run:
+            run.log_params({"algorithm": algorithm, "normalize": number % 2 == 0})
+            run.log_metrics({"rmse": rmse, "r2": r2})
 
-    calls = []
 
-    def fake_query(text, experiment=None):
-        calls.append((text, experiment))
-        return FakeResult()
-
-    monkeypatch.setattr(live.store, "query", fake_query)
-    with live.remote("ro") as remote:
-        result = remote.query("runs order by rmse limit 1 show number, rmse", experiment="d")
-    assert calls == [("runs order by rmse limit 1 show number, rmse", "d")]
-    assert result.columns == ["number", "rmse"] and list(result) == [{"number": 4, "rmse": 52.5}]
-    assert result.sql == "SELECT …" and len(result) == 1
+def test_queries_through_the_server_answer_as_locally(live):
+    with live.remote() as remote:
+        _record_runs(remote)
+    texts = [
+        "runs order by rmse limit 1 show number, rmse",
+        'runs where algorithm = "linear" and rmse < 55 show number, r2',
+        "runs group by algorithm show algorithm, count(), mean(rmse)",
+        "runs order by started limit 1 show number, started, normalize",
+    ]
+    with live.remote("ro") as reader:  # a query is a read: read-only tokens may ask
+        for text in texts:
+            got, want = reader.query(text), live.store.query(text)
+            assert got.columns == want.columns, text
+            assert got.rows == want.to_records(), text
+            assert got.sql == want.sql
+        best = reader.query(texts[0], experiment="diabetes")
+        assert list(best) == [{"number": 2, "rmse": 52.5}] and len(best) == 1
+        assert best.to_pandas()["rmse"].tolist() == [52.5]
     with live.client() as c:
-        r = c.get("/api/query", params={"q": "runs", "experiment": "d"})
-        assert r.json()["rows"] == [{"number": 4, "rmse": 52.5}]
+        r = c.get("/api/query", params={"q": texts[0], "experiment": "diabetes"})
+        assert r.json()["rows"] == [{"number": 2, "rmse": 52.5}]
 
 
-def test_query_errors_keep_their_position_and_caret(live, monkeypatch):
-    class QueryError(MetastoreError):
-        def __init__(self, message, line, column, caret):
-            super().__init__(message, hint="did you mean 'rmse'?")
-            self.line, self.column, self.caret = line, column, caret
+def test_query_errors_keep_their_position_and_caret(live):
+    from metastore.query import QueryError
 
-    def failing(text, experiment=None):
-        raise QueryError("unknown field 'rsme'", 1, 16, "runs order by rsme\n              ^")
-
-    monkeypatch.setattr(live.store, "query", failing)
+    with live.remote() as remote:
+        _record_runs(remote)
+        with pytest.raises(QueryError) as raised:
+            remote.query("runs order by rsme")
+    with pytest.raises(QueryError) as local:
+        live.store.query("runs order by rsme")
+    got, want = raised.value, local.value
+    assert (got.message, got.line, got.column, got.caret, got.suggestion) == (
+        want.message, want.line, want.column, want.caret, want.suggestion
+    )
+    assert got.caret.endswith("^") and "rmse" in got.suggestion and str(got) == str(want)
     with live.client() as c:
         r = c.post("/api/query", json={"text": "runs order by rsme"})
     assert r.status_code == 400
     error = r.json()["error"]
-    assert error["type"] == "QueryError" and error["message"] == "unknown field 'rsme'"
-    assert (error["line"], error["column"]) == (1, 16) and error["caret"].endswith("^")
-    assert error["hint"] == "did you mean 'rmse'?"
-    with live.remote() as remote:
-        with pytest.raises(MetastoreError) as raised:
-            remote.query("runs order by rsme")
-    try:
-        from metastore.query import QueryError as Real
-    except ImportError:
-        Real = MetastoreError
-    assert isinstance(raised.value, Real)
-    assert raised.value.line == 1 and raised.value.column == 16
-    assert raised.value.caret.endswith("^") and "rmse" in raised.value.hint
+    assert error["type"] == "QueryError" and error["line"] == 1 and error["column"] == 15
+    assert error["caret"] == want.caret
 
 
 def test_unexpected_failures_do_not_leak_details(live, monkeypatch):
