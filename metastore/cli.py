@@ -421,6 +421,52 @@ def link(
 
 
 
+@app.command()
+def diff(
+    run_a: Annotated[str, typer.Argument(help="The run to compare against.")],
+    run_b: Annotated[str, typer.Argument(help="The run to compare.")],
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """What changed between two runs: params, metrics (did it help?), inputs, outputs."""
+    from metastore.diff import diff_runs, format_text
+
+    s = open_store(store, create=False)
+    result = diff_runs(s, run_a, run_b, experiment=experiment)
+    if format == "json":
+        return print_json(result.to_dict())
+    if format != "text":
+        raise MetastoreError(f"unknown format {format!r}; use text or json")
+    sys.stdout.write(format_text(result))
+
+
+@app.command()
+def audit(
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when any run misses something (for CI).")
+    ] = False,
+) -> None:
+    """Reproducibility self-check: runs lacking code, data, environment, seed, model or a
+    note, and runs that repeat an earlier run's configuration."""
+    from metastore.audit import audit as audit_runs
+    from metastore.audit import format_text
+
+    s = open_store(store, create=False)
+    report = audit_runs(s, experiment=experiment)
+    if format == "json":
+        print_json(report.to_dict())
+    elif format == "text":
+        sys.stdout.write(format_text(report))
+    else:
+        raise MetastoreError(f"unknown format {format!r}; use text or json")
+    if strict and not report.ok:
+        sys.exit(1)
+
+
 # --- import and export (metastore import, export) ----------------------------------------
 
 

@@ -36,14 +36,19 @@ def render(graph: nx.DiGraph, fmt: str) -> str:
 
 
 def to_json(graph: nx.DiGraph) -> str:
-    """Node-link JSON (`networkx.node_link_data`, edges under "edges")."""
-    return json.dumps(nx.node_link_data(graph, edges="edges"), indent=2, default=str) + "\n"
+    """Node-link JSON (`networkx.node_link_data`): nodes are keyed by their "label"
+    (nodes also carry the database "id"), edges are under "edges" with source/target."""
+    data = nx.node_link_data(graph, edges="edges", name="label")
+    return json.dumps(data, indent=2, default=str) + "\n"
 
 
 def from_json(text: str | dict) -> nx.DiGraph:
     """The graph back from `to_json` output (e.g. a server's answer)."""
     data = json.loads(text) if isinstance(text, str) else text
-    return nx.node_link_graph(data, directed=True, edges="edges")
+    graph = nx.node_link_graph(data, directed=True, edges="edges", name="label")
+    for key in graph:
+        graph.nodes[key]["label"] = key
+    return graph
 
 
 def to_graphml(graph: nx.DiGraph) -> str:

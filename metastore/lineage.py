@@ -6,11 +6,12 @@ Edges run in the direction data flows: a dataset version is *used* by a run, the
 this?), "downstream" forwards (what did this feed?).
 
 The walk is one recursive CTE over `lineage_edge` (SQLite, PostgreSQL, MySQL/MariaDB):
-each row is an edge reached and the node at its far end. The CTE combines with UNION,
-not UNION ALL, which discards a row already produced; that is the cycle protection —
-an unbounded walk yields each edge once, so it ends even on a cyclic graph, and a
-depth-bounded walk yields each edge at most once per depth. Only the edges reached and
-their end nodes are read into Python and become a `networkx.DiGraph`.
+each row is a node reached. The CTE combines with UNION, not UNION ALL, which discards a
+row already produced; that is the cycle protection — an unbounded walk yields and
+expands each node once, so it ends even on a cyclic graph, and a depth-bounded walk
+yields each node at most once per hop count and stops at the bound. The same query then
+reads the edges leaving the nodes reached. Only those edges and their end nodes are read
+into Python and become a `networkx.DiGraph`.
 
 Node keys are the human labels: `diabetes#4` for a run (experiment#number) and
 `model:regressor@3` for an asset version. Each node carries `kind` ("run" or the asset
@@ -52,29 +53,29 @@ def _check(direction: str, depth: int | None) -> None:
 # -- the traversal in SQL ---------------------------------------------------------------
 
 
-def walk_cte(starts: Sequence[Node], direction: str, depth: int | None = None) -> sa.CTE:
-    """The recursive CTE `walk(edge_id, node_type, node_id[, depth])`: every edge
-    reachable from `starts` going `direction` ("upstream" or "downstream") within `depth`
-    hops (None: no limit), with the node at its far end."""
+def _ends(direction: str) -> tuple[str, str]:
     if direction not in ("upstream", "downstream"):
         raise InvalidValue(f"walk direction is upstream or downstream, not {direction!r}")
-    near, far = ("src", "dst") if direction == "downstream" else ("dst", "src")
+    return ("src", "dst") if direction == "downstream" else ("dst", "src")
+
+
+def walk_cte(starts: Sequence[Node], direction: str, depth: int | None = None) -> sa.CTE:
+    """The recursive CTE `walk(node_type, node_id[, depth])`: the nodes reachable from
+    `starts` going `direction` ("upstream" or "downstream"), one row per node (per node
+    and hop count when `depth` bounds the walk, which then stops `depth` hops out)."""
+    near, far = _ends(direction)
     e = EDGE.alias("e")
     start = sa.or_(
         *(sa.and_(e.c[f"{near}_id"] == n.id, e.c[f"{near}_type"] == n.type) for n in starts)
     )
-    cols = [
-        e.c.id.label("edge_id"),
-        e.c[f"{far}_type"].label("node_type"),
-        e.c[f"{far}_id"].label("node_id"),
-    ]
+    cols = [e.c[f"{far}_type"].label("node_type"), e.c[f"{far}_id"].label("node_id")]
     if depth is not None:
         # Inline SQL, not a bound parameter: PostgreSQL types a bound int by its value,
         # and a recursive CTE needs the same column type in both of its terms.
         cols.append(sa.literal_column("1").label("depth"))
     walk = sa.select(*cols).where(start).cte("walk", recursive=True)
     n = EDGE.alias("n")
-    step = sa.select(n.c.id, n.c[f"{far}_type"], n.c[f"{far}_id"]).where(
+    step = sa.select(n.c[f"{far}_type"], n.c[f"{far}_id"]).where(
         n.c[f"{near}_id"] == walk.c.node_id, n.c[f"{near}_type"] == walk.c.node_type
     )
     if depth is not None:
@@ -85,18 +86,29 @@ def walk_cte(starts: Sequence[Node], direction: str, depth: int | None = None) -
 
 
 def walk_query(starts: Sequence[Node], direction: str, depth: int | None = None) -> sa.Select:
-    """A SELECT of the distinct edges `walk_cte` reaches. Columns: id, src_type, src_id,
-    dst_type, dst_id, relation, role."""
-    walk = walk_cte(starts, direction, depth)
-    return sa.select(
-        EDGE.c.id,
-        EDGE.c.src_type,
-        EDGE.c.src_id,
-        EDGE.c.dst_type,
-        EDGE.c.dst_id,
-        EDGE.c.relation,
-        EDGE.c.role,
-    ).where(EDGE.c.id.in_(sa.select(walk.c.edge_id)))
+    """A SELECT of the distinct edges within `depth` hops of `starts` going `direction`:
+    the edges leaving a start or a node `walk_cte` reached less than `depth` hops out.
+    Columns: id, src_type, src_id, dst_type, dst_id, relation, role."""
+    near, _ = _ends(direction)
+    cols = [EDGE.c[c] for c in ("id", "src_type", "src_id", "dst_type", "dst_id", "relation", "role")]
+    from_starts = sa.select(*cols).where(
+        sa.or_(*(sa.and_(EDGE.c[f"{near}_id"] == n.id, EDGE.c[f"{near}_type"] == n.type)
+                 for n in starts))
+    )
+    if depth == 1:
+        return from_starts
+    # The walk stops one hop short: the last hop's edges are read from its nodes.
+    walk = walk_cte(starts, direction, None if depth is None else depth - 1)
+    reached = sa.select(walk.c.node_type, walk.c.node_id)
+    if depth is not None:
+        reached = reached.distinct()
+    reached = reached.subquery("reached")
+    from_reached = sa.select(*cols).join(
+        reached,
+        sa.and_(EDGE.c[f"{near}_id"] == reached.c.node_id,
+                EDGE.c[f"{near}_type"] == reached.c.node_type),
+    )
+    return sa.union(from_starts, from_reached)
 
 
 def walk_edges(
