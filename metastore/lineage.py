@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from metastore.store import Store
 
 DIRECTIONS = ("upstream", "downstream", "both")
-_CHUNK = 500
+_CHUNK = 900  # ids per IN list, below every dialect's limit on parameters
 EDGE = LineageEdge.__table__
 
 
@@ -213,26 +213,23 @@ def path(store: Store, a, b, experiment: str | None = None) -> nx.DiGraph | None
 
 
 def _build(s, roots: Sequence[Node], rows: Iterable[sa.Row]) -> nx.DiGraph:
+    # Plain (type, id) tuples, not Node objects: a large walk makes hundreds of
+    # thousands of them.
     rows = list(rows)
-    nodes = set(roots)
+    keys = dict.fromkeys((n.type, n.id) for n in roots)  # an ordered set, roots first
     for r in rows:
-        nodes.add(Node(r.src_type, r.src_id))
-        nodes.add(Node(r.dst_type, r.dst_id))
-    attrs = _node_attributes(s, nodes)
+        keys[(r.src_type, r.src_id)] = None
+        keys[(r.dst_type, r.dst_id)] = None
+    attrs = _node_attributes(s, keys)
     graph = nx.DiGraph()
-    root_keys = []
-    for n in roots:
-        if n in attrs:
-            graph.add_node(attrs[n]["label"], **attrs[n])
-            root_keys.append(attrs[n]["label"])
-    graph.graph["roots"] = root_keys
+    graph.add_nodes_from((attrs[k]["label"], attrs[k]) for k in keys if k in attrs)
+    graph.graph["roots"] = [attrs[k]["label"] for k in ((n.type, n.id) for n in roots) if k in attrs]
+    edges = []
     for r in sorted(rows, key=lambda r: r.id):
-        u, v = attrs.get(Node(r.src_type, r.src_id)), attrs.get(Node(r.dst_type, r.dst_id))
-        if u is None or v is None:  # a deleted run, or an edge to a purged row
-            continue
-        graph.add_node(u["label"], **u)
-        graph.add_node(v["label"], **v)
-        graph.add_edge(u["label"], v["label"], relation=r.relation, role=r.role)
+        u, v = attrs.get((r.src_type, r.src_id)), attrs.get((r.dst_type, r.dst_id))
+        if u is not None and v is not None:  # else a deleted run, or a purged row
+            edges.append((u["label"], v["label"], {"relation": r.relation, "role": r.role}))
+    graph.add_edges_from(edges)
     return graph
 
 
@@ -249,10 +246,10 @@ def _set_depths(graph: nx.DiGraph, directions: list[str]) -> None:
         graph.nodes[key]["depth"] = hops
 
 
-def _node_attributes(s, nodes: Iterable[Node]) -> dict[Node, dict[str, Any]]:
-    run_ids = sorted(n.id for n in nodes if n.type == RUN)
-    version_ids = sorted(n.id for n in nodes if n.type == VERSION)
-    out: dict[Node, dict[str, Any]] = {}
+def _node_attributes(s, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    run_ids = sorted(i for t, i in keys if t == RUN)
+    version_ids = sorted(i for t, i in keys if t == VERSION)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
     for chunk in _chunks(run_ids):
         q = (
             sa.select(Run.id, Run.number, Run.name, Run.status, Run.started, Run.git_commit,
@@ -261,7 +258,7 @@ def _node_attributes(s, nodes: Iterable[Node]) -> dict[Node, dict[str, Any]]:
             .where(Run.id.in_(chunk), Run.deleted_at.is_(None))
         )
         for r in s.execute(q):
-            out[Node(RUN, r.id)] = {
+            out[(RUN, r.id)] = {
                 "kind": "run",
                 "type": RUN,
                 "id": r.id,
@@ -282,7 +279,7 @@ def _node_attributes(s, nodes: Iterable[Node]) -> dict[Node, dict[str, Any]]:
             .where(AssetVersion.id.in_(chunk))
         )
         for v in s.execute(q):
-            out[Node(VERSION, v.id)] = {
+            out[(VERSION, v.id)] = {
                 "kind": v.kind,
                 "type": VERSION,
                 "id": v.id,
