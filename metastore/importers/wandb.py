@@ -13,6 +13,7 @@ without a `.wandb` file (older SDKs, synced online runs) are read from
 - history → metrics: every logged step (`_step`) with its time (`_timestamp`); nested
   keys joined with '.'; media (images, tables, histograms) are not carried over
 - summary values never logged as history → a single metric point at the last step
+  (text and bool summary values → `wandb.summary.<key>` tags)
 - tags → tags (label → ""); group, job type, project, entity, run id → `wandb.*` tags;
   notes → a note
 - environment (host, program and args, git remote and commit, python, os) → run fields
@@ -322,8 +323,14 @@ def to_record(run_dir: Path, data: dict, report: ImportReport) -> tuple[RunRecor
 
         candidate = started + timedelta(seconds=exit_["runtime"])
         ended = max(candidate, ended) if ended else candidate
+    text_summary = {}
     for key, value in data["summary"].items():
-        if key.startswith("_") or key in series or not finite(value):
+        if key.startswith("_") or key in series:
+            continue
+        if isinstance(value, str | bool):
+            text_summary[f"wandb.summary.{key}"] = value if isinstance(value, str) else str(value).lower()
+            continue
+        if not finite(value):
             continue
         metrics.append(MetricPoint(key=key, value=float(value), step=last_step,
                                    timestamp=ended or started))
@@ -332,6 +339,7 @@ def to_record(run_dir: Path, data: dict, report: ImportReport) -> tuple[RunRecor
     program = env.get("program") or env.get("codePath")
     command = " ".join([program, *env.get("args", [])]) if program else None
     tags: dict[str, Any] = {t: "" for t in run["tags"]}
+    tags.update(text_summary)
     for key in ("project", "entity", "group", "job_type", "sweep", "id"):
         if run.get(key):
             tags[f"wandb.{'run_id' if key == 'id' else key}"] = run[key]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import metastore
 from metastore.exporters.openlineage import export_openlineage, run_uuid
 from metastore.importers import detect, import_path
 
@@ -242,3 +243,40 @@ def test_export_round_trip(demo_store, sqlite_store, tmp_path):
     assert (back.imported, back.already_present) == (0, 12)
     # and into the copy again
     assert import_path(sqlite_store, out, "openlineage").already_present == 12
+
+
+def test_export_parent_failed_and_external_data(sqlite_store, tmp_path):
+    from metastore.store import MetricPoint, RunRecord
+
+    data = tmp_path / "train.csv"
+    data.write_text("a,b\n1,2\n")
+    _, csv_version = sqlite_store.put_asset("dataset", "train", data, copy=False)
+    parent = sqlite_store.create_run(RunRecord(experiment="sweep", name="sweep", ended=T0.replace(tzinfo=None)))
+    child = sqlite_store.create_run(RunRecord(
+        experiment="sweep", name="trial-1", status="failed", parent_id=parent.id,
+        started=T0.replace(tzinfo=None), ended=T0.replace(tzinfo=None) + timedelta(minutes=1),
+        params={"lr": 0.1, "layers": [2, 3], "use_bn": False}, tags={"stage": "dev"},
+        metrics=[MetricPoint("loss", 1.5, 0, T0.replace(tzinfo=None))],
+        inputs=[(csv_version.id, "train")],
+    ))
+    buf = io.StringIO()
+    export_openlineage(sqlite_store, buf, experiment="sweep")
+    events = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE", "START", "FAIL"]
+    fail = events[-1]
+    assert fail["run"]["facets"]["parent"]["run"]["runId"] == run_uuid(parent.id)
+    [ds] = fail["inputs"]
+    assert ds["namespace"] == "file" and ds["name"] == str(data.resolve())
+    assert fail["run"]["facets"]["tags"]["tags"] == [{"key": "stage", "value": "dev", "source": "METASTORE"}]
+
+    out = tmp_path / "sweep.ndjson"
+    out.write_text(buf.getvalue())
+    other = metastore.open(f"sqlite:///{tmp_path / 'other' / 'm.db'}")
+    report = import_path(other, out, "openlineage")
+    assert report.imported == 2
+    copy = other.get_run(child.id)
+    assert copy.parent_id == parent.id and copy.status == "failed"
+    assert copy.params == {"lr": 0.1, "layers": [2, 3], "use_bn": False}
+    [v] = copy.inputs
+    assert v.uri == data.resolve().as_uri() and v.digest == csv_version.digest and v.role == "train"
+    other.close()

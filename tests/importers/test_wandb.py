@@ -99,6 +99,7 @@ def test_import_offline_runs(store, wandb_dir):
     assert any("grad.norm" in w for w in report.warnings)
     assert [(m.step, m.value) for m in base.metric_history("test_acc")] == [(120, 0.97)]
     assert base.metrics["best_acc"] == 0.99  # summary only: one point
+    assert base.tags["wandb.summary.verdict"] == "good"
     assert {"baseline": "", "cpu": "", "wandb.group": "sweep-1", "wandb.job_type": "train"}.items() <= base.tags.items()
     assert base.notes[0].text == "first try"
     assert base.started <= loss[0].timestamp <= base.ended
