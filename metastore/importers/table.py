@@ -55,8 +55,12 @@ FIELDS = {
     "notes": "note", "note": "note", "tags.mlflow.note.content": "note",
     "step": "step",
 }
-#: Columns of MLflow's search_runs() export that describe MLflow, not the run.
-IGNORED = {"experiment_id", "artifact_uri", "lifecycle_stage"}
+#: Columns that describe where a row came from, not the run: MLflow's search_runs()
+#: export, and metastore's own table export (whose `id` becomes the source id).
+IGNORED = {
+    "experiment_id", "artifact_uri", "lifecycle_stage",
+    "run", "number", "duration", "parent_id", "source", "source_id",
+}
 STATUSES = {
     "finished": "finished", "completed": "finished", "complete": "finished", "done": "finished",
     "success": "finished", "succeeded": "finished", "ok": "finished",

@@ -1,0 +1,423 @@
+"""The portable bundle: a store (or one experiment of it) as JSON records plus blobs.
+
+    out/                              (or the same tree inside out.tar.gz)
+      bundle.json                     header: format, version, counts, experiments
+      runs.jsonl                      one Run record per line, whole metric histories
+      assets.jsonl                    one AssetVersion record per line
+      edges.jsonl                     one lineage Edge per line (used, produced, derived_from)
+      blobs/sha256/ab/cdef…           the content of every version kept in the blob store
+
+Every record validates against `schema/bundle.schema.json`, which is generated from the
+pydantic models below (`bundle_json_schema()`). `metastore import bundle OUT` reads it
+back into any store (metastore.importers.bundle). Run ids are kept, so lineage and
+idempotency survive the trip; asset versions get new ids in the target store (their
+digests identify them) and the edges are re-pointed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
+
+from metastore import params as param_codec
+from metastore.blobs import DIR_MEDIA_TYPE
+from metastore.errors import InvalidValue
+from metastore.models import (
+    Asset,
+    AssetVersion,
+    Experiment,
+    LineageEdge,
+    Metric,
+    Note,
+    Param,
+    Run,
+    Tag,
+)
+
+FORMAT = "metastore-bundle"
+VERSION = 1
+HEADER = "bundle.json"
+RUNS = "runs.jsonl"
+ASSETS = "assets.jsonl"
+EDGES = "edges.jsonl"
+BLOBS = "blobs"
+SCHEMA_ID = "https://github.com/metastore/metastore/schema/bundle.schema.json"
+
+
+# -- the records -------------------------------------------------------------------------
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ParamEntry(_Record):
+    """A typed param: `text` is the exact stored form (read back with `type`);
+    `value` the same as JSON for other readers (null when not representable, e.g. NaN)."""
+
+    key: str
+    type: Literal["number", "text", "bool", "json"]
+    text: str
+    value: Any = None
+
+
+class MetricEntry(_Record):
+    """One point of a metric's history."""
+
+    key: str
+    step: int
+    timestamp: datetime
+    value: float
+
+
+class NoteEntry(_Record):
+    time: datetime
+    kind: str = "note"
+    author: str | None = None
+    text: str
+
+
+class ExperimentEntry(_Record):
+    name: str
+    description: str | None = None
+    created: datetime | None = None
+    tags: dict[str, str | None] = Field(default_factory=dict)
+
+
+class RunEntry(_Record):
+    """A run with everything that hangs off it, except lineage (in edges.jsonl)."""
+
+    id: str
+    experiment: str
+    number: int
+    name: str | None = None
+    parent_id: str | None = None
+    status: Literal["running", "finished", "failed", "killed", "crashed"]
+    started: datetime
+    ended: datetime | None = None
+    user: str | None = None
+    host: str | None = None
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_dirty: bool | None = None
+    command: str | None = None
+    context: dict[str, Any] | None = None
+    source: str | None = None
+    source_id: str | None = None
+    params: list[ParamEntry] = Field(default_factory=list)
+    metrics: list[MetricEntry] = Field(default_factory=list)
+    tags: dict[str, str | None] = Field(default_factory=dict)
+    notes: list[NoteEntry] = Field(default_factory=list)
+
+
+class AssetVersionEntry(_Record):
+    """One asset version. `uri` "blob:" means the content is in the bundle's blobs/
+    under its digest (a directory: its manifest blob and every file's blob)."""
+
+    id: str
+    kind: str
+    name: str
+    version: int
+    digest: str
+    size: int | None = None
+    uri: str
+    media_type: str | None = None
+    meta: dict[str, Any] | None = None
+    created: datetime | None = None
+    created_by: str | None = None
+
+
+class EdgeEntry(_Record):
+    """Data flows from src to dst (run ids and asset version ids of this bundle)."""
+
+    src_type: Literal["run", "asset_version"]
+    src_id: str
+    dst_type: Literal["run", "asset_version"]
+    dst_id: str
+    relation: Literal["used", "produced", "derived_from"]
+    role: str | None = None
+
+
+class BundleHeader(_Record):
+    format: Literal["metastore-bundle"] = FORMAT
+    version: int = VERSION
+    created: datetime
+    metastore_version: str
+    source_store: str | None = None
+    experiment: str | None = Field(None, description="the experiment exported, or null for all")
+    counts: dict[str, int]
+    experiments: list[ExperimentEntry]
+
+
+RECORDS = {
+    "BundleHeader": BundleHeader,
+    "RunEntry": RunEntry,
+    "AssetVersionEntry": AssetVersionEntry,
+    "EdgeEntry": EdgeEntry,
+}
+#: file → the record type of its lines
+FILES = {RUNS: "RunEntry", ASSETS: "AssetVersionEntry", EDGES: "EdgeEntry"}
+
+
+def bundle_json_schema() -> dict:
+    """The JSON Schema of the bundle's records: `bundle.json` validates against the
+    schema itself, each line of runs.jsonl / assets.jsonl / edges.jsonl against
+    `#/$defs/RunEntry`, `#/$defs/AssetVersionEntry`, `#/$defs/EdgeEntry`."""
+    from pydantic.json_schema import models_json_schema
+
+    _, schema = models_json_schema(
+        [(m, "validation") for m in RECORDS.values()], ref_template="#/$defs/{model}"
+    )
+    defs = schema["$defs"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "metastore portable bundle",
+        "description": (
+            "bundle.json is a BundleHeader (this schema). Each line of runs.jsonl is a "
+            "RunEntry, of assets.jsonl an AssetVersionEntry, of edges.jsonl an EdgeEntry "
+            "(validate a line against {'$ref': '<this schema>#/$defs/<name>'}). Blobs are "
+            "files under blobs/sha256/<first 2 hex>/<other 62 hex>."
+        ),
+        "$ref": "#/$defs/BundleHeader",
+        "$defs": defs,
+        "x-files": dict(FILES, **{HEADER: "BundleHeader"}),
+    }
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+def _param(p: Param) -> ParamEntry:
+    value = param_codec.decode(p.type, p.num, p.text)
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None
+    return ParamEntry(key=p.key, type=p.type, text=p.text or "", value=value)
+
+
+def export_bundle(store, out: str | os.PathLike, experiment: str | None = None) -> dict:
+    """Write the store's live runs (or one experiment's), the asset versions they touch
+    and everything upstream of those, the lineage edges among them, and the blobs, to
+    `out`: a directory, or a .tar.gz / .tgz archive. Returns the counts."""
+    out = Path(out)
+    archive = out.name.endswith((".tar.gz", ".tgz"))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not archive:
+        raise InvalidValue(f"{out} exists and is not an empty directory")
+    if archive and out.exists():
+        raise InvalidValue(f"{out} exists; choose a new file name")
+    target = Path(tempfile.mkdtemp(prefix="metastore-bundle-")) if archive else out
+    try:
+        counts = _write(store, target, experiment)
+        if archive:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".partial")
+            with tarfile.open(tmp, "w:gz") as tar:
+                for entry in sorted(target.iterdir()):
+                    tar.add(entry, arcname=entry.name)
+            tmp.replace(out)
+    finally:
+        if archive:
+            shutil.rmtree(target, ignore_errors=True)
+    return counts
+
+
+def _write(store, target: Path, experiment: str | None) -> dict:
+    from metastore import __version__
+
+    target.mkdir(parents=True, exist_ok=True)
+    with store.read() as s:
+        exp_q = select(Experiment).where(col(Experiment.deleted_at).is_(None)).order_by(Experiment.id)
+        if experiment is not None:
+            store.get_experiment(experiment)  # NotFound with a suggestion
+            exp_q = exp_q.where(Experiment.name == experiment)
+        exps = list(s.exec(exp_q))
+        exp_names = {e.id: e.name for e in exps}
+        runs = list(
+            s.exec(
+                select(Run)
+                .where(col(Run.experiment_id).in_(list(exp_names)), col(Run.deleted_at).is_(None))
+                .order_by(Run.experiment_id, Run.number)
+            )
+        ) if exp_names else []
+        run_ids = {r.id for r in runs}
+        exp_tags = _tags(s, "experiment", [str(i) for i in exp_names])
+        experiments = [
+            ExperimentEntry(
+                name=e.name, description=e.description, created=_utc(e.created),
+                tags=exp_tags.get(str(e.id), {}),
+            )
+            for e in exps
+        ]
+        edges, version_ids = _edges(s, run_ids, whole_store=experiment is None)
+        versions = _versions(s, version_ids, whole_store=experiment is None)
+        counts = {"experiments": len(exps), "runs": 0, "metric_points": 0, "asset_versions": 0,
+                  "edges": 0, "blobs": 0}
+        with open(target / RUNS, "w") as f:
+            for chunk in _chunks(runs, 500):
+                for entry in _run_entries(s, chunk, exp_names):
+                    counts["runs"] += 1
+                    counts["metric_points"] += len(entry.metrics)
+                    f.write(entry.model_dump_json(exclude_none=False) + "\n")
+    blobs: set[str] = set()
+    with open(target / ASSETS, "w") as f:
+        for asset, av in versions:
+            # an external reference whose creator is not exported keeps no dangling id
+            created_by = av.created_by if av.created_by in run_ids else None
+            entry = AssetVersionEntry(
+                id=av.id, kind=asset.kind, name=asset.name, version=av.version,
+                digest=av.digest, size=av.size, uri=av.uri, media_type=av.media_type,
+                meta=json.loads(av.meta) if av.meta else None, created=_utc(av.created),
+                created_by=created_by,
+            )
+            f.write(entry.model_dump_json() + "\n")
+            counts["asset_versions"] += 1
+            if av.uri == "blob:":
+                blobs.add(av.digest)
+                if av.media_type == DIR_MEDIA_TYPE:
+                    with store.open_blob(av.digest) as m:
+                        manifest = json.load(m)
+                    blobs.update(e["digest"] for e in manifest["files"].values())
+    with open(target / EDGES, "w") as f:
+        for e in edges:
+            f.write(
+                EdgeEntry(
+                    src_type=e.src_type, src_id=e.src_id, dst_type=e.dst_type,
+                    dst_id=e.dst_id, relation=e.relation, role=e.role,
+                ).model_dump_json()
+                + "\n"
+            )
+            counts["edges"] += 1
+    for digest in sorted(blobs):
+        dest = target / BLOBS / "sha256" / digest[:2] / digest[2:]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with store.open_blob(digest) as src, open(dest, "wb") as dst:  # verified on read
+            shutil.copyfileobj(src, dst, 1 << 20)
+        counts["blobs"] += 1
+    header = BundleHeader(
+        created=datetime.now(UTC),
+        metastore_version=__version__,
+        source_store=getattr(store, "url", None),
+        experiment=experiment,
+        counts=counts,
+        experiments=experiments,
+    )
+    (target / HEADER).write_text(header.model_dump_json(indent=2) + "\n")
+    return counts
+
+
+def _chunks(items: list, n: int) -> Iterable[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _tags(s, entity_type: str, ids: list[str]) -> dict[str, dict[str, str | None]]:
+    out: dict[str, dict[str, str | None]] = {}
+    for chunk in _chunks(ids, 500):
+        for t in s.exec(
+            select(Tag).where(Tag.entity_type == entity_type, col(Tag.entity_id).in_(chunk))
+            .order_by(Tag.key)
+        ):
+            out.setdefault(t.entity_id, {})[t.key] = t.value
+    return out
+
+
+def _run_entries(s, runs: list[Run], exp_names: dict[int, str]) -> Iterable[RunEntry]:
+    ids = [r.id for r in runs]
+    params: dict[str, list[ParamEntry]] = {}
+    for p in s.exec(select(Param).where(col(Param.run_id).in_(ids)).order_by(Param.key)):
+        params.setdefault(p.run_id, []).append(_param(p))
+    metrics: dict[str, list[MetricEntry]] = {}
+    for m in s.exec(
+        select(Metric).where(col(Metric.run_id).in_(ids))
+        .order_by(Metric.run_id, Metric.key, Metric.step, Metric.timestamp, Metric.id)
+    ):
+        metrics.setdefault(m.run_id, []).append(
+            MetricEntry(key=m.key, step=m.step, timestamp=_utc(m.timestamp), value=m.value)
+        )
+    notes: dict[str, list[NoteEntry]] = {}
+    for n in s.exec(select(Note).where(col(Note.run_id).in_(ids)).order_by(Note.time, Note.id)):
+        notes.setdefault(n.run_id, []).append(
+            NoteEntry(time=_utc(n.time), kind=n.kind, author=n.author, text=n.text)
+        )
+    tags = _tags(s, "run", ids)
+    for r in runs:
+        yield RunEntry(
+            id=r.id, experiment=exp_names[r.experiment_id], number=r.number, name=r.name,
+            parent_id=r.parent_id, status=r.status, started=_utc(r.started), ended=_utc(r.ended),
+            user=r.user, host=r.host, git_commit=r.git_commit, git_branch=r.git_branch,
+            git_dirty=r.git_dirty, command=r.command,
+            context=json.loads(r.context) if r.context else None,
+            source=r.source, source_id=r.source_id,
+            params=params.get(r.id, []), metrics=metrics.get(r.id, []),
+            tags=tags.get(r.id, {}), notes=notes.get(r.id, []),
+        )
+
+
+def _edges(s, run_ids: set[str], whole_store: bool) -> tuple[list[LineageEdge], set[str]]:
+    """The edges touching the exported runs, plus every derived_from edge upstream of
+    the versions they touch (so a dataset's ancestry travels with it)."""
+    all_edges = list(s.exec(select(LineageEdge).order_by(LineageEdge.id)))
+    keep: list[LineageEdge] = []
+    versions: set[str] = set()
+    for e in all_edges:
+        if e.relation == "derived_from":
+            continue
+        if e.src_type == "run" and e.src_id not in run_ids:
+            continue
+        if e.dst_type == "run" and e.dst_id not in run_ids:
+            continue
+        keep.append(e)
+        versions.update(i for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id)) if t == "asset_version")
+    derived = [e for e in all_edges if e.relation == "derived_from"]
+    if whole_store:
+        versions |= {e.src_id for e in derived} | {e.dst_id for e in derived}
+        keep += derived
+        return keep, versions
+    frontier = set(versions)
+    taken: set[int] = set()
+    while frontier:
+        nxt = set()
+        for e in derived:
+            if e.dst_id in frontier and e.id not in taken:
+                taken.add(e.id)
+                keep.append(e)
+                if e.src_id not in versions:
+                    versions.add(e.src_id)
+                    nxt.add(e.src_id)
+        frontier = nxt
+    return keep, versions
+
+
+def _versions(s, ids: set[str], whole_store: bool) -> list[tuple[Asset, AssetVersion]]:
+    q = sa.select(Asset, AssetVersion).join(AssetVersion, AssetVersion.asset_id == Asset.id)
+    rows = list(s.execute(q.order_by(Asset.kind, Asset.name, AssetVersion.version)))
+    return [(a, v) for a, v in rows if whole_store or v.id in ids]
+
+
+# -- reading a bundle back (used by metastore.importers.bundle) --------------------------
+
+
+def is_bundle_dir(path: Path) -> bool:
+    header = path / HEADER
+    if not header.is_file():
+        return False
+    try:
+        return json.loads(header.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -1,0 +1,275 @@
+"""Import a portable bundle written by `metastore export` (a directory or .tar.gz).
+
+The format is described in metastore/exporters/bundle.py and schema/bundle.schema.json.
+
+- Asset versions come first, in (kind, name, version) order, so a fresh store numbers
+  them as the exporting store did; content is taken from the bundle's blobs and checked
+  against its digest. A version whose (kind, name, digest) is already in the store is
+  reused. Versions get new ids; the edges are re-pointed to them.
+- Runs keep their ids (so lineage, parents and idempotency survive), their source and
+  source id (a run imported from MLflow stays an MLflow run), their full metric
+  histories, typed params, tags and notes; the target store numbers them in order.
+  A run whose id is already in the store is "already present".
+- derived_from edges between versions are added last.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from metastore import params as param_codec
+from metastore.blobs import DIR_MEDIA_TYPE, sha256_file
+from metastore.errors import MetastoreError, NotFound
+from metastore.exporters.bundle import (
+    ASSETS,
+    BLOBS,
+    EDGES,
+    HEADER,
+    RUNS,
+    AssetVersionEntry,
+    BundleHeader,
+    EdgeEntry,
+    RunEntry,
+    is_bundle_dir,
+)
+from metastore.importers import ImportFailed, ImportOptions, ImportReport
+from metastore.importers.runs import count_skip, undo_counts
+from metastore.models import Note
+from metastore.store import MetricPoint, RunRecord
+
+NAME = "bundle"
+
+
+def detect(path: Path) -> bool:
+    path = Path(path)
+    if path.is_dir():
+        return is_bundle_dir(path)
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                for member in tar:
+                    if member.name.lstrip("./") == HEADER:
+                        return True
+        except (OSError, tarfile.TarError, EOFError):
+            return False
+    return False
+
+
+@contextmanager
+def opened(path: Path):
+    """The bundle as a directory (a .tar.gz is unpacked to a temporary one)."""
+    if path.is_dir():
+        yield path
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="metastore-bundle-"))
+    try:
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                tar.extractall(tmp, filter="data")  # refuses absolute paths and ../
+        except (OSError, tarfile.TarError, EOFError) as e:
+            raise ImportFailed(f"{path} is not a readable .tar.gz bundle ({e})") from e
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _lines(folder: Path, name: str, model, report: ImportReport, counted: bool):
+    """(where, record) per valid line; an invalid line is skipped (and, for runs,
+    counted) with its reason."""
+    path = folder / name
+    if not path.is_file():
+        raise ImportFailed(f"the bundle has no {name}")
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{name} line {n}"
+            if counted:
+                report.found += 1
+            try:
+                yield where, model.model_validate_json(line)
+            except ValidationError as e:
+                first = e.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"]) or "record"
+                reason = f"is not a valid {model.__name__} ({loc}: {first['msg']})"
+                if counted:
+                    count_skip(report, where, reason)
+                else:
+                    report.warnings.append(f"skipped {where}: {reason}")
+
+
+def import_source(store, path: Path, options: ImportOptions, report: ImportReport) -> None:
+    path = Path(path)
+    with opened(path) as folder:
+        try:
+            header = BundleHeader.model_validate_json((folder / HEADER).read_text())
+        except (OSError, ValidationError) as e:
+            raise ImportFailed(f"{path} has no valid {HEADER}: {str(e).splitlines()[0]}") from e
+        assets = list(_lines(folder, ASSETS, AssetVersionEntry, report, counted=False))
+        edges = [e for _, e in _lines(folder, EDGES, EdgeEntry, report, counted=False)]
+        runs = list(_lines(folder, RUNS, RunEntry, report, counted=True))
+        total = report.found
+        if not options.dry_run and options.experiment is None:
+            for exp in header.experiments:
+                created = store.create_experiment(exp.name, description=exp.description)
+                if exp.tags:
+                    store.set_tags("experiment", str(created.id), exp.tags)
+        version_ids = _import_versions(store, folder, assets, options, report)
+        by_run: dict[str, list[EdgeEntry]] = {}
+        for e in edges:
+            for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id)):
+                if t == "run":
+                    by_run.setdefault(i, []).append(e)
+        run_ids: set[str] = set()
+        done = total - len(runs)
+        options.progress(done, total)
+        for where, entry in runs:
+            done += 1
+            _import_run(store, entry, where, by_run.get(entry.id, []), version_ids, options, report)
+            run_ids.add(entry.id)
+            options.progress(done, total)
+        if not options.dry_run:
+            for e in edges:
+                if e.relation != "derived_from":
+                    continue
+                src, dst = version_ids.get(e.src_id), version_ids.get(e.dst_id)
+                if src and dst:
+                    store.add_edge("asset_version", src, "asset_version", dst, "derived_from", e.role)
+
+
+def _import_versions(store, folder: Path, assets, options, report) -> dict[str, str]:
+    """Bundle version id → version id in the store."""
+    ids: dict[str, str] = {}
+    for where, a in assets:
+        if options.dry_run:
+            ids[a.id] = a.id
+            continue
+        try:
+            ids[a.id] = _put_version(store, folder, a)
+        except (MetastoreError, OSError, ValueError) as e:
+            report.warnings.append(f"skipped {where} ({a.kind}:{a.name} v{a.version}): {e}")
+    return ids
+
+
+def _blob(folder: Path, digest: str) -> Path:
+    path = folder / BLOBS / "sha256" / digest[:2] / digest[2:]
+    if not path.is_file():
+        raise ImportFailed(f"blob {digest} is missing from the bundle")
+    got, _ = sha256_file(path)
+    if got != digest:
+        raise ImportFailed(f"blob {digest} in the bundle is corrupt (its content hashes to {got})")
+    return path
+
+
+def _put_version(store, folder: Path, a: AssetVersionEntry) -> str:
+    meta = dict(a.meta or {})
+    if a.uri != "blob:":
+        _, av = store.put_asset(
+            a.kind, a.name, uri=a.uri, digest=a.digest, size=a.size,
+            media_type=a.media_type, meta=meta,
+        )
+        return av.id
+    if a.media_type == DIR_MEDIA_TYPE:
+        manifest = json.loads(_blob(folder, a.digest).read_bytes())
+        with tempfile.TemporaryDirectory(prefix="metastore-dir-") as tmp:
+            root = Path(tmp) / (meta.get("filename") or a.name.replace("/", "_"))
+            root.mkdir()
+            for rel, entry in manifest["files"].items():
+                dest = (root / rel).resolve()
+                if not dest.is_relative_to(root.resolve()):
+                    raise ImportFailed(f"directory {a.digest} escapes its folder: {rel}")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(_blob(folder, entry["digest"]), dest)
+            _, av = store.put_asset(a.kind, a.name, root, media_type=a.media_type, meta=meta)
+    else:
+        data = _blob(folder, a.digest).read_bytes()
+        _, av = store.put_asset(a.kind, a.name, data, media_type=a.media_type, meta=meta)
+    if av.digest != a.digest:
+        raise ImportFailed(f"{a.kind}:{a.name} v{a.version} came back with digest {av.digest}")
+    return av.id
+
+
+def _import_run(store, entry: RunEntry, where, edges, version_ids, options, report) -> None:
+    try:
+        store.get_run(entry.id)
+        report.already_present += 1
+        return
+    except NotFound:
+        pass
+    inputs, outputs, missing = [], [], 0
+    for e in edges:
+        if e.relation == "used" and e.dst_id == entry.id and e.src_type == "asset_version":
+            vid = version_ids.get(e.src_id)
+            (inputs.append((vid, e.role)) if vid else None)
+            missing += vid is None
+        elif e.relation == "produced" and e.src_id == entry.id and e.dst_type == "asset_version":
+            vid = version_ids.get(e.dst_id)
+            (outputs.append((vid, e.role)) if vid else None)
+            missing += vid is None
+    if missing:
+        report.warnings.append(f"{where}: {missing} lineage edge(s) point at asset versions not imported")
+    parent = entry.parent_id
+    if parent is not None and not options.dry_run:
+        try:
+            store.get_run(parent)
+        except NotFound:
+            report.warnings.append(f"{where}: parent run {parent} is not in the store; imported without it")
+            parent = None
+    record = RunRecord(
+        id=entry.id,
+        experiment=options.experiment or entry.experiment,
+        name=entry.name,
+        status=entry.status,
+        started=_naive(entry.started),
+        ended=_naive(entry.ended),
+        user=entry.user,
+        host=entry.host,
+        git_commit=entry.git_commit,
+        git_branch=entry.git_branch,
+        git_dirty=entry.git_dirty,
+        command=entry.command,
+        context=entry.context,
+        params={p.key: param_codec.decode(p.type, None, p.text) for p in entry.params},
+        metrics=[
+            MetricPoint(key=m.key, value=m.value, step=m.step, timestamp=_naive(m.timestamp))
+            for m in entry.metrics
+        ],
+        tags=entry.tags,
+        notes=[Note(time=_naive(n.time), kind=n.kind, author=n.author, text=n.text) for n in entry.notes],
+        inputs=inputs,
+        outputs=outputs,
+        source=entry.source,
+        source_id=entry.source_id,
+        parent_id=parent,
+    )
+    report.params += len(record.params)
+    report.metrics += len(record.metrics)
+    report.assets += len(inputs) + len(outputs)
+    if options.dry_run:
+        report.imported += 1
+        return
+    try:
+        run = store.create_run(record)
+    except (MetastoreError, ValueError, SQLAlchemyError) as e:
+        undo_counts(report, record, inputs + outputs)
+        count_skip(report, where, f"cannot be written: {e}")
+        return
+    report.imported += 1
+    report.run_ids.append(run.id)
+
+
+def _naive(t):
+    """Stored times are naive UTC."""
+    from datetime import UTC
+
+    if t is None or t.tzinfo is None:
+        return t
+    return t.astimezone(UTC).replace(tzinfo=None)

@@ -1,0 +1,181 @@
+"""Export a store to the portable bundle and import it into another store (SQLite →
+PostgreSQL / MariaDB / SQLite), and the CSV / Parquet table export."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from metastore.exporters import export
+from metastore.exporters.bundle import bundle_json_schema, export_bundle
+from metastore.importers import detect, import_path
+
+SCHEMA_FILE = Path(__file__).parent.parent.parent / "schema" / "bundle.schema.json"
+
+
+def snapshot(store, experiment: str | None = None) -> dict:
+    """Everything the round trip must keep, keyed by run id (stable across stores)."""
+    runs = {}
+    for r in store.runs(experiment):
+        runs[r.id] = {
+            "experiment": r.experiment, "number": r.number, "name": r.name,
+            "status": r.status, "started": r.started, "ended": r.ended, "user": r.user,
+            "host": r.host, "git_commit": r.git_commit, "command": r.command,
+            "parent_id": r.parent_id, "source": (r.source, r.source_id), "context": r.context,
+            "params": r.params, "tags": r.tags,
+            "notes": [(n.time, n.kind, n.author, n.text) for n in r.notes],
+            "metrics": {
+                k: [(m.step, m.timestamp, m.value) for m in r.metric_history(k)]
+                for k in r.metric_summary()
+            },
+            "inputs": sorted((v.kind, v.name, v.version, v.digest, v.role) for v in r.inputs),
+            "outputs": sorted((v.kind, v.name, v.version, v.digest, v.role) for v in r.outputs),
+        }
+    return runs
+
+
+def version_edges(store) -> set:
+    """derived_from edges as (kind:name@version → kind:name@version, role)."""
+    edges = set()
+    for asset in store.assets():
+        for v in store.versions(asset.kind, asset.name):
+            meta = (v.kind, v.name, v.version, v.digest, v.size, v.media_type, json.dumps(v.meta, sort_keys=True))
+            edges.add(("version",) + meta)
+            with store.read() as s:
+                from sqlmodel import select
+
+                from metastore.models import LineageEdge
+
+                for e in s.exec(select(LineageEdge).where(LineageEdge.dst_id == v.id, LineageEdge.relation == "derived_from")):
+                    _, up = store.get_version_by_id(e.src_id)
+                    a, _ = store.get_version_by_id(e.src_id)
+                    edges.add(("derived", f"{a.kind}:{a.name}@{up.version}", v.ref, e.role))
+    return edges
+
+
+def validate_bundle(folder: Path) -> None:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    assert schema == bundle_json_schema(), "schema/bundle.schema.json is stale: regenerate it"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(json.loads((folder / "bundle.json").read_text()), schema)
+    for name, record in schema["x-files"].items():
+        if name == "bundle.json":
+            continue
+        sub = {"$ref": f"#/$defs/{record}", "$defs": schema["$defs"]}
+        validator = jsonschema.Draft202012Validator(sub, format_checker=jsonschema.FormatChecker())
+        for line in (folder / name).read_text().splitlines():
+            validator.validate(json.loads(line))
+
+
+def test_round_trip(demo_store, store, tmp_path):
+    bundle = tmp_path / "bundle"
+    counts = export_bundle(demo_store, bundle)
+    assert counts["runs"] == 12 and counts["blobs"] > 0 and counts["edges"] > 0
+    validate_bundle(bundle)
+    assert detect(bundle) == "bundle"
+    report = import_path(store, bundle)
+    assert (report.found, report.imported, report.skipped) == (12, 12, [])
+    assert snapshot(store) == snapshot(demo_store)
+    assert version_edges(store) == version_edges(demo_store)
+    # content travels, verified by digest
+    model = store.get_run("diabetes#4").outputs[0]
+    assert model.read_bytes() == demo_store.get_run("diabetes#4").outputs[0].read_bytes()
+    again = import_path(store, bundle)
+    assert (again.imported, again.already_present) == (0, 12)
+
+
+def test_tar_gz_and_one_experiment(demo_store, sqlite_store, tmp_path):
+    with demo_store.start_run(experiment="other", name="lonely") as run:
+        run.log_metric("x", 1.0)
+    archive = tmp_path / "diabetes.tar.gz"
+    export(demo_store, archive, experiment="diabetes")
+    with tarfile.open(archive) as tar:
+        assert "bundle.json" in tar.getnames()
+    assert detect(archive) == "bundle"
+    report = import_path(sqlite_store, archive, "bundle")
+    assert report.imported == 12
+    assert [e.name for e in sqlite_store.experiments()] == ["diabetes"]
+    assert snapshot(sqlite_store) == snapshot(demo_store, "diabetes")
+
+
+def test_directories_and_long_histories_survive(sqlite_store, tmp_path):
+    import metastore
+
+    src = metastore.open(f"sqlite:///{tmp_path / 'src' / 'm.db'}")
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"\x00\x01" * 100)
+    (folder / "sub" / "cfg.json").write_text("{}")
+    with src.start_run(experiment="e", name="parent") as parent:
+        parent.log_params({"lr": 0.1, "layers": [1, 2], "nan": float("nan"), "ok": True, "n": 3})
+        for step in range(50):
+            parent.log_metric("loss", 1 / (step + 1), step=step)
+        parent.log_asset(folder, kind="model", name="net")
+        parent.note("a note")
+        with src.start_run(experiment="e", name="child", parent=parent) as child:
+            child.use_asset(folder, kind="model", name="net", role="base")
+    bundle = tmp_path / "b"
+    export_bundle(src, bundle)
+    validate_bundle(bundle)
+    import_path(sqlite_store, bundle)
+    import math
+
+    got_nan = sqlite_store.get_run("parent").params.pop("nan")
+    assert math.isnan(got_nan)
+    mine, theirs = snapshot(sqlite_store), snapshot(src)
+    for runs in (mine, theirs):
+        for r in runs.values():
+            r["params"].pop("nan", None)
+    assert mine == theirs
+    [net] = [v for v in sqlite_store.get_run("child").inputs if v.name == "net"]
+    assert net.is_directory and net.role == "base"
+    got = net.path(tmp_path / "restored")
+    assert (got / "sub" / "cfg.json").read_text() == "{}", sorted(got.rglob("*"))
+    src.close()
+
+
+def test_corrupt_bundle_lines_are_skipped(demo_store, sqlite_store, tmp_path):
+    bundle = tmp_path / "bundle"
+    export_bundle(demo_store, bundle)
+    lines = (bundle / "runs.jsonl").read_text().splitlines()
+    lines[3] = lines[3][: len(lines[3]) // 2]  # truncated
+    lines[5] = lines[5].replace('"status":"finished"', '"status":"exploded"')
+    (bundle / "runs.jsonl").write_text("\n".join(lines) + "\n")
+    report = import_path(sqlite_store, bundle)
+    assert report.found == 12 and report.imported == 10 and report.complete
+    text = "\n".join(f"{w}: {r}" for w, r in report.skipped)
+    assert "runs.jsonl line 4: is not a valid RunEntry" in text
+    assert "runs.jsonl line 6: is not a valid RunEntry (status" in text
+
+
+def test_bundle_refuses_to_overwrite(demo_store, tmp_path):
+    from metastore.errors import InvalidValue
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "f").write_text("keep me")
+    with pytest.raises(InvalidValue, match="not an empty directory"):
+        export_bundle(demo_store, tmp_path / "x")
+
+
+def test_table_export_csv_and_parquet(demo_store, sqlite_store, tmp_path):
+    import pandas as pd
+
+    counts = export(demo_store, tmp_path / "runs.csv")
+    assert counts["runs"] == 12
+    frame = pd.read_csv(tmp_path / "runs.csv")
+    assert list(frame["run"][:2]) == ["diabetes#1", "diabetes#2"]
+    assert {"params.algorithm", "params.n_estimators", "metrics.rmse", "metrics.loss"} <= set(frame.columns)
+    assert frame["metrics.rmse"].dtype == float
+    export(demo_store, tmp_path / "runs.parquet", experiment="diabetes")
+    parquet = pd.read_parquet(tmp_path / "runs.parquet")
+    assert len(parquet) == 12 and parquet["params.normalize"].dtype == bool
+    rmse = {r.ref: r.metrics["rmse"] for r in demo_store.runs()}
+    assert dict(zip(parquet["run"], parquet["metrics.rmse"], strict=True)) == rmse
+    # the CSV export is what the csv importer reads
+    report = import_path(sqlite_store, tmp_path / "runs.csv", experiment="again")
+    assert report.imported == 12
+    assert sqlite_store.get_run("again#1").params == demo_store.get_run("diabetes#1").params
