@@ -470,6 +470,131 @@ def audit(
 # --- import and export (metastore import, export) ----------------------------------------
 
 
+def _progress_bar(enabled: bool):
+    """A rich progress bar on stderr and the ImportOptions.progress callback driving it."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=not enabled,
+    )
+    task = bar.add_task("import", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total or None)
+
+    return bar, progress
+
+
+def _print_report(report, format: str) -> None:
+    if format == "json":
+        return print_json(report.to_dict())
+    console.print(report.summary(), highlight=False, markup=False)
+    if report.skipped:
+        table = Table("skipped", "reason", title=f"{len(report.skipped)} runs skipped", title_justify="left")
+        for where, why in report.skipped:
+            table.add_row(where, why)
+        console.print(table)
+    other = [w for w in report.warnings if not w.startswith("skipped ")]
+    for w in other[:20]:
+        err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if len(other) > 20:
+        err.print(f"… and {len(other) - 20} more warnings (--format json lists them all)")
+
+
+@app.command("import")
+def import_(
+    source_or_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="[SOURCE]",
+            help="The tool that wrote PATH (mlflow, csv, bundle, …); detected when left out.",
+        ),
+    ],
+    path: Annotated[
+        str | None,
+        typer.Argument(metavar="PATH", help="File, folder or database URL to import.", show_default=False),
+    ] = None,
+    store: StoreOption = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", "-e", help="Put every run into this experiment.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and count; write nothing.")] = False,
+    copy: Annotated[
+        bool, typer.Option("--copy/--no-copy", help="Copy artifacts into the blob store, or reference them by URI.")
+    ] = True,
+    params: Annotated[
+        list[str] | None, typer.Option("--params", help="csv: columns that are params (comma-separated, globs).")
+    ] = None,
+    metrics: Annotated[
+        list[str] | None, typer.Option("--metrics", help="csv: columns that are metrics (comma-separated, globs).")
+    ] = None,
+    format: FormatOption = "table",
+) -> None:
+    """Import runs from MLflow, DVC, W&B, TensorBoard, Neptune, OpenLineage, CSV/JSON Lines
+    or a metastore bundle. Exits 0 when every run is imported or already present, 2 when
+    some were skipped (listed with the reason), 1 on an error."""
+    from metastore.importers import import_path, registry
+
+    source = source_or_path if path is not None else None
+    target = path if path is not None else source_or_path
+    if source is not None and source not in registry():
+        raise MetastoreError(
+            f"unknown import source {source!r}", hint=f"one of: {', '.join(registry())}"
+        )
+    extra = {}
+    if params:
+        extra["params"] = params
+    if metrics:
+        extra["metrics"] = metrics
+    s = open_store(store)
+    bar, progress = _progress_bar(enabled=format != "json" and err.is_terminal)
+    with bar:
+        if "://" in target and source in (None, "mlflow"):
+            from metastore.importers import mlflow
+
+            report = mlflow.import_url(
+                s, target, experiment=experiment, dry_run=dry_run, copy=copy, progress=progress
+            )
+        else:
+            report = import_path(
+                s, target, source, experiment=experiment, dry_run=dry_run, copy=copy,
+                progress=progress, **extra,
+            )
+    if dry_run and format != "json":
+        console.print("[dim]dry run: nothing was written[/dim]")
+    _print_report(report, format)
+    if report.skipped:
+        raise typer.Exit(2)
+
+
+@app.command("export")
+def export_(
+    out: Annotated[str, typer.Argument(help="Directory or .tar.gz (bundle), .csv, .parquet, or .jsonl (OpenLineage).")],
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="bundle, csv, parquet or openlineage (default: from OUT's name)."),
+    ] = None,
+) -> None:
+    """Export runs: a portable bundle (JSON + blobs) that `metastore import` reads into any
+    store, a CSV/Parquet table with one row per run, or OpenLineage events."""
+    from metastore.exporters import export, guess_format
+
+    s = open_store(store, create=False)
+    fmt = to or guess_format(out)
+    counts = export(s, out, format=fmt, experiment=experiment)
+    what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+    console.print(f"Wrote {fmt} {out}: {what}", highlight=False, markup=False)
+
+
 # --- server (metastore server, token) ---------------------------------------------------
 
 

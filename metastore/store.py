@@ -426,6 +426,190 @@ class SQLStore(Store):
 
         return self.transact(go)
 
+    def create_runs(self, records: Sequence[RunRecord]) -> list[str]:
+        """Create many runs in one transaction: all of them or none; returns their ids.
+
+        The bulk form of `create_run` for importers (one transaction and a few
+        multi-row INSERTs instead of a round trip per value). A record may name as
+        parent a run earlier in the same list (give both an `id`). On failure nothing
+        is written; write the records one by one with `create_run` to find the bad one.
+        """
+        from metastore.models import new_id
+
+        prepared = []
+        for record in records:
+            validate_key(record.experiment, "experiment")
+            if record.status not in RUN_STATUSES:
+                raise InvalidValue(f"run status must be one of {', '.join(RUN_STATUSES)}")
+            prepared.append(
+                (
+                    record,
+                    record.id or new_id(),
+                    params.encode_all(record.params, validate_key),
+                    [
+                        (validate_key(p.key, "metric"), validate_metric_value(p.key, p.value), p)
+                        for p in record.metrics
+                    ],
+                    {validate_key(k, "tag"): _tag_value(v) for k, v in record.tags.items()},
+                )
+            )
+        if not prepared:
+            return []
+
+        def go(s: Session) -> list[str]:
+            per_exp: dict[str, int] = {}
+            for record, *_ in prepared:
+                per_exp[record.experiment] = per_exp.get(record.experiment, 0) + 1
+            next_number: dict[str, int] = {}
+            exp_ids: dict[str, int] = {}
+            for name, n in per_exp.items():
+                exp = self._experiment(s, name, create=True)
+                s.execute(
+                    sa.update(Experiment)
+                    .where(Experiment.id == exp.id)
+                    .values(last_number=Experiment.last_number + n)
+                )
+                last = s.execute(
+                    sa.select(Experiment.last_number).where(Experiment.id == exp.id)
+                ).scalar_one()
+                next_number[name] = last - n + 1
+                exp_ids[name] = exp.id
+            version_ids = {
+                av_id for record, *_ in prepared for av_id, _ in (*record.inputs, *record.outputs)
+            }
+            found = set()
+            for chunk in _chunks(sorted(version_ids), 500):
+                found.update(s.exec(select(AssetVersion.id).where(col(AssetVersion.id).in_(chunk))))
+            if version_ids - found:
+                raise NotFound(f"no asset version with id {sorted(version_ids - found)[0]}")
+            now = utcnow()
+            runs, param_rows, metric_rows, summary_rows, tag_rows, note_rows, edges = (
+                [], [], [], [], [], [], {}
+            )
+            created_by = []
+            for record, run_id, encoded, points, tags in prepared:
+                number = next_number[record.experiment]
+                next_number[record.experiment] += 1
+                running = record.status == "running"
+                runs.append(
+                    {
+                        "id": run_id,
+                        "experiment_id": exp_ids[record.experiment],
+                        "number": number,
+                        "name": record.name,
+                        "parent_id": record.parent_id,
+                        "status": record.status,
+                        "started": record.started or now,
+                        "ended": record.ended,
+                        "user": record.user,
+                        "host": record.host,
+                        "pid": os.getpid() if running else None,
+                        "heartbeat": now if running else None,
+                        "git_commit": record.git_commit,
+                        "git_branch": record.git_branch,
+                        "git_dirty": record.git_dirty,
+                        "command": record.command,
+                        "context": json.dumps(record.context, sort_keys=True)
+                        if record.context
+                        else None,
+                        "source": record.source,
+                        "source_id": record.source_id,
+                        "deleted_at": None,
+                    }
+                )
+                for key, (ptype, num, text) in encoded.items():
+                    param_rows.append(
+                        {"run_id": run_id, "key": key, "type": ptype, "num": num, "text": text}
+                    )
+                summaries: dict[str, dict] = {}
+                for key, value, p in points:
+                    summary = summaries.get(key)
+                    step = p.step if p.step is not None else (summary["last_step"] + 1 if summary else 0)
+                    metric_rows.append(
+                        {
+                            "run_id": run_id,
+                            "key": key,
+                            "step": int(step),
+                            "timestamp": p.timestamp or now,
+                            "value": value,
+                        }
+                    )
+                    if summary is None:
+                        summary = summaries[key] = {
+                            "run_id": run_id, "key": key, "last": value, "last_step": step,
+                            "first": value, "min": value, "max": value, "count": 0,
+                        }
+                    if step >= summary["last_step"]:
+                        summary["last"], summary["last_step"] = value, step
+                    summary["min"] = min(summary["min"], value)
+                    summary["max"] = max(summary["max"], value)
+                    summary["count"] += 1
+                summary_rows.extend(summaries.values())
+                for k, v in tags.items():
+                    tag_rows.append({"entity_type": "run", "entity_id": run_id, "key": k, "value": v})
+                for note in record.notes:
+                    note_rows.append(
+                        {
+                            "run_id": run_id,
+                            "time": note.time or now,
+                            "kind": note.kind or "note",
+                            "author": note.author,
+                            "text": note.text,
+                        }
+                    )
+                for av_id, role in record.inputs:
+                    edges.setdefault(
+                        ("asset_version", av_id, "run", run_id, "used"), role
+                    )
+                for av_id, role in record.outputs:
+                    edges.setdefault(("run", run_id, "asset_version", av_id, "produced"), role)
+                    created_by.append({"av": av_id, "run": run_id})
+            s.execute(sa.insert(Run), runs)
+            for model, rows in (
+                (Param, param_rows),
+                (Metric, metric_rows),
+                (MetricSummary, summary_rows),
+                (Tag, tag_rows),
+                (Note, note_rows),
+            ):
+                if rows:
+                    s.execute(sa.insert(model), rows)
+            if edges:
+                s.execute(
+                    sa.insert(LineageEdge),
+                    [
+                        {
+                            "src_type": st, "src_id": si, "dst_type": dt, "dst_id": di,
+                            "relation": rel, "role": role, "created": now,
+                        }
+                        for (st, si, dt, di, rel), role in edges.items()
+                    ],
+                )
+            for row in created_by:
+                s.execute(
+                    sa.update(AssetVersion)
+                    .where(AssetVersion.id == row["av"], col(AssetVersion.created_by).is_(None))
+                    .values(created_by=row["run"])
+                )
+            return [run_id for _, run_id, *_ in prepared]
+
+        return self.transact(go)
+
+    def runs_by_source(self, source: str, source_ids: Iterable[str]) -> dict[str, str]:
+        """source id → run id for the runs imported from `source` among `source_ids`
+        (the bulk form of `find_run_by_source`, for importers)."""
+        wanted = sorted(set(source_ids))
+        found: dict[str, str] = {}
+        with self.read() as s:
+            for chunk in _chunks(wanted, 500):
+                rows = s.execute(
+                    sa.select(Run.source_id, Run.id).where(
+                        Run.source == source, col(Run.source_id).in_(chunk)
+                    )
+                )
+                found.update({sid: rid for sid, rid in rows})
+        return found
+
     def find_run_by_source(self, source: str, source_id: str) -> Run | None:
         with self.read() as s:
             return s.exec(

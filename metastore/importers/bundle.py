@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from metastore import params as param_codec
 from metastore.blobs import DIR_MEDIA_TYPE, sha256_file
@@ -41,7 +40,7 @@ from metastore.exporters.bundle import (
     is_bundle_dir,
 )
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers.runs import count_skip, undo_counts
+from metastore.importers.runs import Writer, count_skip
 from metastore.models import Note
 from metastore.store import MetricPoint, RunRecord
 
@@ -128,14 +127,16 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id)):
                 if t == "run":
                     by_run.setdefault(i, []).append(e)
-        run_ids: set[str] = set()
+        queued: set[str] = set()
         done = total - len(runs)
         options.progress(done, total)
-        for where, entry in runs:
-            done += 1
-            _import_run(store, entry, where, by_run.get(entry.id, []), version_ids, options, report)
-            run_ids.add(entry.id)
-            options.progress(done, total)
+        with Writer(store, options, report) as writer:
+            for where, entry in runs:
+                done += 1
+                record = _record(store, entry, where, by_run.get(entry.id, []), version_ids, options, report, queued)
+                if record is not None and writer.add(record, [], where) is not None:
+                    queued.add(entry.id)
+                options.progress(done, total)
         if not options.dry_run:
             for e in edges:
                 if e.relation != "derived_from":
@@ -197,33 +198,37 @@ def _put_version(store, folder: Path, a: AssetVersionEntry) -> str:
     return av.id
 
 
-def _import_run(store, entry: RunEntry, where, edges, version_ids, options, report) -> None:
+def _exists(store, run_id: str) -> bool:
     try:
-        store.get_run(entry.id)
-        report.already_present += 1
-        return
+        return store.get_run(run_id).id == run_id
     except NotFound:
-        pass
+        return False
+
+
+def _record(store, entry: RunEntry, where, edges, version_ids, options, report, queued) -> RunRecord | None:
+    """The RunRecord for a bundle run, or None when it is already in the store."""
+    if _exists(store, entry.id):
+        report.already_present += 1
+        return None
     inputs, outputs, missing = [], [], 0
     for e in edges:
         if e.relation == "used" and e.dst_id == entry.id and e.src_type == "asset_version":
-            vid = version_ids.get(e.src_id)
-            (inputs.append((vid, e.role)) if vid else None)
-            missing += vid is None
+            pair, vid = inputs, version_ids.get(e.src_id)
         elif e.relation == "produced" and e.src_id == entry.id and e.dst_type == "asset_version":
-            vid = version_ids.get(e.dst_id)
-            (outputs.append((vid, e.role)) if vid else None)
-            missing += vid is None
+            pair, vid = outputs, version_ids.get(e.dst_id)
+        else:
+            continue
+        if vid is None:
+            missing += 1
+        else:
+            pair.append((vid, e.role))
     if missing:
         report.warnings.append(f"{where}: {missing} lineage edge(s) point at asset versions not imported")
     parent = entry.parent_id
-    if parent is not None and not options.dry_run:
-        try:
-            store.get_run(parent)
-        except NotFound:
-            report.warnings.append(f"{where}: parent run {parent} is not in the store; imported without it")
-            parent = None
-    record = RunRecord(
+    if parent is not None and not options.dry_run and parent not in queued and not _exists(store, parent):
+        report.warnings.append(f"{where}: parent run {parent} is not in the store; imported without it")
+        parent = None
+    return RunRecord(
         id=entry.id,
         experiment=options.experiment or entry.experiment,
         name=entry.name,
@@ -250,20 +255,6 @@ def _import_run(store, entry: RunEntry, where, edges, version_ids, options, repo
         source_id=entry.source_id,
         parent_id=parent,
     )
-    report.params += len(record.params)
-    report.metrics += len(record.metrics)
-    report.assets += len(inputs) + len(outputs)
-    if options.dry_run:
-        report.imported += 1
-        return
-    try:
-        run = store.create_run(record)
-    except (MetastoreError, ValueError, SQLAlchemyError) as e:
-        undo_counts(report, record, inputs + outputs)
-        count_skip(report, where, f"cannot be written: {e}")
-        return
-    report.imported += 1
-    report.run_ids.append(run.id)
 
 
 def _naive(t):

@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlparse
 
 from metastore.errors import MetastoreError
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers.runs import AssetSpec, already_present, count_skip, safe_write
+from metastore.importers.runs import AssetSpec, Writer, count_skip, existing
 from metastore.importers.values import from_millis, infer_value
 from metastore.models import Note
 from metastore.store import MetricPoint, RunRecord
@@ -234,39 +234,37 @@ def _import(store, reader, options: ImportOptions, report: ImportReport) -> None
     # A parent before its children, so the child can point at the parent's new id.
     runs = _parents_first(runs)
     total = report.found
-    ids: dict[str, str] = {}
+    ids = existing(store, NAME, [r.run_id for r in runs])
     done = report.found - len(runs)  # the unreadable ones, already skipped
     options.progress(done, total)
     experiments_seen: set[str] = set()
-    for src in runs:
-        done += 1
-        source_id = src.run_id
-        existing = already_present(store, NAME, source_id)
-        if existing is not None:
-            ids[src.run_id] = existing
-            report.already_present += 1
+    with Writer(store, options, report) as writer:
+        for src in runs:
+            done += 1
+            if src.run_id in ids:
+                report.already_present += 1
+                options.progress(done, total)
+                continue
+            try:
+                record, assets = _map(src, options, report, reader)
+            except Unreadable as e:
+                count_skip(report, e.where, e.reason)
+                options.progress(done, total)
+                continue
+            if src.parent:
+                record.parent_id = ids.get(src.parent)
+                if record.parent_id is None and not options.dry_run:
+                    report.warnings.append(
+                        f"{src.where}: parent run {src.parent} was not imported; "
+                        "the run is imported without its parent"
+                    )
+            if not options.dry_run and record.experiment not in experiments_seen:
+                experiments_seen.add(record.experiment)
+                _experiment_meta(store, reader, src, record.experiment, options)
+            new_id = writer.add(record, assets, src.where, deleted=src.deleted)
+            if new_id is not None:
+                ids[src.run_id] = new_id
             options.progress(done, total)
-            continue
-        try:
-            record, assets = _map(src, options, report, reader)
-        except Unreadable as e:
-            count_skip(report, e.where, e.reason)
-            options.progress(done, total)
-            continue
-        if src.parent:
-            record.parent_id = ids.get(src.parent)
-            if record.parent_id is None and not options.dry_run:
-                report.warnings.append(
-                    f"{src.where}: parent run {src.parent} was not imported; "
-                    "the run is imported without its parent"
-                )
-        if not options.dry_run and record.experiment not in experiments_seen:
-            experiments_seen.add(record.experiment)
-            _experiment_meta(store, reader, src, record.experiment, options)
-        new_id = safe_write(store, record, assets, options, report, src.where, deleted=src.deleted)
-        if new_id is not None:
-            ids[src.run_id] = new_id
-        options.progress(done, total)
 
 
 def _parents_first(runs: list[SourceRun]) -> list[SourceRun]:
@@ -546,15 +544,21 @@ def _text(path: Path) -> str:
         raise Unreadable(path, f"cannot be read ({e})") from e
 
 
+def _files(folder: Path) -> list[tuple[str, Path]]:
+    """(key, path) for every file below `folder`; '/' in a key is a subfolder."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, folder)
+        for name in sorted(filenames):
+            key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+            out.append((key, Path(dirpath, name)))
+    return out
+
+
 def _read_kv_dir(folder: Path) -> dict[str, str]:
     """params/ and tags/: file name (with subfolders for '/' in keys) → content."""
-    out = {}
-    if not folder.is_dir():
-        return out
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            out[p.relative_to(folder).as_posix()] = _text(p)
-    return out
+    return {key: _text(p) for key, p in _files(folder)}
 
 
 def _read_metric_file(path: Path, key: str) -> list[tuple[str, int, float, int]]:
@@ -648,11 +652,8 @@ class FileReader:
         )
         run.params = _read_kv_dir(folder / "params")
         run.tags = _read_kv_dir(folder / "tags")
-        metrics_dir = folder / "metrics"
-        if metrics_dir.is_dir():
-            for p in sorted(metrics_dir.rglob("*")):
-                if p.is_file():
-                    run.metrics += _read_metric_file(p, p.relative_to(metrics_dir).as_posix())
+        for key, p in _files(folder / "metrics"):
+            run.metrics += _read_metric_file(p, key)
         datasets = self._experiment_datasets(folder.parent)
         inputs = folder / "inputs"
         for entry in _listdir(inputs):

@@ -1,25 +1,33 @@
-"""What every importer does with a run once it has read it: the shared write path.
+"""What the MLflow, CSV and bundle importers do with a run once they have read it.
 
 An importer reads a source into `RunRecord`s (plus the artifacts each run produced and
-the datasets it used) and hands them here, which
+the datasets it used) and hands them to a `Writer`, which
 
-- skips a run whose (source, source_id) is already in the store (idempotency),
 - in a dry run only counts,
-- stores the artifacts and datasets as asset versions, then writes the whole run in one
-  transaction (`store.create_run`), so a run that fails is not half-written,
+- stores the artifacts and datasets as asset versions, then writes runs in batches with
+  `store.create_runs` (one transaction per batch: fast); when a batch fails, it writes
+  that batch's runs one by one (`store.create_run`, one transaction each) so only the
+  bad run is skipped, with the reason, and nothing of it is left half-written,
 - keeps the report's counts.
+
+`existing(store, source, ids)` answers "which of these were imported before" in bulk.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from metastore.errors import MetastoreError
+from metastore.models import new_id
 from metastore.store import RunRecord
+
+WRITE_ERRORS = (MetastoreError, OSError, ValueError, SQLAlchemyError)
 
 
 @dataclass
@@ -39,58 +47,18 @@ class AssetSpec:
     role: str | None = None
 
 
-def already_present(store, source: str, source_id: str) -> str | None:
-    """The store's id for a run imported before, or None."""
-    run = store.find_run_by_source(source, source_id)
-    return run.id if run is not None else None
-
-
-def write_run(
-    store,
-    record: RunRecord,
-    assets: list[AssetSpec],
-    options,
-    report,
-    *,
-    deleted: bool = False,
-) -> str | None:
-    """Store the assets, then the run in one transaction; returns the new run id (None
-    in a dry run). Raises MetastoreError/OSError for the caller to turn into a skip."""
-    report.params += len(record.params)
-    report.metrics += len(record.metrics)
-    report.assets += len(assets)
-    if options.dry_run:
-        report.imported += 1
-        return None
-    inputs, outputs = list(record.inputs), list(record.outputs)
-    for spec in assets:
-        if spec.path is not None:
-            _, av = store.put_asset(
-                spec.kind,
-                spec.name,
-                spec.path,
-                media_type=spec.media_type,
-                meta=spec.meta,
-                copy=options.copy,
-            )
-        else:
-            _, av = store.put_asset(
-                spec.kind,
-                spec.name,
-                uri=spec.uri,
-                digest=spec.digest,
-                size=spec.size,
-                media_type=spec.media_type,
-                meta=spec.meta,
-            )
-        (inputs if spec.relation == "used" else outputs).append((av.id, spec.role))
-    record.inputs, record.outputs = inputs, outputs
-    run = store.create_run(record)
-    if deleted:
-        store.delete_run(run.id)
-    report.imported += 1
-    report.run_ids.append(run.id)
-    return run.id
+def existing(store, source: str, source_ids: Iterable[str]) -> dict[str, str]:
+    """source id → store run id, for the runs of `source` imported before."""
+    source_ids = list(source_ids)
+    bulk = getattr(store, "runs_by_source", None)
+    if bulk is not None:
+        return bulk(source, source_ids)
+    found = {}
+    for sid in source_ids:
+        run = store.find_run_by_source(source, sid)
+        if run is not None:
+            found[sid] = run.id
+    return found
 
 
 def count_skip(report, where: str | os.PathLike, reason: str) -> None:
@@ -98,18 +66,113 @@ def count_skip(report, where: str | os.PathLike, reason: str) -> None:
     report.warnings.append(f"skipped {where}: {reason}")
 
 
-def undo_counts(report, record: RunRecord, assets: list) -> None:
-    """Take back what write_run counted for a run whose write failed."""
-    report.params -= len(record.params)
-    report.metrics -= len(record.metrics)
-    report.assets -= len(assets)
+@dataclass
+class _Pending:
+    record: RunRecord
+    where: str
+    deleted: bool
+    n_assets: int
 
 
-def safe_write(store, record, assets, options, report, where, *, deleted=False) -> str | None:
-    """write_run, turning a failure of this one run into a skip with the reason."""
-    try:
-        return write_run(store, record, assets, options, report, deleted=deleted)
-    except (MetastoreError, OSError, ValueError) as e:
-        undo_counts(report, record, assets)
-        count_skip(report, where, f"cannot be written: {e}")
-        return None
+class Writer:
+    """Buffers runs and writes them in batches (see the module docstring). Use as a
+    context manager, or call flush() at the end."""
+
+    def __init__(self, store, options, report, batch: int = 250):
+        self.store = store
+        self.options = options
+        self.report = report
+        self.batch = batch
+        self.pending: list[_Pending] = []
+        self.written: set[str] = set()
+        self.failed: set[str] = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.flush()
+
+    def add(self, record: RunRecord, assets: list[AssetSpec], where: str, deleted: bool = False) -> str | None:
+        """Queue a run; returns the id it will have (None in a dry run or when its
+        assets cannot be stored, which skips it)."""
+        if self.options.dry_run:
+            self._count(record, len(assets))
+            return None
+        try:
+            inputs, outputs = list(record.inputs), list(record.outputs)
+            for spec in assets:
+                av_id = self._put(spec)
+                (inputs if spec.relation == "used" else outputs).append((av_id, spec.role))
+        except WRITE_ERRORS as e:
+            count_skip(self.report, where, f"an artifact cannot be stored: {e}")
+            return None
+        record.inputs, record.outputs = inputs, outputs
+        record.id = record.id or new_id()
+        self.pending.append(_Pending(record, str(where), deleted, len(assets)))
+        if len(self.pending) >= self.batch:
+            self.flush()
+        return record.id
+
+    def _put(self, spec: AssetSpec) -> str:
+        if spec.path is not None:
+            _, av = self.store.put_asset(
+                spec.kind, spec.name, spec.path, media_type=spec.media_type, meta=spec.meta,
+                copy=self.options.copy,
+            )
+        else:
+            _, av = self.store.put_asset(
+                spec.kind, spec.name, uri=spec.uri, digest=spec.digest, size=spec.size,
+                media_type=spec.media_type, meta=spec.meta,
+            )
+        return av.id
+
+    def _count(self, record: RunRecord, n_assets: int) -> None:
+        self.report.imported += 1
+        self.report.params += len(record.params)
+        self.report.metrics += len(record.metrics)
+        self.report.assets += n_assets
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        bulk = getattr(self.store, "create_runs", None)
+        for p in batch:
+            # a parent that failed to write: import the child without it
+            parent = p.record.parent_id
+            if parent in self.failed:
+                self.report.warnings.append(
+                    f"{p.where}: its parent run was skipped; imported without a parent"
+                )
+                p.record.parent_id = None
+        if bulk is not None:
+            try:
+                bulk([p.record for p in batch])
+            except WRITE_ERRORS:
+                pass  # find the bad run(s) one by one below
+            else:
+                for p in batch:
+                    self._done(p)
+                return
+        for p in batch:
+            if p.record.parent_id in self.failed:
+                self.report.warnings.append(
+                    f"{p.where}: its parent run was skipped; imported without a parent"
+                )
+                p.record.parent_id = None
+            try:
+                self.store.create_run(p.record)
+            except WRITE_ERRORS as e:
+                self.failed.add(p.record.id)
+                count_skip(self.report, p.where, f"cannot be written: {e}")
+                continue
+            self._done(p)
+
+    def _done(self, p: _Pending) -> None:
+        self.written.add(p.record.id)
+        self._count(p.record, p.n_assets)
+        self.report.run_ids.append(p.record.id)
+        if p.deleted:
+            self.store.delete_run(p.record.id)

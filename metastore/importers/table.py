@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers.runs import already_present, count_skip, safe_write
+from metastore.importers.runs import Writer, count_skip, existing
 from metastore.importers.values import infer_value, parse_time
 from metastore.models import Note
 from metastore.store import MetricPoint, RunRecord
@@ -98,13 +98,13 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
     done = total - len(rows)
     options.progress(done, total)
     seen: dict[str, int] = defaultdict(int)
+    mapped = []
     for where, row, is_json in rows:
-        done += 1
         try:
             record = mapper.record(row, is_json, path)
         except RowError as e:
             count_skip(report, where, str(e))
-            options.progress(done, total)
+            mapped.append(None)
             continue
         if record.source_id is None:
             digest = hashlib.sha256(
@@ -112,14 +112,21 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             ).hexdigest()[:32]
             seen[digest] += 1
             record.source_id = f"{digest}#{seen[digest]}"
-        if already_present(store, NAME, record.source_id) is not None:
-            report.already_present += 1
-        else:
-            for key in mapper.dropped:
-                report.warnings.append(f"{where}: metric {key!r}: NaN/inf value dropped")
-            safe_write(store, record, [], options, report, where)
+        mapped.append((where, record, dict(mapper.dropped)))
         mapper.dropped.clear()
-        options.progress(done, total)
+    known = existing(store, NAME, [m[1].source_id for m in mapped if m is not None])
+    with Writer(store, options, report) as writer:
+        for item in mapped:
+            done += 1
+            if item is not None:
+                where, record, dropped = item
+                if record.source_id in known:
+                    report.already_present += 1
+                else:
+                    for key in dropped:
+                        report.warnings.append(f"{where}: metric {key!r}: NaN/inf value dropped")
+                    writer.add(record, [], where)
+            options.progress(done, total)
     if mapper.defaulted:
         report.warnings.append(
             f"{path.name}: columns without a prefix imported as params: "

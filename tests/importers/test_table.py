@@ -137,3 +137,40 @@ def test_tsv_and_semicolons(sqlite_store, tmp_path):
     import_path(sqlite_store, tmp_path / "s.csv")
     assert sqlite_store.get_run("x").metrics == {"acc": 0.5}
     assert sqlite_store.get_run("y").params == {"lr": 0.2}
+
+
+def test_a_run_the_store_refuses_is_skipped_alone(store, tmp_path):
+    """Runs are written in batches; when one run of a batch cannot be written (here a
+    tag over the store's 500-character limit), only that run is skipped."""
+    path = tmp_path / "mixed.csv"
+    rows = ["name,params.lr,tags.comment"]
+    rows += [f"run-{i},0.{i},fine" for i in range(5)]
+    rows.insert(3, "too-long,0.9," + "x" * 600)
+    path.write_text("\n".join(rows) + "\n")
+    report = import_path(store, path)
+    assert (report.found, report.imported) == (6, 5) and report.complete
+    [(where, why)] = report.skipped
+    assert where.endswith("mixed.csv line 4") and "at most 500 characters" in why
+    assert [r.name for r in store.runs("mixed")] == [f"run-{i}" for i in range(5)]
+    assert report.params == 5
+
+
+def test_bulk_create_runs_with_parents(store):
+    from metastore.models import new_id
+    from metastore.store import MetricPoint, RunRecord
+
+    parent_id = new_id()
+    ids = store.create_runs(
+        [
+            RunRecord(experiment="bulk", name="parent", id=parent_id, params={"a": 1},
+                      metrics=[MetricPoint("loss", 0.5, step=0), MetricPoint("loss", 0.25, step=1)]),
+            RunRecord(experiment="bulk", name="child", parent_id=parent_id, tags={"t": "v"}),
+            RunRecord(experiment="other", name="alone"),
+        ]
+    )
+    assert ids[0] == parent_id and len(ids) == 3
+    parent, child = store.runs("bulk")
+    assert (parent.number, child.number) == (1, 2) and child.parent_id == parent_id
+    assert parent.metrics == {"loss": 0.25} and parent.metric_summary("loss").count == 2
+    assert child.tags == {"t": "v"} and store.runs("other")[0].number == 1
+    assert store.runs_by_source("x", ["a"]) == {}
