@@ -579,18 +579,21 @@ def export_(
     out: Annotated[str, typer.Argument(help="Directory or .tar.gz (bundle), .csv, .parquet, or .jsonl (OpenLineage).")],
     store: StoreOption = None,
     experiment: ExperimentOption = None,
+    run: Annotated[
+        str | None, typer.Option("--run", "-r", help="openlineage: only this run (id, number, experiment#number).")
+    ] = None,
     to: Annotated[
         str | None,
         typer.Option("--format", "-f", help="bundle, csv, parquet or openlineage (default: from OUT's name)."),
     ] = None,
 ) -> None:
     """Export runs: a portable bundle (JSON + blobs) that `metastore import` reads into any
-    store, a CSV/Parquet table with one row per run, or OpenLineage events."""
+    store, a CSV/Parquet table with one row per run, or OpenLineage run events."""
     from metastore.exporters import export, guess_format
 
     s = open_store(store, create=False)
     fmt = to or guess_format(out)
-    counts = export(s, out, format=fmt, experiment=experiment)
+    counts = export(s, out, format=fmt, experiment=experiment, run=run)
     what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
     console.print(f"Wrote {fmt} {out}: {what}", highlight=False, markup=False)
 

@@ -31,9 +31,21 @@ def guess_format(out: str | os.PathLike) -> str:
     return "bundle"
 
 
-def export(store, out: str | os.PathLike, format: str | None = None, experiment: str | None = None) -> dict:
-    """Export the store (or one experiment) to `out`; returns counts of what was written."""
+def export(
+    store,
+    out: str | os.PathLike,
+    format: str | None = None,
+    experiment: str | None = None,
+    run: str | None = None,
+) -> dict:
+    """Export the store (or one experiment; one run for OpenLineage) to `out`; returns
+    counts of what was written."""
     format = format or guess_format(out)
+    if run is not None and format != "openlineage":
+        raise InvalidValue(
+            "only OpenLineage exports a single run",
+            hint="export the run's experiment, or use --format openlineage",
+        )
     if format == "bundle":
         from metastore.exporters.bundle import export_bundle
 
@@ -45,5 +57,5 @@ def export(store, out: str | os.PathLike, format: str | None = None, experiment:
     if format == "openlineage":
         from metastore.exporters import openlineage
 
-        return {"events": openlineage.export_openlineage(store, out, experiment=experiment)}
+        return {"events": openlineage.export_openlineage(store, out, run=run, experiment=experiment)}
     raise InvalidValue(f"unknown export format {format!r}", hint=f"one of: {', '.join(FORMATS)}")
