@@ -86,5 +86,14 @@ def add_mlflow_runs():
 
 
 @pytest.fixture
+def mlflow_with_model(tmp_path) -> Path:
+    """A file store holding one run that logged a scikit-learn model (MLflow 3 layout)."""
+    if not have("mlflow"):
+        pytest.skip("mlflow is not installed")
+    _wait(write_mlflow(f"file://{tmp_path / 'mlruns'}", tmp_path, "--model"))
+    return tmp_path / "mlruns"
+
+
+@pytest.fixture
 def data_dir() -> Path:
     return DATA

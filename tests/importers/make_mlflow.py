@@ -1,10 +1,11 @@
 """Write a small MLflow tracking store with MLflow's own client (run as a script).
 
-    python make_mlflow.py TRACKING_URI ARTIFACT_ROOT [--more]
+    python make_mlflow.py TRACKING_URI ARTIFACT_ROOT [--more | --model]
 
 Used by the importer tests in a subprocess, so MLflow's global state (tracking URI,
 active run) never leaks into the test process. `--more` adds two runs to an existing
-store (for the "import again after new runs" test).
+store (for the "import again after new runs" test); `--model` writes one run that
+logs a scikit-learn model (slow: MLflow inspects the environment).
 """
 
 from __future__ import annotations
@@ -21,8 +22,24 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def main(uri: str, artifact_root: str, more: bool) -> None:
+def log_model_run() -> None:
+    """MLflow 3 keeps logged models outside the run (<exp>/models/m-…) and appends the
+    run's metric lines again."""
+    import mlflow.sklearn
+    from sklearn.linear_model import LinearRegression
+
+    mlflow.set_experiment("models")
+    with mlflow.start_run(run_name="with-model"):
+        mlflow.log_metric("rmse", 0.5, step=0)
+        model = LinearRegression().fit([[1.0], [2.0]], [1.0, 2.0])
+        mlflow.sklearn.log_model(model, name="regressor", pip_requirements=["scikit-learn"])
+
+
+def main(uri: str, artifact_root: str, more: bool, model: bool = False) -> None:
     mlflow.set_tracking_uri(uri)
+    if model:
+        log_model_run()
+        return
     client = mlflow.MlflowClient(uri)
     work = os.path.join(artifact_root, "_work")
     os.makedirs(work, exist_ok=True)
@@ -78,4 +95,4 @@ def main(uri: str, artifact_root: str, more: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], "--more" in sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], "--more" in sys.argv[3:], "--model" in sys.argv[3:])

@@ -8,6 +8,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from metastore.importers import detect, import_path
 from metastore.importers import mlflow as mlflow_importer
 
@@ -196,3 +198,17 @@ def test_detect_rejects_other_folders(tmp_path):
     con.execute("create table runs (id int)")
     con.close()
     assert not mlflow_importer.detect(db)
+
+
+@pytest.mark.slow
+def test_logged_model_becomes_a_model_version(sqlite_store, mlflow_with_model):
+    report = import_path(sqlite_store, mlflow_with_model)
+    assert report.imported == 1 and report.complete
+    [run] = sqlite_store.runs("models")
+    # log_model appended the metric line again: kept once
+    assert [(m.step, m.value) for m in run.metric_history("rmse")] == [(0, 0.5)]
+    [model] = [v for v in run.outputs if v.kind == "model"]
+    assert model.name == "regressor" and model.is_directory
+    assert model.meta["mlflow_model_id"].startswith("m-")
+    files = model.path(sqlite_store.cache_dir() / "model-check")
+    assert (files / "MLmodel").is_file() and (files / "model.skops").is_file()
