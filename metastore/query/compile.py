@@ -42,6 +42,45 @@ from metastore.query.resolve import (
     source_kind,
 )
 
+
+def _c(ref: str) -> exp.Column:
+    """`"e.id"` as a column, built without parsing (sqlglot's parser is slow)."""
+    table, _, name = ref.rpartition(".")
+    return exp.column(name, table=table or None)
+
+
+def _eq(a: str, b: str) -> exp.EQ:
+    return exp.EQ(this=_c(a), expression=_c(b))
+
+
+def _ljoin(self: exp.Select, table: exp.Expression, on: exp.Expression, left: bool = False) -> exp.Select:
+    """Append a JOIN in place; sqlglot's own `join` builder parses and copies."""
+    self.append("joins", exp.Join(this=table, on=on, side="LEFT" if left else None))
+    return self
+
+
+exp.Select.ljoin = _ljoin
+
+
+def _t(name: str, alias: str | None = None) -> exp.Table:
+    table = exp.Table(this=exp.to_identifier(name))
+    if alias:
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    return table
+
+
+def _and(*conds) -> exp.Expression:
+    return exp.and_(*conds, copy=False)
+
+
+def _or(*conds) -> exp.Expression:
+    return exp.or_(*conds, copy=False)
+
+
+def _not(cond) -> exp.Expression:
+    return exp.not_(cond, copy=False)
+
+
 MAX_DEPTH = 100  # lineage walks stop here even in a (forbidden) cycle
 AGGREGATES = {"count", "min", "max", "mean", "avg", "sum", "std", "stddev"}
 FUNCTIONS = {"abs", "round", "lower", "upper", "coalesce"}
@@ -136,7 +175,8 @@ class Compiled:
     ref_checks: list[tuple[ast.Ref, exp.Expression, dict]] = field(default_factory=list)
 
     def sql(self, pretty: bool = False) -> str:
-        return self.statement.sql(dialect=self.dialect, pretty=pretty)
+        # copy=False: the statement is built fresh per compilation and never reused
+        return self.statement.sql(dialect=self.dialect, pretty=pretty, copy=False)
 
 
 def compile_query(
@@ -204,40 +244,40 @@ class _Compiler:
         select, columns = frame.finish()
         if self.ctes:
             for name, body in self.ctes:
-                select = select.with_(name, as_=body, recursive=True)
+                select = select.with_(name, as_=body, recursive=True, copy=False)
         return Compiled(select, self.dialect, self.params, columns, self.ref_checks)
 
     # -- sources
     def entity_frame(self, kind: SourceKind) -> EntityFrame:
-        live_run = lambda r, e: exp.and_(  # noqa: E731
-            exp.column("deleted_at", table=r).is_(exp.null()),
-            exp.column("deleted_at", table=e).is_(exp.null()),
+        live_run = lambda r, e: _and(  # noqa: E731
+            exp.Is(this=exp.column("deleted_at", table=r), expression=exp.null()),
+            exp.Is(this=exp.column("deleted_at", table=e), expression=exp.null()),
         )
         if kind.rows == "run":
             sel = (
                 exp.select()
-                .from_(exp.to_table("run").as_("r"))
-                .join(exp.to_table("experiment").as_("e"), on="e.id = r.experiment_id")
+                .from_(_t("run", "r"), copy=False)
+                .ljoin(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=False)
             )
             where = [live_run("r", "e")]
             if self.experiment is not None:
-                where.append(self.col("e", "name").eq(self.lit(self.experiment)))
+                where.append(exp.EQ(this=self.col("e", "name"), expression=self.lit(self.experiment)))
             return EntityFrame(self, "run", sel, where, id_sql=self.col("r", "id"),
                                run_id=self.col("r", "id"))
         if kind.rows == "experiment":
-            sel = exp.select().from_(exp.to_table("experiment").as_("e"))
-            where = [self.col("e", "deleted_at").is_(exp.null())]
+            sel = exp.select().from_(_t("experiment", "e"), copy=False)
+            where = [exp.Is(this=self.col("e", "deleted_at"), expression=exp.null())]
             if self.experiment is not None:
-                where.append(self.col("e", "name").eq(self.lit(self.experiment)))
+                where.append(exp.EQ(this=self.col("e", "name"), expression=self.lit(self.experiment)))
             return EntityFrame(self, "experiment", sel, where, id_sql=self.col("e", "id"))
         sel = (
             exp.select()
-            .from_(exp.to_table("asset_version").as_("v"))
-            .join(exp.to_table("asset").as_("a"), on="a.id = v.asset_id")
+            .from_(_t("asset_version", "v"), copy=False)
+            .ljoin(_t("asset", "a"), on=_eq("a.id", "v.asset_id"), left=False)
         )
         where = []
         if kind.asset_kind:
-            where.append(self.col("a", "kind").eq(self.lit(kind.asset_kind)))
+            where.append(exp.EQ(this=self.col("a", "kind"), expression=self.lit(kind.asset_kind)))
         if self.experiment is not None:
             where.append(self.col("v", "id").isin(query=self.versions_of_experiment()))
         frame = EntityFrame(self, "version", sel, where, id_sql=self.col("v", "id"),
@@ -248,31 +288,31 @@ class _Compiler:
         """Ids of asset versions a live run of the scoped experiment used or produced."""
         runs = self.live_runs(self.experiment)
         used = (
-            exp.select("le.src_id").from_(exp.to_table("lineage_edge").as_("le"))
-            .where(exp.and_(self.col("le", "src_type").eq(self.lit("asset_version")),
-                            self.col("le", "dst_type").eq(self.lit("run")),
-                            self.col("le", "dst_id").isin(query=runs)))
+            exp.select(_c("le.src_id")).from_(_t("lineage_edge", "le"), copy=False)
+            .where(_and(exp.EQ(this=self.col("le", "src_type"), expression=self.lit("asset_version")),
+                            exp.EQ(this=self.col("le", "dst_type"), expression=self.lit("run")),
+                            self.col("le", "dst_id").isin(query=runs)), copy=False)
         )
         made = (
-            exp.select("le.dst_id").from_(exp.to_table("lineage_edge").as_("le"))
-            .where(exp.and_(self.col("le", "dst_type").eq(self.lit("asset_version")),
-                            self.col("le", "src_type").eq(self.lit("run")),
-                            self.col("le", "src_id").isin(query=self.live_runs(self.experiment))))
+            exp.select(_c("le.dst_id")).from_(_t("lineage_edge", "le"), copy=False)
+            .where(_and(exp.EQ(this=self.col("le", "dst_type"), expression=self.lit("asset_version")),
+                            exp.EQ(this=self.col("le", "src_type"), expression=self.lit("run")),
+                            self.col("le", "src_id").isin(query=self.live_runs(self.experiment))), copy=False)
         )
-        return exp.select("u.src_id").from_(exp.union(used, made, distinct=True).subquery("u"))
+        return exp.select(_c("u.src_id")).from_(exp.union(used, made, distinct=True).subquery("u"), copy=False)
 
     def live_runs(self, experiment: str | None = None, dead: bool = False) -> exp.Select:
-        cond = exp.and_(self.col("lr", "deleted_at").is_(exp.null()),
-                        self.col("le2", "deleted_at").is_(exp.null()))
+        cond = _and(exp.Is(this=self.col("lr", "deleted_at"), expression=exp.null()),
+                        exp.Is(this=self.col("le2", "deleted_at"), expression=exp.null()))
         if dead:
-            cond = exp.not_(exp.paren(cond))
+            cond = _not(exp.paren(cond))
         sel = (
-            exp.select("lr.id").from_(exp.to_table("run").as_("lr"))
-            .join(exp.to_table("experiment").as_("le2"), on="le2.id = lr.experiment_id")
-            .where(cond)
+            exp.select(_c("lr.id")).from_(_t("run", "lr"), copy=False)
+            .ljoin(_t("experiment", "le2"), on=_eq("le2.id", "lr.experiment_id"), left=False)
+            .where(cond, copy=False)
         )
         if experiment is not None:
-            sel = sel.where(self.col("le2", "name").eq(self.lit(experiment)))
+            sel = sel.where(exp.EQ(this=self.col("le2", "name"), expression=self.lit(experiment)), copy=False)
         return sel
 
     def lineage_frame(self, src: ast.LineageSource) -> EntityFrame:
@@ -283,29 +323,29 @@ class _Compiler:
                 exp.column("node_id").as_("id"),
                 exp.func("MIN", exp.column("depth")).as_("depth"),
             )
-            .from_(reach)
-            .group_by("node_type", "node_id")
-            .having(exp.func("MIN", exp.column("depth")) > exp.Literal.number(0))
+            .from_(reach, copy=False)
+            .group_by("node_type", "node_id", copy=False)
+            .having(exp.func("MIN", exp.column("depth")) > exp.Literal.number(0), copy=False)
         )
         sel = (
             exp.select()
-            .from_(nodes.subquery("n"))
-            .join(exp.to_table("run").as_("r"),
-                  on=exp.and_(self.col("n", "type").eq(exp.Literal.string("run")),
-                              self.col("r", "id").eq(self.col("n", "id"))),
-                  join_type="left")
-            .join(exp.to_table("experiment").as_("e"), on="e.id = r.experiment_id", join_type="left")
-            .join(exp.to_table("asset_version").as_("v"),
-                  on=exp.and_(self.col("n", "type").eq(exp.Literal.string("asset_version")),
-                              self.col("v", "id").eq(self.col("n", "id"))),
-                  join_type="left")
-            .join(exp.to_table("asset").as_("a"), on="a.id = v.asset_id", join_type="left")
+            .from_(nodes.subquery("n"), copy=False)
+            .ljoin(_t("run", "r"),
+                  on=_and(exp.EQ(this=self.col("n", "type"), expression=exp.Literal.string("run")),
+                              exp.EQ(this=self.col("r", "id"), expression=self.col("n", "id"))),
+                  left=True)
+            .ljoin(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=True)
+            .ljoin(_t("asset_version", "v"),
+                  on=_and(exp.EQ(this=self.col("n", "type"), expression=exp.Literal.string("asset_version")),
+                              exp.EQ(this=self.col("v", "id"), expression=self.col("n", "id"))),
+                  left=True)
+            .ljoin(_t("asset", "a"), on=_eq("a.id", "v.asset_id"), left=True)
         )
         where = [
-            exp.or_(
-                self.col("n", "type").neq(exp.Literal.string("run")),
-                exp.and_(self.col("r", "deleted_at").is_(exp.null()),
-                         self.col("e", "deleted_at").is_(exp.null())),
+            _or(
+                exp.NEQ(this=self.col("n", "type"), expression=exp.Literal.string("run")),
+                _and(exp.Is(this=self.col("r", "deleted_at"), expression=exp.null()),
+                         exp.Is(this=self.col("e", "deleted_at"), expression=exp.null())),
             )
         ]
         run_id = exp.func("COALESCE", self.col("r", "id"), self.col("v", "created_by"))
@@ -316,10 +356,10 @@ class _Compiler:
         """(node type, SELECT of the ids a reference names)."""
         if ref.kind == "run":
             sel = (
-                exp.select("sr.id").from_(exp.to_table("run").as_("sr"))
-                .join(exp.to_table("experiment").as_("se"), on="se.id = sr.experiment_id")
-                .where(self.col("sr", "deleted_at").is_(exp.null()))
-                .where(self.col("se", "deleted_at").is_(exp.null()))
+                exp.select(_c("sr.id")).from_(_t("run", "sr"), copy=False)
+                .ljoin(_t("experiment", "se"), on=_eq("se.id", "sr.experiment_id"), left=False)
+                .where(exp.Is(this=self.col("sr", "deleted_at"), expression=exp.null()), copy=False)
+                .where(exp.Is(this=self.col("se", "deleted_at"), expression=exp.null()), copy=False)
             )
             value = ref.value
             experiment = self.experiment
@@ -329,29 +369,29 @@ class _Compiler:
                     raise self.err(f"{value!r} is not experiment#number", ref)
                 value = int(number)
             if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-                sel = sel.where(self.col("sr", "number").eq(self.lit(int(value))))
+                sel = sel.where(exp.EQ(this=self.col("sr", "number"), expression=self.lit(int(value))), copy=False)
             else:
-                sel = sel.where(exp.or_(self.col("sr", "id").eq(self.lit(value.upper())),
-                                        self.col("sr", "name").eq(self.lit(value))))
+                sel = sel.where(_or(exp.EQ(this=self.col("sr", "id"), expression=self.lit(value.upper())),
+                                        exp.EQ(this=self.col("sr", "name"), expression=self.lit(value))), copy=False)
             if experiment is not None:
-                sel = sel.where(self.col("se", "name").eq(self.lit(experiment)))
+                sel = sel.where(exp.EQ(this=self.col("se", "name"), expression=self.lit(experiment)), copy=False)
             self.ref_checks.append((ref, sel, None))
             return "run", sel
         sel = (
-            exp.select("sv.id").from_(exp.to_table("asset_version").as_("sv"))
-            .join(exp.to_table("asset").as_("sa"), on="sa.id = sv.asset_id")
-            .where(self.col("sa", "kind").eq(self.lit(ref.kind)))
-            .where(self.col("sa", "name").eq(self.lit(str(ref.value))))
+            exp.select(_c("sv.id")).from_(_t("asset_version", "sv"), copy=False)
+            .ljoin(_t("asset", "sa"), on=_eq("sa.id", "sv.asset_id"), left=False)
+            .where(exp.EQ(this=self.col("sa", "kind"), expression=self.lit(ref.kind)), copy=False)
+            .where(exp.EQ(this=self.col("sa", "name"), expression=self.lit(str(ref.value))), copy=False)
         )
         if ref.version == "latest":
             latest = (
                 exp.select(exp.func("MAX", exp.column("version", table="sv2")))
-                .from_(exp.to_table("asset_version").as_("sv2"))
-                .where("sv2.asset_id = sa.id")
+                .from_(_t("asset_version", "sv2"), copy=False)
+                .where(_eq("sv2.asset_id", "sa.id"), copy=False)
             )
-            sel = sel.where(self.col("sv", "version").eq(latest.subquery()))
+            sel = sel.where(exp.EQ(this=self.col("sv", "version"), expression=latest.subquery()), copy=False)
         elif ref.version is not None:
-            sel = sel.where(self.col("sv", "version").eq(self.lit(int(ref.version))))
+            sel = sel.where(exp.EQ(this=self.col("sv", "version"), expression=self.lit(int(ref.version))), copy=False)
         self.ref_checks.append((ref, sel, None))
         return "asset_version", sel
 
@@ -364,7 +404,7 @@ class _Compiler:
             exp.cast(exp.Literal.string(node_type), varchar(16)).as_("node_type"),
             exp.cast(exp.column("id", table="s0"), varchar(26)).as_("node_id"),
             exp.Literal.number(0).as_("depth"),
-        ).from_(seeds.subquery("s0"))
+        ).from_(seeds.subquery("s0"), copy=False)
         near, far = ("src", "dst") if direction == "downstream" else ("dst", "src")
         step = (
             exp.select(
@@ -372,25 +412,25 @@ class _Compiler:
                 exp.column(f"{far}_id", table="le"),
                 exp.column("depth", table=name) + exp.Literal.number(1),
             )
-            .from_(exp.to_table("lineage_edge").as_("le"))
-            .join(
-                exp.to_table(name),
-                on=exp.and_(
-                    exp.column(f"{near}_type", table="le").eq(exp.column("node_type", table=name)),
-                    exp.column(f"{near}_id", table="le").eq(exp.column("node_id", table=name)),
+            .from_(_t("lineage_edge", "le"), copy=False)
+            .ljoin(
+                _t(name),
+                on=_and(
+                    exp.EQ(this=exp.column(f"{near}_type", table="le"), expression=exp.column("node_type", table=name)),
+                    exp.EQ(this=exp.column(f"{near}_id", table="le"), expression=exp.column("node_id", table=name)),
                 ),
             )
-            .where(exp.column("depth", table=name) < exp.Literal.number(min(depth or MAX_DEPTH, MAX_DEPTH)))
+            .where(exp.column("depth", table=name) < exp.Literal.number(min(depth or MAX_DEPTH, MAX_DEPTH)), copy=False)
             .where(
-                exp.not_(exp.paren(exp.and_(
-                    exp.column(f"{far}_type", table="le").eq(exp.Literal.string("run")),
+                _not(exp.paren(_and(
+                    exp.EQ(this=exp.column(f"{far}_type", table="le"), expression=exp.Literal.string("run")),
                     exp.column(f"{far}_id", table="le").isin(query=self.live_runs(dead=True)),
                 )))
-            )
+            , copy=False)
         )
         body = exp.union(anchor, step, distinct=True)
         self.ctes.append((f"{name}(node_type, node_id, depth)", body))
-        return exp.to_table(name)
+        return _t(name)
 
     def lineage_predicate(self, node: ast.Lineage, frame: EntityFrame) -> exp.Expression:
         check_ref(node.ref, self.text)
@@ -402,8 +442,8 @@ class _Compiler:
             walk = "upstream" if node.relation == "upstream" else "downstream"
             reach = self.reach(node.ref, walk, node.depth)
             ids = (
-                exp.select("rc.node_id").from_(reach.as_("rc"))
-                .where(exp.column("depth", table="rc") > exp.Literal.number(0))
+                exp.select(_c("rc.node_id")).from_(reach.as_("rc"), copy=False)
+                .where(exp.column("depth", table="rc") > exp.Literal.number(0), copy=False)
             )
             return row_id.isin(query=ids)
         node_type, seeds = self.seeds(node.ref)
@@ -413,10 +453,10 @@ class _Compiler:
         ref_end, row_end = ("src", "dst") if ref_is_src else ("dst", "src")
         ids = (
             exp.select(exp.column(f"{row_end}_id", table="le"))
-            .from_(exp.to_table("lineage_edge").as_("le"))
-            .where(exp.column("relation", table="le").eq(self.lit(relation)))
-            .where(exp.column(f"{ref_end}_type", table="le").eq(self.lit(node_type)))
-            .where(exp.column(f"{ref_end}_id", table="le").isin(query=seeds))
+            .from_(_t("lineage_edge", "le"), copy=False)
+            .where(exp.EQ(this=exp.column("relation", table="le"), expression=self.lit(relation)), copy=False)
+            .where(exp.EQ(this=exp.column(f"{ref_end}_type", table="le"), expression=self.lit(node_type)), copy=False)
+            .where(exp.column(f"{ref_end}_id", table="le").isin(query=seeds), copy=False)
         )
         return row_id.isin(query=ids)
 
@@ -546,7 +586,7 @@ class EntityFrame:
         """Freeze the rows so far (filters, order, limit) into a subquery of ids."""
         inner = self.build(ids_only=True)
         s = self.c.alias("s")
-        ids = exp.select(exp.column("id", table=s)).from_(inner.subquery(s))
+        ids = exp.select(exp.column("id", table=s)).from_(inner.subquery(s), copy=False)
         self.where = [self.id_sql.isin(query=ids)]
         self.limit = None
 
@@ -557,8 +597,8 @@ class EntityFrame:
         inner = self.build(ids_only=True, extra=[rn.as_("rn")])
         s = self.c.alias("s")
         ids = (
-            exp.select(exp.column("id", table=s)).from_(inner.subquery(s))
-            .where(exp.column("rn", table=s) <= exp.Literal.number(n))
+            exp.select(exp.column("id", table=s)).from_(inner.subquery(s), copy=False)
+            .where(exp.column("rn", table=s) <= exp.Literal.number(n), copy=False)
         )
         self.where = [self.id_sql.isin(query=ids)]
         self.limit = None
@@ -584,23 +624,23 @@ class EntityFrame:
             "node": [col("n", "depth"), col("n", "type"), col("n", "id")],
         }[self.rows]
 
-    def build(self, ids_only: bool = False, extra=()) -> exp.Select:
-        sel = self.select.copy()
+    def build(self, ids_only: bool = False, extra=(), final: bool = False) -> exp.Select:
+        sel = self.select if final else self.select.copy()
         if ids_only:
-            sel = sel.select(self.id_sql.copy().as_("id"), *extra, append=False)
+            sel = sel.select(self.id_sql.copy().as_("id"), *extra, append=False, copy=False)
         if self.where:
-            sel = sel.where(exp.and_(*self.where), append=False)
+            sel = sel.where(_and(*self.where), append=False, copy=False)
         if not extra:
             order = self.order_sql()
             if order and (self.limit is not None or not ids_only):
-                sel = sel.order_by(*order, append=False)
+                sel = sel.order_by(*order, append=False, copy=False)
             if self.limit is not None:
-                sel = sel.limit(self.limit)
+                sel = sel.limit(self.limit, copy=False)
         return sel
 
     def finish(self) -> tuple[exp.Select, list[Column]]:
         projection = self.projection or self.default_projection()
-        return self.c.project(self.build(), projection)
+        return self.c.project(self.build(final=True), projection)
 
     def default_projection(self) -> list[tuple[str, Val]]:
         names = {
@@ -642,7 +682,7 @@ class EntityFrame:
         if key not in self.joins:
             a = self.c.alias(prefix)
             self.joins[key] = a
-            self.select = self.select.join(exp.to_table(table).as_(a), on=on(a), join_type="left")
+            self.select = self.select.ljoin(_t(table, a), on=on(a), left=True)
         return self.joins[key]
 
     def binding(self, b) -> Val:
@@ -653,9 +693,9 @@ class EntityFrame:
             if b.agg == "mean":
                 sub = (
                     exp.select(exp.func("AVG", exp.column("value", table="mh")))
-                    .from_(exp.to_table("metric").as_("mh"))
-                    .where(exp.column("run_id", table="mh").eq(self.run_id))
-                    .where(exp.column("key", table="mh").eq(c.lit(b.key)))
+                    .from_(_t("metric", "mh"), copy=False)
+                    .where(exp.EQ(this=exp.column("run_id", table="mh"), expression=self.run_id), copy=False)
+                    .where(exp.EQ(this=exp.column("key", table="mh"), expression=c.lit(b.key)), copy=False)
                 )
                 return Val("number", sql=sub.subquery())
             a = self.metric_join(b.key)
@@ -677,15 +717,15 @@ class EntityFrame:
 
     def metric_join(self, key: str) -> str:
         c = self.c
-        return self.join(("m", key), "metric_summary", "m", lambda a: exp.and_(
-            exp.column("run_id", table=a).eq(self.run_id.copy()),
-            exp.column("key", table=a).eq(c.lit(key))))
+        return self.join(("m", key), "metric_summary", "m", lambda a: _and(
+            exp.EQ(this=exp.column("run_id", table=a), expression=self.run_id.copy()),
+            exp.EQ(this=exp.column("key", table=a), expression=c.lit(key))))
 
     def param_join(self, key: str) -> str:
         c = self.c
-        return self.join(("p", key), "param", "p", lambda a: exp.and_(
-            exp.column("run_id", table=a).eq(self.run_id.copy()),
-            exp.column("key", table=a).eq(c.lit(key))))
+        return self.join(("p", key), "param", "p", lambda a: _and(
+            exp.EQ(this=exp.column("run_id", table=a), expression=self.run_id.copy()),
+            exp.EQ(this=exp.column("key", table=a), expression=c.lit(key))))
 
     def tag_join(self, key: str) -> str:
         c = self.c
@@ -693,10 +733,10 @@ class EntityFrame:
             entity = self.c.col("n", "type")
         else:
             entity = c.lit({"run": "run", "experiment": "experiment", "version": "asset_version"}[self.rows])
-        return self.join(("t", key), "tag", "t", lambda a: exp.and_(
-            exp.column("entity_type", table=a).eq(entity),
-            exp.column("entity_id", table=a).eq(c.as_text(self.id_sql.copy()) if self.rows == "experiment" else self.id_sql.copy()),
-            exp.column("key", table=a).eq(c.lit(key))))
+        return self.join(("t", key), "tag", "t", lambda a: _and(
+            exp.EQ(this=exp.column("entity_type", table=a), expression=entity),
+            exp.EQ(this=exp.column("entity_id", table=a), expression=c.as_text(self.id_sql.copy()) if self.rows == "experiment" else self.id_sql.copy()),
+            exp.EQ(this=exp.column("key", table=a), expression=c.lit(key))))
 
     def attribute(self, name: str) -> exp.Expression:
         c = self.c
@@ -723,8 +763,8 @@ class EntityFrame:
                 return self.project("e")
             if name == "runs":
                 return (
-                    exp.select(exp.func("COUNT", exp.Star())).from_(exp.to_table("run").as_("rc"))
-                    .where("rc.experiment_id = e.id").where(exp.column("deleted_at", table="rc").is_(exp.null()))
+                    exp.select(exp.func("COUNT", exp.Star())).from_(_t("run", "rc"), copy=False)
+                    .where(_eq("rc.experiment_id", "e.id"), copy=False).where(exp.Is(this=exp.column("deleted_at", table="rc"), expression=exp.null()), copy=False)
                 ).subquery()
         if self.rows in ("version", "node"):
             simple = {"digest": "digest", "size": "size", "uri": "uri", "media_type": "media_type",
@@ -738,9 +778,9 @@ class EntityFrame:
             if name == "latest":
                 latest = (
                     exp.select(exp.func("MAX", exp.column("version", table="lv")))
-                    .from_(exp.to_table("asset_version").as_("lv")).where("lv.asset_id = v.asset_id")
+                    .from_(_t("asset_version", "lv"), copy=False).where(_eq("lv.asset_id", "v.asset_id"), copy=False)
                 )
-                return exp.paren(col("v", "version").eq(latest.subquery()))
+                return exp.paren(exp.EQ(this=col("v", "version"), expression=latest.subquery()))
             if name == "project":
                 return self.project("a")
         if self.rows == "version":
@@ -780,16 +820,16 @@ class EntityFrame:
         sub = (
             exp.select(self.c.concat(exp.column("name", table="ce"), exp.Literal.string("#"),
                                      self.c.as_text(exp.column("number", table="cr"))))
-            .from_(exp.to_table("run").as_("cr"))
-            .join(exp.to_table("experiment").as_("ce"), on="ce.id = cr.experiment_id")
-            .where(exp.column("id", table="cr").eq(run_id))
+            .from_(_t("run", "cr"), copy=False)
+            .ljoin(_t("experiment", "ce"), on=_eq("ce.id", "cr.experiment_id"), left=False)
+            .where(exp.EQ(this=exp.column("id", table="cr"), expression=run_id), copy=False)
         )
         return sub.subquery()
 
     def project(self, table: str) -> exp.Expression:
         sub = (
-            exp.select(exp.column("name", table="pj")).from_(exp.to_table("project").as_("pj"))
-            .where(exp.column("id", table="pj").eq(exp.column("project_id", table=table)))
+            exp.select(exp.column("name", table="pj")).from_(_t("project", "pj"), copy=False)
+            .where(exp.EQ(this=exp.column("id", table="pj"), expression=exp.column("project_id", table=table)), copy=False)
         )
         return sub.subquery()
 
@@ -862,18 +902,18 @@ class GroupedFrame:
         sel.set("limit", None)
         group = [k for _, v, _ in self.keys for k in v.group_keys()]
         if group:
-            sel = sel.group_by(*group)
+            sel = sel.group_by(*group, copy=False)
         if self.having:
-            sel = sel.having(exp.and_(*self.having))
+            sel = sel.having(_and(*self.having), copy=False)
         order = []
         for v, desc in self.order:
             order += [exp.Ordered(this=k, desc=desc, nulls_first=False) for k in v.sort_keys()]
         # ties between groups break by the keys, the same on every database
         order += [exp.Ordered(this=k, nulls_first=False) for k in group]
         if order:
-            sel = sel.order_by(*order)
+            sel = sel.order_by(*order, copy=False)
         if self.limit is not None:
-            sel = sel.limit(self.limit)
+            sel = sel.limit(self.limit, copy=False)
         return sel
 
     def output(self) -> list[tuple[str, Val]]:
@@ -898,7 +938,7 @@ class ColumnsFrame:
     def __init__(self, c: _Compiler, select, columns: list[Column], names, vals):
         self.c = c
         self.alias = c.alias("g")
-        self.select = exp.select().from_(select.subquery(self.alias))
+        self.select = exp.select().from_(select.subquery(self.alias), copy=False)
         self.vals: dict[str, Val] = {}
         i = 0
         for name, col, v in zip(names, columns, vals, strict=True):
@@ -952,14 +992,14 @@ class ColumnsFrame:
     def build(self) -> exp.Select:
         sel = self.select.copy()
         if self.where:
-            sel = sel.where(exp.and_(*self.where))
+            sel = sel.where(_and(*self.where), copy=False)
         order = []
         for v, desc in self.order:
             order += [exp.Ordered(this=k, desc=desc, nulls_first=False) for k in v.sort_keys()]
         if order:
-            sel = sel.order_by(*order)
+            sel = sel.order_by(*order, copy=False)
         if self.limit is not None:
-            sel = sel.limit(self.limit)
+            sel = sel.limit(self.limit, copy=False)
         return sel
 
     def finish(self):
@@ -1000,7 +1040,7 @@ def _project(self: _Compiler, select: exp.Select, projection: list[tuple[str, Va
             exprs.append(p.copy().as_(f"c{i}"))
             i += 1
         columns.append(Column(name, v.type, len(parts)))
-    return select.select(*exprs, append=False), columns
+    return select.select(*exprs, append=False, copy=False), columns
 
 
 def _expr(self: _Compiler, node: ast.Expr, scope) -> Val:
@@ -1032,37 +1072,37 @@ def _expr(self: _Compiler, node: ast.Expr, scope) -> Val:
             return Val("number", sql=exp.Neg(this=v.numeric()), agg=v.agg, node=node)
         case ast.And(items=items):
             vals = [self.expr(i, scope) for i in items]
-            return Val("bool", sql=exp.and_(*[self.condition(v, i) for v, i in zip(vals, items, strict=True)]),
+            return Val("bool", sql=_and(*[self.condition(v, i) for v, i in zip(vals, items, strict=True)]),
                        agg=any(v.agg for v in vals), node=node)
         case ast.Or(items=items):
             vals = [self.expr(i, scope) for i in items]
-            return Val("bool", sql=exp.paren(exp.or_(*[self.condition(v, i) for v, i in zip(vals, items, strict=True)])),
+            return Val("bool", sql=exp.paren(_or(*[self.condition(v, i) for v, i in zip(vals, items, strict=True)])),
                        agg=any(v.agg for v in vals), node=node)
         case ast.Not(operand=o):
             v = self.expr(o, scope)
-            return Val("bool", sql=exp.not_(exp.paren(self.condition(v, o))), agg=v.agg, node=node)
+            return Val("bool", sql=_not(exp.paren(self.condition(v, o))), agg=v.agg, node=node)
         case ast.Compare():
             return self.compare(node, scope)
         case ast.In(operand=o, items=items, negated=neg):
             v = self.expr(o, scope)
             if not items:
-                return Val("bool", sql=exp.Literal.number(1).eq(exp.Literal.number(1 if neg else 0)), node=node)
+                return Val("bool", sql=exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(1 if neg else 0)), node=node)
             vals = [self.value(i, scope) for i in items]
             ors = [self.compare_vals(v, "=", iv, node) for iv in vals]
-            cond = exp.paren(exp.or_(*ors)) if len(ors) > 1 else ors[0]
+            cond = exp.paren(_or(*ors)) if len(ors) > 1 else ors[0]
             if neg:
-                cond = exp.and_(self.not_null(v), exp.not_(exp.paren(cond)))
+                cond = _and(self.not_null(v), _not(exp.paren(cond)))
             return Val("bool", sql=cond, agg=v.agg, node=node)
         case ast.Between(operand=o, low=lo, high=hi, negated=neg):
             v = self.expr(o, scope)
-            cond = exp.and_(self.compare_vals(v, ">=", self.value(lo, scope), node),
+            cond = _and(self.compare_vals(v, ">=", self.value(lo, scope), node),
                             self.compare_vals(v, "<=", self.value(hi, scope), node))
             if neg:
-                cond = exp.and_(self.not_null(v), exp.not_(exp.paren(cond)))
+                cond = _and(self.not_null(v), _not(exp.paren(cond)))
             return Val("bool", sql=exp.paren(cond), agg=v.agg, node=node)
         case ast.IsNull(operand=o, negated=neg):
             v = self.expr(o, scope)
-            cond = self.not_null(v) if neg else exp.not_(exp.paren(self.not_null(v)))
+            cond = self.not_null(v) if neg else _not(exp.paren(self.not_null(v)))
             return Val("bool", sql=cond, agg=v.agg, node=node)
         case ast.Like(operand=o, pattern=p, negated=neg):
             v = self.expr(o, scope)
@@ -1077,7 +1117,7 @@ def _expr(self: _Compiler, node: ast.Expr, scope) -> Val:
                 expression=exp.Literal.string("!"),
             )
             if neg:
-                cond = exp.and_(self.not_null(v), exp.not_(exp.paren(cond)))
+                cond = _and(self.not_null(v), _not(exp.paren(cond)))
             return Val("bool", sql=cond, agg=v.agg, node=node)
         case ast.Regex(operand=o, pattern=p, negated=neg):
             v = self.expr(o, scope)
@@ -1094,7 +1134,7 @@ def _expr(self: _Compiler, node: ast.Expr, scope) -> Val:
             else:
                 cond = exp.RegexpLike(this=text, expression=self.lit(pattern.literal))
             if neg:
-                cond = exp.and_(self.not_null(v), exp.not_(exp.paren(cond)))
+                cond = _and(self.not_null(v), _not(exp.paren(cond)))
             return Val("bool", sql=cond, agg=v.agg, node=node)
         case ast.Lineage():
             if not isinstance(scope, EntityFrame):
@@ -1121,10 +1161,10 @@ def _number_of(self: _Compiler, v: Val, node) -> Val:
 
 def _not_null(self: _Compiler, v: Val) -> exp.Expression:
     if v.type == "param":
-        return v.ptype.is_(exp.null()).not_()
+        return exp.Is(this=v.ptype, expression=exp.null()).not_()
     if v.type == "any":
-        return exp.or_(v.metric.is_(exp.null()).not_(), v.ptype.is_(exp.null()).not_(), v.tag.is_(exp.null()).not_())
-    return exp.not_(v.sql.is_(exp.null()))
+        return _or(exp.Is(this=v.metric, expression=exp.null()).not_(), exp.Is(this=v.ptype, expression=exp.null()).not_(), exp.Is(this=v.tag, expression=exp.null()).not_())
+    return _not(exp.Is(this=v.sql, expression=exp.null()))
 
 
 def _condition(self: _Compiler, v: Val, node) -> exp.Expression:
@@ -1132,16 +1172,16 @@ def _condition(self: _Compiler, v: Val, node) -> exp.Expression:
     true/false; anything else is an error a person can fix."""
     if v.type == "bool":
         if v.is_literal:
-            return exp.Literal.number(1).eq(exp.Literal.number(1 if v.literal else 0))
+            return exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(1 if v.literal else 0))
         if isinstance(v.sql, exp.Column | exp.Subquery):
             if self.dialect in ("postgres", "duckdb"):
-                return v.sql.eq(exp.true())
-            return v.sql.eq(exp.Literal.number(1))
+                return exp.EQ(this=v.sql, expression=exp.true())
+            return exp.EQ(this=v.sql, expression=exp.Literal.number(1))
         return v.sql
     if v.type == "param":
-        return v.num.neq(exp.Literal.number(0))
+        return exp.NEQ(this=v.num, expression=exp.Literal.number(0))
     if v.type == "any":
-        return self.numeric_or_raise(v).neq(exp.Literal.number(0))
+        return exp.NEQ(this=self.numeric_or_raise(v), expression=exp.Literal.number(0))
     name = _column_name(node)
     raise self.err(
         f"{name} is {_a(v.type)}, not true/false", node,
@@ -1170,7 +1210,7 @@ def _compare_vals(self: _Compiler, left: Val, op: str, right: Val, node) -> exp.
     if right.type == "null":
         if op not in ("=", "!="):
             raise self.err("compare with null using is null / is not null", node)
-        return exp.not_(exp.paren(self.not_null(left))) if op == "=" else self.not_null(left)
+        return _not(exp.paren(self.not_null(left))) if op == "=" else self.not_null(left)
     lt, rt = left.type, right.type
     if right.is_literal:
         value = right.literal
@@ -1190,7 +1230,7 @@ def _compare_vals(self: _Compiler, left: Val, op: str, right: Val, node) -> exp.
                 raise self.err(f"{_column_name(left.node)} is true/false; compare it with = true or = false",
                                right.node or node)
             cond = self.condition(left, node)
-            return cond if bool(value) == (op == "=") else exp.not_(exp.paren(cond))
+            return cond if bool(value) == (op == "=") else _not(exp.paren(cond))
         if lt == "time":
             if not isinstance(value, str):
                 raise self.err(f"{_column_name(left.node)} is a time; compare it with a date in quotes", right.node or node,

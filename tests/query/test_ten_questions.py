@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from metastore.demo import run_demo
+from metastore.query import QueryError
 
 QUESTIONS = {
     1: "runs order by rmse limit 1 show number, rmse",
@@ -91,9 +92,20 @@ def check_ten(demo):
 
 def test_scoped_to_an_experiment(demo_store):
     demo = demo_store
-    run_demo(demo, experiment="again", quiet=True)
-    assert len(demo.query("runs")) == 24
-    assert len(demo.query("runs", experiment="again")) == 12
+    for i, rmse in enumerate([70.0, 50.0, 60.0]):
+        with demo.start_run(experiment="again", capture=False) as run:
+            run.log_params({"algorithm": "linear", "features": "bmi", "normalize": bool(i % 2)})
+            run.log_metrics({"rmse": rmse, "r2": 0.1 * i, "mae": rmse - 10})
+            run.log_asset(f"model {i}".encode(), kind="model", name="regressor")
+    assert len(demo.query("runs")) == 15
+    assert len(demo.query("runs", experiment="again")) == 3
     assert len(demo.query('runs where experiment = "diabetes"')) == 12
-    got = demo.query(QUESTIONS[6], experiment="again").rows
-    assert [r["name"] for r in got] == ["regressor"]
+    assert demo.query(QUESTIONS[1], experiment="again").rows == [{"number": 2, "rmse": 50.0}]
+    assert demo.query(QUESTIONS[9], experiment="again").rows == [{"number": 2, "r2": 0.1}]
+    got = demo.query(QUESTIONS[6].replace("run 4", "run 2"), experiment="again").rows
+    assert [(r["name"], r["version"]) for r in got] == [("regressor", 14)]
+    # run 4 exists in one experiment only, so it needs no scope; run 2 needs one
+    with pytest.raises(QueryError, match="2 experiments"):
+        demo.query(QUESTIONS[6].replace("run 4", "run 2"))
+    assert demo.query(QUESTIONS[6]).rows[0]["version"] == 4
+    assert len(demo.query("models", experiment="again")) == 3
