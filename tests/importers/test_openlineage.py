@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,3 +281,26 @@ def test_export_parent_failed_and_external_data(sqlite_store, tmp_path):
     [v] = copy.inputs
     assert v.uri == data.resolve().as_uri() and v.digest == csv_version.digest and v.role == "train"
     other.close()
+
+
+def test_cli_export_then_import(demo_store_path, tmp_path):
+    """`metastore export --format openlineage` and `metastore import openlineage`."""
+    from typer.testing import CliRunner
+
+    from metastore.cli import app
+
+    source = tmp_path / "source" / ".metastore"
+    shutil.copytree(demo_store_path, source)
+    out = tmp_path / "diabetes-lineage.ndjson"
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(out), "--format", "openlineage", "--experiment",
+                                 "diabetes", "--store", f"sqlite:///{source / 'metastore.db'}"])
+    assert result.exit_code == 0, result.output
+    assert "24 events" in result.output
+    target = f"sqlite:///{tmp_path / 'target' / 'metastore.db'}"
+    result = runner.invoke(app, ["import", "openlineage", str(out), "--store", target, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["imported"] == 12
+    # detected without naming the source; everything is already there
+    result = runner.invoke(app, ["import", str(out), "--store", target, "--format", "json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["already_present"] == 12
