@@ -48,6 +48,8 @@ from metastore.refs import RUN, VERSION, Node  # noqa: E402
 PG_ADMIN = os.environ.get("METASTORE_BENCH_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 NOW = datetime(2026, 1, 1)
 MAX_CHAIN = 50
+#: How many fine-tuning chains are worked on at once; each grows to a random length.
+ACTIVE_CHAINS = 20
 #: store.lineage() is timed only up to this many edges in the result.
 GRAPH_LIMIT = 50_000
 
@@ -116,7 +118,7 @@ def generate(n_runs: int, seed: int = 7) -> Shape:
     ]
     code_versions: list[list[str]] = [[] for _ in shape.experiments]
     open_chains: list[list] = []  # [tip model id, length, target length, head model id]
-    deepest: tuple[int, str] = (0, "")
+    deepest: tuple[int, str, str] = (0, "", "")
     numbers = [0] * n_exp
     first_clean_uses = splits[0][0]
     for i in range(n_runs):
@@ -138,24 +140,23 @@ def generate(n_runs: int, seed: int = 7) -> Shape:
         for aid in other_assets[e]:
             edge(RUN, rid, VERSION, version(aid), "produced")
         if open_chains and rng.random() < 0.5:
-            # fine-tune one of the most recent models, so chains grow to their length
-            k = len(open_chains) - 1 - rng.randrange(min(len(open_chains), 10))
+            # fine-tune the latest model of a chain being worked on
+            k = rng.randrange(len(open_chains))
             chain = open_chains[k]
             edge(VERSION, chain[0], RUN, rid, "used", "base_model")
             edge(VERSION, chain[0], VERSION, model, "derived_from", "base_model")
             chain[0], chain[1] = model, chain[1] + 1
             if chain[1] > deepest[0]:
-                deepest = (chain[1], model)
+                deepest = (chain[1], model, chain[3])
             if chain[1] >= chain[2]:
                 open_chains[k] = open_chains[-1]
                 open_chains.pop()
-        else:
+        elif len(open_chains) < ACTIVE_CHAINS:
             open_chains.append([model, 1, rng.randint(1, MAX_CHAIN), model])
-            if len(shape.starts) == 0:
-                shape.starts["a chain head model"] = (Node(VERSION, model), "downstream")
+    shape.starts[f"the head of that chain of {deepest[0]}"] = (Node(VERSION, deepest[2]), "downstream")
     shape.starts["the most used raw dataset"] = (Node(VERSION, raws[0]), "downstream")
     shape.starts["a popular clean dataset"] = (Node(VERSION, first_clean_uses), "downstream")
-    shape.starts[f"the deepest model (chain of {deepest[0]})"] = (Node(VERSION, deepest[1]), "upstream")
+    shape.starts[f"the end of the longest chain ({deepest[0]})"] = (Node(VERSION, deepest[1]), "upstream")
     shape.starts["a late run"] = (Node(RUN, shape.runs[-1][0]), "upstream")
     shape.starts["a late run's model"] = (Node(VERSION, model), "upstream")
     return shape

@@ -376,11 +376,12 @@ def lineage(
 ) -> None:
     """The lineage graph of a run or asset version: where it came from, what it fed."""
     from metastore.graph_formats import render
-    from metastore.lineage import lineage_graph, path
+    from metastore.refs import resolve
 
     s = open_store(store, create=False)
+    node = resolve(s, ref, experiment)
     if to is not None:
-        graph = path(s, ref, to, experiment=experiment)
+        graph = s.path(node, resolve(s, to, experiment))
         if graph is None:
             raise MetastoreError(f"no lineage path between {ref} and {to} (in either direction)")
     else:
@@ -388,7 +389,7 @@ def lineage(
         if len(chosen) > 1 and not both:
             chosen = ["both"]
         direction = "both" if both else (chosen[0] if chosen else "upstream")
-        graph = lineage_graph(s, ref, direction=direction, depth=depth, experiment=experiment)
+        graph = s.lineage(node, direction=direction, depth=depth)
     text = render(graph, format)
     if output:
         from pathlib import Path
@@ -410,12 +411,12 @@ def link(
     role: Annotated[str | None, typer.Option("--role", help="How it was used: base_model, train …")] = None,
 ) -> None:
     """Record after the fact that DOWNSTREAM was made from UPSTREAM."""
-    s = open_store(store, create=False)
-    from metastore.lineage import link as link_nodes
     from metastore.refs import resolve
 
-    link_nodes(s, upstream, downstream, relation=relation, role=role)
-    graph = s.path(resolve(s, upstream), resolve(s, downstream))
+    s = open_store(store, create=False)
+    up, down = resolve(s, upstream), resolve(s, downstream)
+    s.link(up, down, relation=relation, role=role)
+    graph = s.path(up, down)
     labels = list(graph) if graph is not None else [upstream, downstream]
     console.print(f"linked {labels[0]} -> {labels[-1]} ({relation}{', ' + role if role else ''})", markup=False)
 
@@ -430,10 +431,10 @@ def diff(
     format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
     """What changed between two runs: params, metrics (did it help?), inputs, outputs."""
-    from metastore.diff import diff_runs, format_text
+    from metastore.diff import format_text
 
     s = open_store(store, create=False)
-    result = diff_runs(s, run_a, run_b, experiment=experiment)
+    result = s.diff(run_a, run_b, experiment=experiment)
     if format == "json":
         return print_json(result.to_dict())
     if format != "text":
@@ -452,11 +453,10 @@ def audit(
 ) -> None:
     """Reproducibility self-check: runs lacking code, data, environment, seed, model or a
     note, and runs that repeat an earlier run's configuration."""
-    from metastore.audit import audit as audit_runs
     from metastore.audit import format_text
 
     s = open_store(store, create=False)
-    report = audit_runs(s, experiment=experiment)
+    report = s.audit(experiment=experiment)
     if format == "json":
         print_json(report.to_dict())
     elif format == "text":
