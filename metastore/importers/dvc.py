@@ -248,6 +248,18 @@ def read_tree(tree, report: ImportReport) -> dict:
     }
 
 
+def lock_stages(lock: dict) -> dict:
+    """The stages of a dvc.lock: under `stages:` since DVC 2 (schema 2.0), the top level
+    in DVC 1 files."""
+    if not isinstance(lock, dict):
+        return {}
+    if "stages" in lock or "schema" in lock:
+        stages = lock.get("stages") or {}
+    else:
+        stages = lock
+    return stages if isinstance(stages, dict) else {}
+
+
 def _kind(path: str, declared: dict[str, str]) -> str:
     if path in declared:
         return declared[path]
@@ -269,7 +281,7 @@ def _hash(entry: dict) -> tuple[str, str] | None:
 
 def lineage(data: dict, cache: Path | None) -> list[PendingAsset]:
     """Asset versions from dvc.lock: inputs first, then outputs in pipeline order."""
-    stages = (data["lock"] or {}).get("stages") or {}
+    stages = lock_stages(data["lock"])
     if not isinstance(stages, dict):
         return []
     declared = {}
@@ -367,7 +379,7 @@ def to_record(
         if key not in data["histories"]:
             metrics.append(MetricPoint(key=key, value=value, step=data["final_step"].get(key, 0),
                                        timestamp=ended))
-    stages = ((data["lock"] or {}).get("stages") or {})
+    stages = lock_stages(data["lock"])
     cmds = []
     for stage in stages.values() if isinstance(stages, dict) else []:
         cmd = stage.get("cmd") if isinstance(stage, dict) else None

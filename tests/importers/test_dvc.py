@@ -283,3 +283,16 @@ def test_lineage_cycle_is_a_warning_not_a_lost_run(sqlite_store, tmp_path):
     assert any("cycle" in w for w in report.warnings)
     two = sqlite_store.get_run("two")
     assert [v.name for v in two.outputs] == ["a.csv"] and [v.name for v in two.inputs] == ["b.csv"]
+
+
+def test_dvc1_lock_file(sqlite_store, tmp_path):
+    shutil.copytree(DATA / "dvc1_folder", tmp_path / "old-run")
+    report = import_path(sqlite_store, tmp_path / "old-run", "dvc")
+    assert report.imported == 1
+    run = sqlite_store.get_run("old-run")
+    assert run.params == {"alpha": 0.5} and run.command == "python train.py"
+    assert {(v.name, v.digest) for v in run.inputs} == {
+        ("data.csv", "md5:0123456789abcdef0123456789abcdef"),
+        ("train.py", "md5:11112222333344445555666677778888"),
+    }
+    assert [(v.kind, v.name) for v in run.outputs] == [("model", "model.pkl")]
