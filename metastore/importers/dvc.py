@@ -245,6 +245,7 @@ def read_tree(tree, report: ImportReport) -> dict:
     return {
         "params": params, "final": final, "final_step": final_step, "histories": histories,
         "lock": lock, "yaml": dvc_yaml, "metric_files": set(metric_files),
+        "tsv_files": [p for p in raw if _TSV.match(p)],
     }
 
 
@@ -510,7 +511,9 @@ def import_folder(store, path: Path, options: ImportOptions, report: ImportRepor
     fingerprint = [tree.read(f) or b"" for f in ("dvc.lock", "params.yaml")]
     fingerprint += [json.dumps(data["final"], sort_keys=True).encode()]
     fingerprint += [json.dumps(data["histories"], sort_keys=True, default=str).encode()]
-    times = [f.stat().st_mtime for f in path.rglob("*") if f.is_file() and ".dvc" not in f.parts]
+    # the run ended when its results were last written (not the data: it may be huge)
+    read = ["dvc.lock", "params.yaml", *data["metric_files"], *data["tsv_files"]]
+    times = [(path / f).stat().st_mtime for f in read if (path / f).is_file()]
     record = to_record(
         data, report, str(path), experiment=path.parent.name or path.name,
         source_id=stable_id(str(path.name), *fingerprint), name=path.name,
