@@ -728,10 +728,14 @@ class SQLReader:
     def __init__(self, url: str, artifact_roots: list[Path]):
         import sqlalchemy as sa
 
+        from metastore.database import normalize_url
+
         self.url = url
         self.roots = artifact_roots
         try:
-            self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            # postgresql:// and mysql:// get the drivers metastore ships with
+            target = url if url.startswith("sqlite:") else normalize_url(url)
+            self.engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
             with self.engine.connect() as conn:
                 self.tables = set(sa.inspect(conn).get_table_names())
         except Exception as e:  # noqa: BLE001 - any driver error means "cannot open"

@@ -212,3 +212,39 @@ def test_logged_model_becomes_a_model_version(sqlite_store, mlflow_with_model):
     assert model.meta["mlflow_model_id"].startswith("m-")
     files = model.path(sqlite_store.cache_dir() / "model-check")
     assert (files / "MLmodel").is_file() and (files / "model.skops").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_sql_store_on_postgresql(sqlite_store, tmp_path):
+    """An MLflow tracking database on a PostgreSQL server, read by URL."""
+    import os
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin_url = os.environ.get("METASTORE_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    name = f"mlflow_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL not reachable: {e}")
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent / "make_mlflow.py"
+    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", PYTHONWARNINGS="ignore")
+    try:
+        subprocess.run([sys.executable, str(script), url, str(tmp_path)], cwd=tmp_path, env=env,
+                       check=True, capture_output=True, timeout=600)
+        plain = url.replace("postgresql+psycopg://", "postgresql://")
+        report = mlflow_importer.import_url(sqlite_store, plain)
+        assert (report.found, report.imported, report.skipped) == (5, 5, [])
+        check_wine(sqlite_store, artifact_folder(tmp_path, "enet"))
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
