@@ -184,7 +184,7 @@ def write_run(
     try:
         check_record(record)
     except MetastoreError as e:
-        report.skip(where, str(e))
+        _skip(report, where, str(e))
         return None
     n_assets = len(assets)
     if options.dry_run:
@@ -214,7 +214,7 @@ def write_run(
         record.inputs, record.outputs = _unique(inputs), _unique(outputs)
         run = store.create_run(record)
     except MetastoreError as e:
-        report.skip(where, str(e))
+        _skip(report, where, f"cannot be written: {e}")
         return None
     report.imported += 1
     report.params += len(record.params)
@@ -222,6 +222,11 @@ def write_run(
     report.assets += n_assets
     report.run_ids.append(run.id)
     return run.id
+
+
+def _skip(report: ImportReport, where: str, reason: str) -> None:
+    report.skip(where, reason)
+    report.warnings.append(f"{where}: {reason}; run skipped")
 
 
 def _put(store, a: PendingAsset, options: ImportOptions, kwargs: dict):
