@@ -286,3 +286,20 @@ def test_schemathesis_finds_no_server_errors(live):
         except Exception as e:  # noqa: BLE001 - collected, then reported together
             failures.append(f"{operation.method.upper()} {operation.path}: {str(e)[:600]}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_server_over_an_fsspec_blob_root(tmp_path):
+    """Blobs in an fsspec store (here memory://, in production s3://) work the same."""
+    import uuid
+
+    pytest.importorskip("fsspec")
+    from metastore.server import background_server, create_token
+
+    root = f"memory://metastore-test-{uuid.uuid4().hex}"
+    with metastore.open(f"sqlite:///{tmp_path / 'm.db'}", blobs=root) as local:
+        token = create_token(local, "t")
+        with background_server(local) as url, metastore.open(url, token=token) as remote:
+            with remote.start_run(experiment="e", capture=False) as run:
+                v = run.log_asset(b"weights", kind="model", name="m")
+            assert remote.get_asset("model", "m").read_bytes() == b"weights"
+        assert local.blobs.local_path(v.digest) is None and local.blobs.exists(v.digest)

@@ -204,3 +204,51 @@ def test_read_only_cookie_cannot_write(live):
         c.post("/login", data={"token": live.read_only_token, "next": "/"})
         r = c.post("/api/experiments", json={"name": "x"}, headers={"origin": live.url})
         assert r.status_code == 403
+
+
+def test_metastore_server_command_serves_with_tokens(tmp_path):
+    """The real command: uvicorn in a subprocess, a token made by `metastore token`."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    url = f"sqlite:///{tmp_path / 'db' / 'metastore.db'}"
+    env = {**os.environ, "METASTORE_URL": url}
+    made = subprocess.run(
+        [sys.executable, "-m", "metastore.cli", "token", "create", "--name", "ci"],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )
+    token = made.stdout.split()[-1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "metastore.cli", "server", "--port", str(port),
+         "--blobs", str(tmp_path / "blobs"), "--no-ui"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # bounded: at most about a minute
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/api/runs", timeout=10).status_code == 401
+        with metastore.open(base, token=token) as remote:
+            with remote.start_run(experiment="served", capture=False) as run:
+                run.log_metric("rmse", 50.0)
+            assert remote.get_run(run.id).metrics["rmse"] == 50.0
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "tokens required" in output
+    with metastore.open(url, blobs=tmp_path / "blobs") as local:
+        assert local.get_run(run.id).metrics["rmse"] == 50.0
