@@ -15,6 +15,7 @@ import math
 import mimetypes
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -156,6 +157,11 @@ class RemoteStore(Store):
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, record: RunRecord) -> Run:
         validate_key(record.experiment, "experiment")
+        host, pid = record.host, record.pid
+        if record.status == "running":
+            # The run's process is this one, not the server's: crash detection checks
+            # the pid on the host that recorded it.
+            host, pid = host or socket.gethostname(), pid or os.getpid()
         body = {
             "experiment": record.experiment,
             "name": record.name,
@@ -163,7 +169,7 @@ class RemoteStore(Store):
             "started": record.started,
             "ended": record.ended,
             "user": record.user,
-            "host": record.host,
+            "host": host,
             "git_commit": record.git_commit,
             "git_branch": record.git_branch,
             "git_dirty": record.git_dirty,
@@ -182,6 +188,7 @@ class RemoteStore(Store):
             "source_id": record.source_id,
             "parent_id": record.parent_id,
             "id": record.id,
+            "pid": pid,
         }
         return Run.model_validate(self._call("POST", "/api/runs", body=body))
 

@@ -125,6 +125,8 @@ class RunRecord:
     source_id: str | None = None
     parent_id: str | None = None
     id: str | None = None
+    #: The recording process, when it is not this one (a run created through a server).
+    pid: int | None = None
 
 
 class Store:
@@ -393,7 +395,7 @@ class SQLStore(Store):
             if record.status == "running":
                 # Always recorded, capture or not: they are how a killed process is told
                 # apart from a run still going.
-                run.pid = os.getpid()
+                run.pid = record.pid or os.getpid()
                 run.host = run.host or self._host
                 run.heartbeat = utcnow()
             s.add(run)

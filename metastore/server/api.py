@@ -102,6 +102,7 @@ class RunIn(BaseModel):
     source_id: str | None = Field(default=None, max_length=MAX_TEXT)
     parent_id: str | None = Field(default=None, max_length=26)
     id: str | None = Field(default=None, min_length=26, max_length=26)
+    pid: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the recording process")
 
 
 class ExperimentIn(BaseModel):

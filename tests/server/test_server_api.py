@@ -303,3 +303,49 @@ def test_server_over_an_fsspec_blob_root(tmp_path):
                 v = run.log_asset(b"weights", kind="model", name="m")
             assert remote.get_asset("model", "m").read_bytes() == b"weights"
         assert local.blobs.local_path(v.digest) is None and local.blobs.exists(v.digest)
+
+
+def test_a_remote_run_whose_process_died_is_reported_crashed(live):
+    """Crash detection checks the recording process, not the server's."""
+    import subprocess
+    import sys
+
+    from metastore.store import RunRecord
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with live.remote() as remote:
+        alive = remote.create_run(RunRecord(experiment="e", status="running"))
+        dead = remote.create_run(RunRecord(experiment="e", status="running", pid=gone.pid))
+        assert remote.get_run(alive.id).status == "running"
+        assert remote.get_run(dead.id).status == "crashed"
+        assert any("stopped without ending" in n.text for n in remote.get_run(dead.id).notes)
+
+
+TEN_QUESTIONS = [
+    "runs order by rmse limit 1 show number, rmse",
+    "runs order by started limit 1 per algorithm order by rmse show algorithm, number, rmse",
+    "runs order by r2 desc limit 1 show number, features",
+    "runs where number in (1, 4) order by mae desc limit 1 show number, mae",
+    "runs where number in (5, 7, 9, 11) show number, rmse, r2, mae",
+    'downstream of run 4 where kind = "model" show name, version, digest',
+    "runs order by rmse desc limit 1 show number, normalize",
+    "runs where r2 > 0.32 show number, r2",
+    'runs where algorithm = "linear" and rmse < 55 show number, r2',
+    "runs order by started limit 1 show number, r2",
+]
+
+
+def test_the_ten_questions_through_the_server(demo_store):
+    from metastore.server import background_server, create_token
+
+    token = create_token(demo_store, "reader", read_only=True)
+    with background_server(demo_store) as url, metastore.open(url, token=token) as remote:
+        for text in TEN_QUESTIONS:
+            got, want = remote.query(text), demo_store.query(text)
+            assert (got.columns, got.rows) == (want.columns, want.to_records()), text
+            assert len(got) >= 1
+        run4 = remote.get_run(4, experiment="diabetes")
+        assert run4.to_dict() == demo_store.get_run(4, experiment="diabetes").to_dict()
+        [model] = run4.outputs
+        assert model.read_bytes() == demo_store.get_asset(model.kind, model.name, model.version).read_bytes()
