@@ -73,7 +73,10 @@ def detect(path: Path) -> bool:
             head = path.read_text(encoding="utf-8", errors="replace")[:2000]
         except OSError:
             return False
-        return head.lstrip().startswith("[") and '"rev"' in head and '"experiments"' in head
+        head = head.lstrip()
+        if head.startswith("["):
+            return '"rev"' in head and '"experiments"' in head
+        return head.startswith("{") and '"workspace"' in head and '"baseline"' in head  # DVC 2
     if any((path / n).exists() for n in ("dvc.yaml", "dvc.lock", ".dvc")):
         return True
     return (path / "metrics.json").is_file() and (path / "plots" / "metrics").is_dir()  # dvclive
@@ -527,16 +530,19 @@ def import_exp_show(store, path: Path, options: ImportOptions, report: ImportRep
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ImportFailed(f"{path} is not readable `dvc exp show --json` output: {e}") from e
-    if not isinstance(rows, list):
-        raise ImportFailed(f"{path} is not `dvc exp show --json` output (expected a list)")
-    entries: list[tuple[dict, str | None]] = []  # (entry, baseline rev)
-    for row in rows:
-        if not isinstance(row, dict) or row.get("rev") == "workspace":
-            continue
-        entries.append((row, None))
-        for group in row.get("experiments") or []:
-            for rev in (group or {}).get("revs") or []:
-                entries.append((rev, row.get("rev")))
+    if isinstance(rows, dict):
+        entries = _dvc2_entries(rows)
+    elif isinstance(rows, list):
+        entries = []  # (entry, baseline rev)
+        for row in rows:
+            if not isinstance(row, dict) or row.get("rev") == "workspace":
+                continue
+            entries.append((row, None))
+            for group in row.get("experiments") or []:
+                for rev in (group or {}).get("revs") or []:
+                    entries.append((rev, row.get("rev")))
+    else:
+        raise ImportFailed(f"{path} is not `dvc exp show --json` output")
     report.found = len(entries)
     experiment = path.parent.name or "dvc"
     run_of: dict[str, str] = {}
@@ -567,6 +573,26 @@ def import_exp_show(store, path: Path, options: ImportOptions, report: ImportRep
         run_id = write_run(store, record, assets, options, report, where)
         if run_id:
             run_of[rev] = run_id
+
+
+def _dvc2_entries(rows: dict) -> list[tuple[dict, str | None]]:
+    """Entries of the DVC 2.x layout: {baseline sha: {"baseline": {"data": …},
+    exp sha: {"data": …}, …}, "workspace": …}, as (entry with "rev", baseline rev)."""
+    entries: list[tuple[dict, str | None]] = []
+    for base_rev, group in rows.items():
+        if base_rev == "workspace" or not isinstance(group, dict):
+            continue
+        base = group.get("baseline") or {}
+        data = base.get("data") if isinstance(base, dict) else None
+        name = data.get("name") if isinstance(data, dict) else None
+        entries.append(({"rev": base_rev, "name": name, "data": data, "error": base.get("error")}, None))
+        for rev, exp in group.items():
+            if rev == "baseline" or not isinstance(exp, dict):
+                continue
+            data = exp.get("data")
+            name = data.get("name") if isinstance(data, dict) else None
+            entries.append(({"rev": rev, "name": name, "data": data, "error": exp.get("error")}, base_rev))
+    return entries
 
 
 def _from_exp_show(data: dict, report: ImportReport, where: str, cache: Path | None) -> tuple[RunRecord, list]:

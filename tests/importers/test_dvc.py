@@ -296,3 +296,17 @@ def test_dvc1_lock_file(sqlite_store, tmp_path):
         ("train.py", "md5:11112222333344445555666677778888"),
     }
     assert [(v.kind, v.name) for v in run.outputs] == [("model", "model.pkl")]
+
+
+def test_exp_show_json_of_dvc2(sqlite_store, tmp_path):
+    show = tmp_path / "repo" / "exps.json"
+    show.parent.mkdir()
+    shutil.copy(DATA / "exp_show_dvc2.json", show)
+    assert detect(show) == "dvc"
+    report = import_path(sqlite_store, show, "dvc")
+    assert (report.found, report.imported) == (2, 2)
+    base, exp = sqlite_store.get_run("master"), sqlite_store.get_run("exp-1f2e3")
+    assert exp.parent_id == base.id and exp.experiment == "repo"
+    assert base.params == {"lr": 0.1, "epochs": 5} and exp.metrics == {"auc": 0.84}
+    assert base.started == datetime(2022, 8, 1, 12, 0)
+    assert [v.digest for v in base.outputs] == ["md5:fedcba9876543210fedcba9876543210"]
