@@ -62,6 +62,11 @@ DVC_YAML = textwrap.dedent(
 )
 
 
+#: tests on the repository the real dvc CLI makes (init, repro, exp run, exp show: tens
+#: of seconds once per module); the hand-made fixtures below run without it
+real_dvc = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A git + DVC project: a baseline (`dvc repro`, committed) and one `dvc exp run`."""
@@ -104,12 +109,14 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
+@real_dvc
 def test_detect(repo):
     assert detect(repo) == "dvc"
     assert detect(repo.parent / "exp_show.json") == "dvc"
     assert detect(repo / "dvclive") == "dvc"
 
 
+@real_dvc
 def test_import_repository(store, repo):
     report = import_path(store, repo, "dvc")
     assert (report.found, report.imported, report.skipped) == (2, 2, [])
@@ -162,6 +169,7 @@ def test_import_repository(store, repo):
     assert len(store.runs()) == 2
 
 
+@real_dvc
 def test_exp_show_json_then_repository(sqlite_store, repo):
     show = repo.parent / "exp_show.json"
     report = import_path(sqlite_store, show)
@@ -178,6 +186,7 @@ def test_exp_show_json_then_repository(sqlite_store, repo):
     assert (again.imported, again.already_present) == (0, 2)
 
 
+@real_dvc
 def test_new_experiment_is_added(sqlite_store, repo, tmp_path):
     copy = tmp_path / "wine"
     shutil.copytree(repo, copy)
@@ -211,6 +220,7 @@ def _commit_experiment(repo: Path, base: str, name: str, files: dict[str, str]) 
     return sha
 
 
+@real_dvc
 def test_broken_experiment_commit_is_skipped(sqlite_store, repo, tmp_path):
     copy = tmp_path / "wine"
     shutil.copytree(repo, copy)
@@ -225,6 +235,7 @@ def test_broken_experiment_commit_is_skipped(sqlite_store, repo, tmp_path):
     assert {r.name for r in sqlite_store.runs()} == {"main", "lr-05"}
 
 
+@real_dvc
 def test_plain_folder(sqlite_store, repo, tmp_path):
     folder = tmp_path / "copied-run"
     shutil.copytree(repo, folder, ignore=shutil.ignore_patterns(".git"))
@@ -268,6 +279,7 @@ def test_malformed_folder_and_exp_show(sqlite_store, tmp_path):
         import_path(sqlite_store, DATA / "exp_show_truncated.json", "dvc")
 
 
+@real_dvc
 def test_exp_show_output_is_valid_json(repo):
     rows = json.loads((repo.parent / "exp_show.json").read_text())
     assert rows[0]["rev"] == "workspace"
