@@ -101,9 +101,6 @@ def ask(page, base: str, question: str):
 
 
 def test_the_ten_questions_in_the_query_box(page, live_ui, demo_ui_store, frame, shot):
-    pytest.importorskip("metastore.query")
-    if "downstream" in QUESTIONS[5]:
-        pytest.importorskip("metastore.lineage")
     answers = expected_answers(frame, demo_ui_store)
     for i, (question, expected) in enumerate(zip(QUESTIONS, answers, strict=True), 1):
         ask(page, live_ui.url, question)
@@ -125,7 +122,6 @@ def test_the_ten_questions_in_the_query_box(page, live_ui, demo_ui_store, frame,
 
 
 def test_a_mistyped_query_shows_the_caret_inline(page, live_ui, shot):
-    pytest.importorskip("metastore.query")
     ask(page, live_ui.url, "runs where rsme < 55 show number, rmse")
     error = page.locator("#query-error")
     assert error.is_visible()
@@ -176,7 +172,6 @@ def test_runs_table_find_the_best_run_and_compare(page, live_ui, demo_ui_store, 
 
 
 def test_run_page_and_its_lineage(page, live_ui, demo_ui_store, shot):
-    pytest.importorskip("metastore.lineage")
     run = demo_ui_store.get_run("diabetes#9")
     page.goto(f"{live_ui.url}/experiments/diabetes")
     page.click(f"#runs-table tr[data-run='{run.id}'] td.run-name-cell a")
@@ -198,7 +193,6 @@ def test_run_page_and_its_lineage(page, live_ui, demo_ui_store, shot):
 
 
 def test_lineage_of_a_dataset_reaches_every_run_that_used_it(page, live_ui, demo_ui_store):
-    pytest.importorskip("metastore.lineage")
     v = demo_ui_store.get_asset("dataset", "diabetes")
     page.goto(f"{live_ui.url}/lineage/version/{v.id}?direction=downstream&depth=3")
     hrefs = page.locator("#lineage-graph a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
