@@ -197,7 +197,9 @@ def path(store: Store, a, b, experiment: str | None = None) -> nx.DiGraph | None
             rows = walk_edges(s, [last], "upstream")
             ancestry = _build(s, [last], rows)
             keys = {ancestry.nodes[k]["id"]: k for k in ancestry}
-            if first.id in keys and last.id in keys:
+            if (first.id in keys and last.id in keys
+                    # not when the way led only through a deleted run
+                    and nx.has_path(ancestry, keys[first.id], keys[last.id])):
                 order = nx.shortest_path(ancestry, keys[first.id], keys[last.id])
                 result = nx.DiGraph(roots=[order[0]], direction="path", depth=None)
                 for key in order:

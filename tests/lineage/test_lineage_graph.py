@@ -84,8 +84,10 @@ def test_deleted_runs_are_left_out(sqlite_store, record_pipeline):
     store.delete_run(pipeline.b.id)
     g = store.lineage("dataset:clean", direction="downstream")
     assert "exp#3" not in g and "model:regressor@2" not in g and "exp#2" in g
+    assert store.path("dataset:clean", "model:regressor@2") is None
     store.restore_run(pipeline.b.id)
     assert "model:regressor@2" in store.lineage("dataset:clean", direction="downstream")
+    assert list(store.path("dataset:clean", "model:regressor@2"))[1] == "exp#3"
 
 
 def test_bad_direction_or_depth(sqlite_store, record_pipeline):
