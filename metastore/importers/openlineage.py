@@ -86,6 +86,7 @@ def read_events(path: Path) -> tuple[dict[str, _Run], list[tuple[str, str]]]:
     be tied to a run."""
     runs: dict[str, _Run] = {}
     orphans: list[tuple[str, str]] = []
+    static: list[str] = []
 
     def mark(run_id: str | None, where: str, reason: str) -> None:
         if run_id is None:
@@ -106,6 +107,9 @@ def read_events(path: Path) -> tuple[dict[str, _Run], list[tuple[str, str]]]:
                 m = _RUN_ID.search(chunk)
                 mark(m.group(1) if m else None, where, error)
                 continue
+            if _is_static(event):
+                static.append(where)
+                continue
             problem = _check(event)
             run_id = (event.get("run") or {}).get("runId") if isinstance(event, dict) else None
             if problem:
@@ -114,6 +118,9 @@ def read_events(path: Path) -> tuple[dict[str, _Run], list[tuple[str, str]]]:
             run = runs.setdefault(run_id, _Run(run_id))
             run.where.add(str(f))
             run.events.append(event)
+    if static:
+        orphans.append(("", f"{len(static)} static DatasetEvent/JobEvent(s) (no run) not imported, "
+                            f"first at {static[0]}"))
     return runs, orphans
 
 
@@ -144,6 +151,16 @@ def _parse(f: Path, text: str) -> Iterator[tuple[str, str, Any, str | None]]:
             yield f"{f}:{n}", line, None, f"not valid JSON ({e.msg}; truncated?)"
 
 
+def _is_static(event: Any) -> bool:
+    """A DatasetEvent or JobEvent: lineage metadata without a run (spec 2-0-x)."""
+    return (
+        isinstance(event, dict)
+        and "run" not in event
+        and "eventType" not in event
+        and ("dataset" in event or "job" in event)
+    )
+
+
 def _check(event: Any) -> str | None:
     if not isinstance(event, dict):
         return "an event must be a JSON object"
@@ -163,12 +180,14 @@ def _check(event: Any) -> str | None:
 
 def import_source(store, path: Path, options: ImportOptions, report: ImportReport) -> None:
     runs, orphans = read_events(path)
-    if not runs and not orphans:
-        raise ImportFailed(f"no OpenLineage events in {path}")
-    report.found = len(runs) + len(orphans)
+    if not runs and not [w for w, _ in orphans if w]:
+        raise ImportFailed(f"no OpenLineage run events in {path}")
+    unreadable = [(w, r) for w, r in orphans if w]
+    report.found = len(runs) + len(unreadable)
     for where, reason in orphans:
-        report.skip(where, reason)
-        report.warnings.append(f"{where}: {reason}")
+        if where:  # an event that could not be tied to a run counts as one skipped entry
+            report.skip(where, reason)
+        report.warnings.append(f"{where}: {reason}" if where else reason)
     ordered = sorted(runs.values(), key=lambda r: min(
         (utc(e["eventTime"]) for e in r.events), default=utc(0)
     ))

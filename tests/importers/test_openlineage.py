@@ -304,3 +304,9 @@ def test_cli_export_then_import(demo_store_path, tmp_path):
     # detected without naming the source; everything is already there
     result = runner.invoke(app, ["import", str(out), "--store", target, "--format", "json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["already_present"] == 12
+
+
+def test_static_events_are_not_runs(sqlite_store):
+    report = import_path(sqlite_store, DATA.parent / "openlineage_static", "openlineage")
+    assert (report.found, report.imported, report.skipped) == (1, 1, [])
+    assert any("2 static DatasetEvent/JobEvent" in w for w in report.warnings)
