@@ -400,6 +400,12 @@ class RemoteStore(Store):
         data = self._call("POST", "/api/query", body={"text": text, "experiment": experiment})
         return RemoteResult(data["columns"], data["rows"], data.get("sql"))
 
+    def query_sql(self, text: str, experiment: str | None = None) -> str:
+        """The SQL a query compiles to on the server's database, without running it."""
+        return self._call(
+            "GET", "/api/query/sql", params={"q": text, "experiment": experiment}
+        )["sql"]
+
     def lineage(self, ref, direction: str = "upstream", depth: int | None = None):
         """The lineage graph around a run or asset version, as a networkx.DiGraph."""
         params = {"ref": self._node_ref(ref), "direction": direction, "depth": depth}

@@ -188,6 +188,13 @@ class Store:
 
         return execute(self, text, experiment=experiment)
 
+    def query_sql(self, text: str, experiment: str | None = None) -> str:
+        """The SQL a query compiles to on this store, without running it (what
+        `metastore query --sql` prints); names are resolved as `query` resolves them."""
+        from metastore.query import compile_text
+
+        return compile_text(text, self.dialect, store=self, experiment=experiment)
+
     def lineage(self, ref, direction: str = "upstream", depth: int | None = None):
         """The lineage graph around a run or asset version, as a networkx.DiGraph."""
         from metastore.lineage import lineage_graph

@@ -618,12 +618,16 @@ def _node_link(graph) -> dict[str, Any]:
     return nx.node_link_data(graph, edges="edges", name="node")
 
 
-def _run_query(request: Request, store: Store, text: str, experiment: str | None) -> QueryOut:
+def _check_length(request: Request, text: str) -> None:
     from metastore.server.middleware import error_payload
 
     limit = request.app.state.limits.max_query_chars
     if len(text) > limit:
         raise _TooLong(error_payload("TooLarge", f"query text is longer than {limit} characters"))
+
+
+def _run_query(request: Request, store: Store, text: str, experiment: str | None) -> QueryOut:
+    _check_length(request, text)
     result = store.query(text, experiment=experiment)
     # to_records: the query package's JSON-safe rows (times as ISO text)
     rows = result.to_records() if hasattr(result, "to_records") else list(result)
@@ -633,6 +637,15 @@ def _run_query(request: Request, store: Store, text: str, experiment: str | None
 class _TooLong(Exception):
     def __init__(self, payload: dict):
         self.payload = payload
+
+
+@router.get("/query/sql", tags=["query"])
+def query_sql(
+    request: Request, q: str, experiment: str | None = None, store: Store = StoreDep
+) -> dict[str, str]:
+    """The SQL a query compiles to on the server's database, without running it."""
+    _check_length(request, q)
+    return {"sql": store.query_sql(q, experiment=experiment)}
 
 
 @router.post("/query", response_model=QueryOut, tags=["query"])

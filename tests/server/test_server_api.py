@@ -184,7 +184,7 @@ def test_queries_through_the_server_answer_as_locally(live):
             got, want = reader.query(text), live.store.query(text)
             assert got.columns == want.columns, text
             assert got.rows == want.to_records(), text
-            assert got.sql == want.sql
+            assert got.sql == want.sql == reader.query_sql(text) == live.store.query_sql(text)
         best = reader.query(texts[0], experiment="diabetes")
         assert list(best) == [{"number": 2, "rmse": 52.5}] and len(best) == 1
         assert best.to_pandas()["rmse"].tolist() == [52.5]

@@ -101,3 +101,5 @@ def test_query_text_has_a_size_limit(live):
         assert "query text is longer than 2000" in r.json()["error"]["message"]
         r = c.get("/api/query", params={"q": "runs " + "x" * 3000})
         assert r.status_code == 413
+        r = c.get("/api/query/sql", params={"q": "runs " + "x" * 3000})
+        assert r.status_code == 413
