@@ -167,3 +167,22 @@ def test_on_a_server_with_tokens_the_pages_need_a_sign_in(demo_ui_store):
     html = signed_in.get("/experiments/diabetes").text
     assert 'id="runs-table"' in html and "Sign out" in html
     assert signed_in.get("/static/style.css").status_code == 200
+
+
+def test_query_answers_link_to_runs_versions_and_experiments(client, demo_ui_store):
+    html = client.get("/experiments/diabetes", params={"q": "models where version = 4"}).text
+    v4 = demo_ui_store.get_asset("model", "regressor", 4)
+    table = html.split('id="result-table"', 1)[1].split("</table>", 1)[0]
+    assert f'href="/versions/{v4.id}"' in table and 'href="/assets/model/regressor"' in table
+    assert "/runs/diabetes%234" in table  # created_by
+    html = client.get("/experiments/diabetes", params={"q": "runs where number = 2"}).text
+    table = html.split('id="result-table"', 1)[1].split("</table>", 1)[0]
+    run2 = demo_ui_store.get_run("diabetes#2")
+    assert f'href="/runs/{run2.id}"' in table and 'value="' + run2.id in table
+    assert 'href="/experiments/diabetes"' in table
+
+
+def test_a_bad_query_shows_the_error_with_its_caret(client):
+    html = client.get("/experiments/diabetes", params={"q": "runs where rsme < 5"}).text
+    assert 'id="query-error"' in html and "rsme" in html and "^^^^" in html
+    assert "did you mean" in html and 'id="runs-table"' not in html

@@ -521,24 +521,54 @@ def _zip_directory(v, filename: str) -> Response:
 
 
 def _query_table(store, text: str, experiment: str, rows: list[data.RunRow]) -> dict:
+    """Run a query and shape its answer for the page: each row with the run it is (for
+    compare ticks) and links for the cells that name something with a page."""
     result = store.query(text, experiment=experiment)
     columns = list(result.columns)
     records = [dict(r) for r in result]
     by_number = {r.number: r.id for r in rows}
     ids = {r.id for r in rows}
-    run_ids = []
+    versions: dict[tuple, str | None] = {}
+
+    def version_id(kind, name, version) -> str | None:
+        key = (kind, name, version)
+        if key not in versions and len(versions) < 500:
+            try:
+                versions[key] = store.get_asset(kind, name, int(version)).id
+            except (MetastoreError, TypeError, ValueError):
+                versions[key] = None
+        return versions.get(key)
+
+    shaped = []
     for rec in records:
         run_id = None
+        is_version = all(rec.get(k) is not None for k in ("kind", "name", "version"))
         if isinstance(rec.get("id"), str) and rec["id"] in ids:
             run_id = rec["id"]
-        elif "number" in rec and rec["number"] in by_number and "version" not in rec:
+        elif not is_version and rec.get("number") in by_number and rec.get(
+            "experiment", experiment
+        ) == experiment:
             run_id = by_number[rec["number"]]
-        run_ids.append(run_id)
+        links: dict[str, str] = {}
+        if run_id:
+            links.update({c: run_url(run_id) for c in ("number", "name", "id") if c in rec})
+        if is_version and rec.get("kind") != "run":
+            vid = version_id(rec["kind"], rec["name"], rec["version"])
+            links["name"] = asset_url(rec["kind"], rec["name"])
+            if vid:
+                links["version"] = version_url(vid)
+                if "digest" in rec:
+                    links["digest"] = version_url(vid)
+        if isinstance(rec.get("created_by"), str) and rec["created_by"]:
+            links["created_by"] = run_url(rec["created_by"])
+        if isinstance(rec.get("experiment"), str):
+            links["experiment"] = experiment_url(rec["experiment"])
+        shaped.append((run_id, rec, links))
     return {
         "columns": columns,
-        "rows": list(zip(run_ids, records, strict=True)),
+        "rows": shaped,
         "sql": getattr(result, "sql", None),
-        "has_runs": any(run_ids),
+        "has_runs": any(run_id for run_id, _, _ in shaped),
         "numeric": {c: data.is_numeric(rec.get(c) for rec in records) for c in columns},
     }
 
