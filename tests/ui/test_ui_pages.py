@@ -186,3 +186,13 @@ def test_a_bad_query_shows_the_error_with_its_caret(client):
     html = client.get("/experiments/diabetes", params={"q": "runs where rsme < 5"}).text
     assert 'id="query-error"' in html and "rsme" in html and "^^^^" in html
     assert "did you mean" in html and 'id="runs-table"' not in html
+
+
+def test_the_best_run_banner_plots_every_run_with_the_best_ringed(client, demo_ui_store):
+    html = client.get("/experiments/diabetes").text
+    svg = html.split('<svg class="overview"', 1)[1].split("</svg>", 1)[0]
+    runs = demo_ui_store.runs("diabetes")
+    assert set(re.findall(r'href="(/runs/[^"]+)"', svg)) == {f"/runs/{r.id}" for r in runs}
+    best = min(runs, key=lambda r: r.metrics["rmse"])
+    ringed = svg.split('class="best-ring"', 1)[1].split("</a>", 1)[0]
+    assert f"#{best.number} " in ringed

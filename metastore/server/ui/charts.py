@@ -342,3 +342,54 @@ def sparkline(values: Sequence[float], *, width: int = 90, height: int = 22) -> 
         f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg"><polyline points="{pts}"/></svg>'
     )
+
+
+def overview(
+    points: Sequence[Point], *, metric: str, lower_better: bool = False,
+    width: int = 360, height: int = 84,
+) -> Markup:
+    """A small dot per run (x: run number, y: the metric, better up), the best one ringed:
+    where a run stands among the others at a glance. Each dot links to its run."""
+    pts = [p for p in points if p.y is not None]
+    if len(pts) < 2:
+        return Markup("")
+    xs, ys = [float(p.x) for p in pts], [p.y for p in pts]
+    sx = _scale(min(xs), max(xs)) if max(xs) > min(xs) else (lambda v: 0.5)
+    raw = _scale(min(ys), max(ys)) if max(ys) > min(ys) else (lambda v: 0.5)
+
+    def sy(v):  # better up, and off the axis line
+        frac = raw(v)
+        return 0.1 + 0.8 * (1 - frac if lower_better else frac)
+
+    top, bottom = (min(ys), max(ys)) if lower_better else (max(ys), min(ys))
+    f = _Frame(width, height, left=46, right=10, top=8, bottom=18)
+    base = f.h - f.bottom
+    body = [
+        f'<line class="axis" x1="{f.left}" x2="{f.w - f.right}" y1="{base}" y2="{base}"/>',
+        f'<text class="tick" x="{f.left - 6}" y="{f.y(0.9) + 4:.1f}" text-anchor="end">'
+        f"{escape(number(top, 4))}</text>",
+        f'<text class="tick" x="{f.left - 6}" y="{f.y(0.1) + 4:.1f}" text-anchor="end">'
+        f"{escape(number(bottom, 4))}</text>",
+        f'<text class="tick" x="{f.x(0):.1f}" y="{height - 4}" text-anchor="start">'
+        f"#{int(min(xs))}</text>",
+        f'<text class="tick" x="{f.x(1):.1f}" y="{height - 4}" text-anchor="end">'
+        f"run #{int(max(xs))}</text>",
+    ]
+    for p in sorted(pts, key=lambda p: p.emphasis):
+        x, y = f.x(sx(float(p.x))), f.y(sy(p.y))
+        ring = (
+            f'<circle class="best-ring" cx="{x:.1f}" cy="{y:.1f}" r="7"/>' if p.emphasis else ""
+        )
+        body.append(
+            _link(
+                p.href,
+                f'{ring}<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="3.6" fill="{p.color}">'
+                f"<title>{escape(p.label)}: {escape(metric)} = {escape(number(p.y))}</title>"
+                "</circle>",
+            )
+        )
+    return Markup(
+        f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{escape(metric)} of every run" '
+        f'xmlns="http://www.w3.org/2000/svg">' + "".join(body) + "</svg>"
+    )

@@ -188,6 +188,17 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         if not show_all:
             shown = shown[:MAX_TABLE_ROWS]
         best = data.best_run(rows, primary)
+        overview = None
+        if best is not None:
+            overview = charts.overview(
+                [
+                    charts.Point(r.number, r.metrics.get(primary), f"#{r.number} {r.name or ''}",
+                                 "#13795b" if r.id == best.id else "#4e79a7", run_url(r.id),
+                                 r.id == best.id)
+                    for r in rows
+                ],
+                metric=primary, lower_better=lower_is_better(primary),
+            )
         view = {"cols": chosen if cols else [], "sort": sort, "desc": desc}
 
         def sort_link(key: str) -> str:
@@ -211,7 +222,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             all_link=experiment_url(name, cols=view["cols"], sort=sort or None,
                                     desc=desc if sort else None, all=1),
             columns=columns, groups=data.column_groups(columns), sort=sort, desc=desc, sort_link=sort_link, best=best,
-            primary=primary, primary_lower=bool(primary and lower_is_better(primary)),
+            primary=primary, overview=overview, primary_lower=bool(primary and lower_is_better(primary)),
             best_values=data.best_values(rows, columns), q=q,
             result=result, error=error,
             permalink=experiment_url(name, q=q or None, cols=view["cols"], sort=sort or None,
