@@ -221,6 +221,11 @@ def format_text(d: RunDiff) -> str:
     lines = [f"{b} compared with {a}"]
     if d.identical_config:
         lines.append("  same params and the same input versions")
+    judged = {v: [c["key"] for c in d.metrics["compared"] if c["verdict"] == v]
+              for v in ("better", "worse")}
+    if judged["better"] or judged["worse"]:
+        lines.append("  did it help? " + "; ".join(
+            f"{v}: {', '.join(keys)}" for v, keys in judged.items() if keys))
 
     def section(title: str, body: list[str]) -> None:
         if body:

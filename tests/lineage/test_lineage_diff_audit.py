@@ -66,6 +66,7 @@ def test_diff_two_runs(store):
     text = format_text(d)
     assert "~ lr: 0.1 -> 0.01" in text and "+ momentum = 0.9" in text
     assert "rmse: 10 -> 8  -2 (-20.0%)  better" in text
+    assert "did it help? better: rmse; worse: r2" in text
     assert "~ dataset:data @1 -> @2" in text and "~ numpy 1.26.0 -> 2.0.0" in text
     assert "+ torch==2.3.0" in text and "- plot:residuals@1 (only in e#1)" in text
     assert json.loads(json.dumps(d.to_dict()))["params"]["added"] == {"momentum": 0.9}
