@@ -349,3 +349,21 @@ def test_the_ten_questions_through_the_server(demo_store):
         assert run4.to_dict() == demo_store.get_run(4, experiment="diabetes").to_dict()
         [model] = run4.outputs
         assert model.read_bytes() == demo_store.get_asset(model.kind, model.name, model.version).read_bytes()
+
+
+def test_a_server_over_each_database(store, tmp_path):
+    """SQLite for one machine, PostgreSQL (or MariaDB) for a team: the same API."""
+    from metastore.server import background_server, create_token
+
+    token = create_token(store, "team")
+    with background_server(store) as url, metastore.open(url, token=token) as remote:
+        _record_runs(remote)
+        with remote.start_run(experiment="diabetes", capture=False) as run:
+            data = run.use_asset(b"rows", kind="dataset", name="d")
+            run.log_asset(b"weights", kind="model", name="m", derived_from=[data])
+        best = remote.query("runs order by rmse limit 1 show number, rmse")
+        assert list(best) == [{"number": 2, "rmse": 52.5}]
+        graph = remote.lineage("model:m@1")
+        assert {"dataset:d@1", "diabetes#4", "model:m@1"} <= set(graph)
+        assert remote.get_asset("model", "m").read_bytes() == b"weights"
+    assert len(store.runs("diabetes")) == 4
