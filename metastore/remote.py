@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -56,8 +57,11 @@ class AccessDenied(MetastoreError):
 class RemoteStore(Store):
     """The Store interface over a metastore server's REST API."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
+    def __init__(
+        self, url: str, token: str | None = None, *, timeout: float = 60.0, retries: int = 5
+    ):
         self.url = url.rstrip("/")
+        self.retries = retries
         self.token = token
         self.dialect = "remote"
         headers = {"user-agent": "metastore-client"}
@@ -85,16 +89,24 @@ class RemoteStore(Store):
             headers = {**(headers or {}), "content-type": "application/json"}
         if params:
             params = {k: v for k, v in params.items() if v is not None}
-        try:
-            request = self._http.build_request(
-                method, path, params=params, content=content, headers=headers
-            )
-            response = self._http.send(request, stream=stream)
-        except httpx.TransportError as e:
-            raise StoreUnavailable(
-                f"cannot reach the metastore server at {self.url}: {e}",
-                hint="is `metastore server` running there, and the URL right?",
-            ) from e
+        for attempt in range(self.retries + 1):
+            try:
+                request = self._http.build_request(
+                    method, path, params=params, content=content, headers=headers
+                )
+                response = self._http.send(request, stream=stream)
+                break
+            except httpx.TransportError as e:
+                # A server restarting must not kill a training job: retry, with backoff,
+                # what cannot have reached it (no connection) and anything that only reads.
+                # A write that may have arrived is not repeated: it could apply twice.
+                safe = isinstance(e, httpx.ConnectError) or method in ("GET", "HEAD")
+                if not safe or attempt == self.retries:
+                    raise StoreUnavailable(
+                        f"cannot reach the metastore server at {self.url}: {e}",
+                        hint="is `metastore server` running there, and the URL right?",
+                    ) from e
+                time.sleep(min(0.25 * 2**attempt, 5.0))
         if response.status_code >= 400:
             if stream:
                 response.read()

@@ -239,8 +239,45 @@ def test_unreachable_server_is_store_unavailable():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    from metastore.remote import RemoteStore
+
     with pytest.raises(StoreUnavailable, match="cannot reach"):
-        metastore.open(f"http://127.0.0.1:{port}", token="x")
+        RemoteStore(f"http://127.0.0.1:{port}", token="x", retries=0)
+
+
+class Flaky:
+    """A transport that fails the first requests as a restarting server would."""
+
+    def __init__(self, inner, failures: int, error):
+        self.inner, self.failures, self.error, self.seen = inner, failures, error, []
+
+    def handle_request(self, request):
+        self.seen.append(request.method)
+        if self.failures:
+            self.failures -= 1
+            raise self.error("connection refused", request=request)
+        return self.inner.handle_request(request)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_client_retries_what_cannot_have_reached_the_server(live, monkeypatch):
+    import httpx
+
+    monkeypatch.setattr("time.sleep", lambda s: None)  # no waiting in a test
+    with live.remote() as remote:
+        with remote.start_run(experiment="e", capture=False) as run:
+            flaky = Flaky(remote._http._transport, 2, httpx.ConnectError)
+            monkeypatch.setattr(remote._http, "_transport", flaky)
+            run.log_metric("loss", 0.5)  # a write: retried, it never arrived
+            assert flaky.seen == ["POST", "POST", "POST"]
+            flaky.failures, flaky.error = 2, httpx.ReadError
+            assert run.params == {}  # a read: retried after any transport error
+            flaky.failures = 1
+            with pytest.raises(StoreUnavailable):  # a write that may have arrived: not repeated
+                run.log_metric("loss", 0.4)
+        assert [p.value for p in remote.get_run(run.id).metric_history("loss")] == [0.5]
 
 
 def test_token_from_the_environment(live, monkeypatch):
