@@ -172,11 +172,16 @@ class Compiled:
     dialect: str
     params: dict[str, Any]
     columns: list[Column]
-    ref_checks: list[tuple[ast.Ref, exp.Expression, dict]] = field(default_factory=list)
+    # (reference, SQL selecting the ids it names): checked before the query runs
+    ref_checks: list[tuple[ast.Ref, str]] = field(default_factory=list)
+    _sql: str | None = None
 
     def sql(self, pretty: bool = False) -> str:
-        # copy=False: the statement is built fresh per compilation and never reused
-        return self.statement.sql(dialect=self.dialect, pretty=pretty, copy=False)
+        if pretty:
+            return self.statement.sql(dialect=self.dialect, pretty=True)
+        if self._sql is None:
+            self._sql = self.statement.sql(dialect=self.dialect)
+        return self._sql
 
 
 def compile_query(
@@ -245,7 +250,8 @@ class _Compiler:
         if self.ctes:
             for name, body in self.ctes:
                 select = select.with_(name, as_=body, recursive=True, copy=False)
-        return Compiled(select, self.dialect, self.params, columns, self.ref_checks)
+        checks = [(ref, sel.sql(dialect=self.dialect)) for ref, sel, _ in self.ref_checks]
+        return Compiled(select, self.dialect, self.params, columns, checks)
 
     # -- sources
     def entity_frame(self, kind: SourceKind) -> EntityFrame:

@@ -167,6 +167,10 @@ class Catalog:
     tags: dict[str, frozenset[str]] = field(default_factory=dict)  # entity type -> keys
     open: bool = False
 
+    def key(self) -> tuple:
+        """Hashable identity, for caching compiled queries."""
+        return (self.open, self.metrics, self.params, frozenset(self.tags.items()))
+
     def tag_keys(self, rows: str) -> frozenset[str]:
         entity = {"run": "run", "experiment": "experiment", "version": "asset_version", "node": "run"}
         keys = self.tags.get(entity[rows], frozenset())
@@ -179,37 +183,53 @@ OPEN_CATALOG = Catalog(open=True)
 
 
 def load_catalog(store) -> Catalog:
-    """The metric, param and tag keys of live runs' rows, in three small queries."""
+    """The metric, param and tag keys in a store."""
     with store.read() as s:
-        conn = s.connection()
-        metrics = _distinct(conn, "metric_summary", "key")
-        params = _distinct(conn, "param", "key")
-        tags: dict[str, set[str]] = {}
-        q = conn.dialect.identifier_preparer.quote
-        tag_sql = f"SELECT DISTINCT entity_type, {q('key')} FROM tag"
-        for entity, key in conn.execute(sa.text(tag_sql)):
-            tags.setdefault(entity, set()).add(key)
+        return read_catalog(s.connection())
+
+
+def read_catalog(conn) -> Catalog:
+    """The catalog in one statement. The keys are few and indexed, so each list walks
+    the index from one key to the next (a "loose index scan") instead of reading every
+    row: this stays fast at millions of metric and param rows."""
+    q = conn.dialect.identifier_preparer.quote
+    key = q("key")
+
+    def walk(name: str, table: str) -> str:
+        return (
+            f"{name}(v) AS (SELECT MIN({key}) FROM {table} UNION ALL "
+            f"SELECT (SELECT MIN({key}) FROM {table} WHERE {key} > {name}.v) FROM {name} "
+            f"WHERE {name}.v IS NOT NULL)"
+        )
+
+    sql = (
+        f"WITH RECURSIVE {walk('mk', 'metric_summary')}, {walk('pk', 'param')} "
+        "SELECT 'metric', v FROM mk WHERE v IS NOT NULL "
+        "UNION ALL SELECT 'param', v FROM pk WHERE v IS NOT NULL "
+        f"UNION ALL SELECT entity_type, {key} FROM tag GROUP BY entity_type, {key}"
+    )
+    try:
+        rows = conn.execute(sa.text(sql)).all()
+    except sa.exc.DBAPIError:  # a database without recursive CTEs: read them plainly
+        conn.rollback()
+        rows = conn.execute(sa.text(
+            f"SELECT DISTINCT 'metric', {key} FROM metric_summary UNION ALL "
+            f"SELECT DISTINCT 'param', {key} FROM param UNION ALL "
+            f"SELECT DISTINCT entity_type, {key} FROM tag"
+        )).all()
+    metrics, params, tags = set(), set(), {}
+    for what, k in rows:
+        if what == "metric":
+            metrics.add(k)
+        elif what == "param":
+            params.add(k)
+        else:
+            tags.setdefault(what, set()).add(k)
     return Catalog(
         metrics=frozenset(metrics),
         params=frozenset(params),
         tags={k: frozenset(v) for k, v in tags.items()},
     )
-
-
-def _distinct(conn, table: str, column: str) -> set[str]:
-    column = conn.dialect.identifier_preparer.quote(column)
-    # The keys are few and indexed: walk the index from key to next key (a "loose index
-    # scan") instead of reading every row, so this stays fast at millions of rows.
-    sql = sa.text(
-        f"WITH RECURSIVE k(v) AS (SELECT MIN({column}) FROM {table} "
-        f"UNION ALL SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > k.v) "
-        f"FROM k WHERE k.v IS NOT NULL) SELECT v FROM k WHERE v IS NOT NULL"
-    )
-    try:
-        return {row[0] for row in conn.execute(sql)}
-    except sa.exc.DBAPIError:
-        conn.rollback()
-        return {row[0] for row in conn.execute(sa.text(f"SELECT DISTINCT {column} FROM {table}"))}
 
 
 # ---- bindings -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from metastore.query import ast
 from metastore.query.compile import Column, Compiled, compile_query
 from metastore.query.errors import QueryError, at, did_you_mean
 from metastore.query.parse import parse
-from metastore.query.resolve import load_catalog
+from metastore.query.resolve import load_catalog, read_catalog
 
 
 class Result:
@@ -106,25 +107,45 @@ def execute(store, text: str, experiment: str | None = None) -> Result:
         if type(store).query is not Store.query:  # e.g. a remote store answers itself
             return store.query(text, experiment=experiment)
         raise QueryError(f"queries need a SQL store, not {type(store).__name__}")
-    query = parse(text)
+    if not isinstance(text, str):
+        raise QueryError(f"a query is text, not {type(text).__name__}")
     store.reconcile_crashed()
-    catalog = load_catalog(store)
-    compiled = compile_query(query, store.dialect, catalog=catalog, experiment=experiment)
-    sql = compiled.sql()
     with store.read() as s:
         conn = s.connection()
+        catalog = read_catalog(conn)
+        compiled = _compile_cached(text, store.dialect, catalog, experiment)
         if store.dialect == "sqlite":
             _sqlite_functions(conn)
-        _check_refs(conn, compiled, query.text, experiment)
+        _check_refs(conn, compiled, text, experiment)
         try:
-            raw = conn.execute(sa.text(sql), compiled.params).all()
+            raw = conn.execute(sa.text(compiled.sql()), compiled.params).all()
         except sa.exc.DBAPIError as e:
             raise QueryError(
                 f"the database rejected the query: {getattr(e, 'orig', e)}",
-                text=query.text,
+                text=text,
                 suggestion="this is a bug in metastore if the query is valid; `--sql` shows the SQL",
             ) from None
     return Result(*shape(compiled.columns, raw), compiled)
+
+
+_CACHE: OrderedDict[tuple, Compiled] = OrderedDict()
+_CACHE_SIZE = 256
+
+
+def _compile_cached(text: str, dialect: str, catalog, experiment) -> Compiled:
+    """Compiled queries are kept (keyed by text, dialect, scope and the catalog they were
+    bound against), so a dashboard asking the same question again skips parse and compile."""
+    key = (text, dialect, experiment, catalog.key())
+    compiled = _CACHE.get(key)
+    if compiled is None:
+        compiled = compile_query(parse(text), dialect, catalog=catalog, experiment=experiment)
+        compiled.sql()
+        _CACHE[key] = compiled
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return compiled
 
 
 def shape(columns: list[Column], raw) -> tuple[list[str], list[dict]]:
@@ -203,8 +224,7 @@ def _sqlite_functions(conn) -> None:
 
 def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> None:
     """A lineage reference must name something, and a run number only one run."""
-    for ref, select, _ in compiled.ref_checks:
-        sql = select.sql(dialect=compiled.dialect)
+    for ref, sql in compiled.ref_checks:
         used = {k: v for k, v in compiled.params.items() if f":{k}" in sql}
         count = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({sql}) AS x"), used).scalar()
         if count == 1 or (count and ref.kind != "run"):
