@@ -169,7 +169,6 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 def bench(n: int, repeat: int, folder: Path) -> dict:
     import mlflow
 
-    import metastore
     from metastore.query.compile import compile_query
     from metastore.query.parse import parse
     from metastore.query.resolve import load_catalog

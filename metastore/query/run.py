@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -109,16 +110,28 @@ def execute(store, text: str, experiment: str | None = None) -> Result:
         raise QueryError(f"queries need a SQL store, not {type(store).__name__}")
     if not isinstance(text, str):
         raise QueryError(f"a query is text, not {type(text).__name__}")
-    store.reconcile_crashed()
     with store.read() as s:
         conn = s.connection()
+        if conn.execute(_RUNNING).first() is not None:
+            # a run still says running: mark it crashed first if its process is gone,
+            # so `status` is current (reconcile_crashed is the one place that decides)
+            s.rollback()  # end this read so the query sees what reconciling wrote
+            store.reconcile_crashed()
+            conn = s.connection()
         catalog = read_catalog(conn)
         compiled = _compile_cached(text, store.dialect, catalog, experiment)
         if store.dialect == "sqlite":
             _sqlite_functions(conn)
         _check_refs(conn, compiled, text, experiment)
         try:
-            raw = conn.execute(sa.text(compiled.sql()), compiled.params).all()
+            raw = None
+            if compiled.shortcut is not None:
+                fast, needed = compiled.shortcut
+                raw = conn.execute(sa.text(fast), compiled.params).all()
+                if len(raw) < needed:
+                    raw = None
+            if raw is None:
+                raw = conn.execute(sa.text(compiled.sql()), compiled.params).all()
         except sa.exc.DBAPIError as e:
             raise QueryError(
                 f"the database rejected the query: {getattr(e, 'orig', e)}",
@@ -128,23 +141,27 @@ def execute(store, text: str, experiment: str | None = None) -> Result:
     return Result(*shape(compiled.columns, raw), compiled)
 
 
+_RUNNING = sa.text("SELECT 1 FROM run WHERE status = 'running' AND pid IS NOT NULL LIMIT 1")
 _CACHE: OrderedDict[tuple, Compiled] = OrderedDict()
 _CACHE_SIZE = 256
+_CACHE_LOCK = threading.Lock()
 
 
 def _compile_cached(text: str, dialect: str, catalog, experiment) -> Compiled:
     """Compiled queries are kept (keyed by text, dialect, scope and the catalog they were
     bound against), so a dashboard asking the same question again skips parse and compile."""
     key = (text, dialect, experiment, catalog.key())
-    compiled = _CACHE.get(key)
-    if compiled is None:
-        compiled = compile_query(parse(text), dialect, catalog=catalog, experiment=experiment)
-        compiled.sql()
+    with _CACHE_LOCK:  # the web server answers queries from several threads
+        compiled = _CACHE.get(key)
+        if compiled is not None:
+            _CACHE.move_to_end(key)
+            return compiled
+    compiled = compile_query(parse(text), dialect, catalog=catalog, experiment=experiment)
+    compiled.sql()
+    with _CACHE_LOCK:
         _CACHE[key] = compiled
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
     return compiled
 
 

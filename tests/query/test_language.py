@@ -69,6 +69,13 @@ def test_missing_fields_are_null(demo_db, df):
     assert got[-6:] == list(df[df.loss.isna()].number)
     got = numbers(q("runs order by loss.min"))
     assert got[-6:] == list(df[df.loss.isna()].number)
+    # a limit beyond the rows that have the metric still reaches the ones without
+    forests = df[df.loss.notna()]
+    assert len(forests) == 6
+    got = q("runs order by loss.min limit 8 show number, loss.min").rows
+    assert [r["loss.min"] is None for r in got] == [False] * 6 + [True] * 2
+    assert numbers(q("runs order by loss.min limit 3")) == numbers(q("runs order by loss.min"))[:3]
+    assert numbers(q("runs order by rmse desc limit 12")) == list(df.sort_values("rmse", ascending=False).number)
 
 
 def test_order_limit_and_per(demo_db, df):
