@@ -11,7 +11,6 @@ from metastore.audit import CHECKS, audit
 from metastore.cli import app
 from metastore.diff import diff_runs, format_text, metric_goal, parse_requirements
 
-
 #: Also run the `store` tests through a metastore server (tests/conftest.py).
 THROUGH_SERVER = True
 

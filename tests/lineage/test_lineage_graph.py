@@ -7,7 +7,6 @@ import pytest
 
 from metastore.errors import InvalidValue
 
-
 #: Also run the `store` tests through a metastore server (tests/conftest.py).
 THROUGH_SERVER = True
 
