@@ -423,6 +423,42 @@ def link(
 
 
 @app.command()
+def register(
+    kind: Annotated[str, typer.Argument(help="Asset kind: model, dataset, code, environment …")],
+    name: Annotated[str, typer.Argument(help="Asset name, e.g. bert-base.")],
+    path: Annotated[str | None, typer.Argument(help="A file or folder to store (omit with --uri).")] = None,
+    store: StoreOption = None,
+    uri: Annotated[str | None, typer.Option("--uri", help="Where the content lives, when it is not stored (hf://…, s3://…).")] = None,
+    digest: Annotated[str | None, typer.Option("--digest", help="The content's sha256 (with --uri).")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Its size in bytes (with --uri).")] = None,
+    derived_from: Annotated[
+        list[str] | None, typer.Option("--derived-from", help="An upstream version (repeatable).")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Role of the derivation edges.")] = None,
+) -> None:
+    """Register an asset version made outside a run — a file, or a public checkpoint by
+    URI and digest without its bytes — so lineage can link to it."""
+    from metastore.refs import VERSION, resolve
+
+    s = open_store(store, create=False)
+    if (path is None) == (uri is None):
+        raise MetastoreError("give either a PATH to store, or --uri and --digest")
+    upstream = []
+    for ref in derived_from or []:
+        node = resolve(s, ref)
+        if node.type != VERSION:
+            raise MetastoreError(f"--derived-from {ref}: a run cannot be derived from; name a version")
+        upstream.append(node.id)
+    if path is not None:
+        _, version = s.put_asset(kind, name, path, derived_from=upstream, role=role)
+    else:
+        _, version = s.put_asset(kind, name, uri=uri, digest=digest, size=size,
+                                 derived_from=upstream, role=role)
+    console.print(f"{kind}:{name}@{version.version} {version.digest[:12]}", markup=False,
+                  highlight=False)
+
+
+@app.command()
 def diff(
     run_a: Annotated[str, typer.Argument(help="The run to compare against.")],
     run_b: Annotated[str, typer.Argument(help="The run to compare.")],

@@ -131,3 +131,28 @@ def test_cli_errors_are_one_line_without_traceback(store, tmp_path, monkeypatch)
         capture_output=True, text=True, env=env,
     )
     assert res.returncode == 1 and "unknown graph format" in res.stderr
+
+
+def test_cli_register_external_and_derived(store, tmp_path):
+    runner = CliRunner()
+    url = store.url
+    res = runner.invoke(app, ["register", "model", "bert-base", "--uri", "hf://bert-base-uncased",
+                              "--digest", "ef" * 32, "--size", "440000000", "-s", url])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("model:bert-base@1 efefefefefef")
+    base = store.get_asset("model", "bert-base")
+    assert (base.uri, base.size) == ("hf://bert-base-uncased", 440_000_000)
+    local = tmp_path / "tuned.bin"
+    local.write_bytes(b"tuned")
+    res = runner.invoke(app, ["register", "model", "tuned", str(local), "--derived-from",
+                              "model:bert-base", "--role", "base_model", "-s", url])
+    assert res.exit_code == 0, res.output
+    g = store.lineage("model:tuned@1")
+    assert g.edges["model:bert-base@1", "model:tuned@1"] == {
+        "relation": "derived_from", "role": "base_model"}
+    assert store.get_asset("model", "tuned").read_bytes() == b"tuned"
+    res = runner.invoke(app, ["register", "model", "x", "-s", url])
+    assert res.exit_code != 0 and "either a PATH" in str(res.exception)
+    res = runner.invoke(app, ["register", "model", "y", str(local), "--derived-from", "exp#1",
+                              "-s", url])
+    assert res.exit_code != 0 and "name a version" in str(res.exception)
