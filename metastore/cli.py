@@ -766,25 +766,15 @@ def ui(
 
 
 def main() -> None:
+    # Standalone mode lets click turn usage errors, `typer.Exit(n)` and Ctrl-C into
+    # messages and exit codes; what is left to us is the errors users cause.
     try:
-        app(standalone_mode=False)
+        app()
     except MetastoreError as e:
         err.print(f"[red]error:[/red] {e.message}", highlight=False, markup=True)
         if e.hint:
             err.print(f"  {e.hint}", highlight=False, markup=False)
         sys.exit(1)
-    except (typer.Exit, SystemExit) as e:
-        sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as e:  # click usage errors arrive as ClickException subclasses
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
 
 
 if __name__ == "__main__":

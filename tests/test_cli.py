@@ -85,3 +85,16 @@ def test_delete_and_purge(tmp_path):
     assert "Deleted run e#1" in cli("delete", "e#1", cwd=tmp_path).stdout
     assert "Purged 1 runs" in cli("purge", cwd=tmp_path).stdout
     assert "No runs yet" in cli("runs", cwd=tmp_path).stdout
+
+
+def test_exit_codes_of_commands_reach_the_shell(tmp_path):
+    """`raise typer.Exit(n)` inside a command must exit n from the real `metastore`
+    command, not only under CliRunner (import exits 2 when it skipped runs)."""
+    bad = tmp_path / "runs.csv"
+    bad.write_text("params.lr,metrics.rmse\n0.1,1.5\n0.2,not-a-number-\"\n")
+    proc = cli("import", "csv", str(bad), cwd=tmp_path, check=False)
+    report = " ".join((proc.stdout + proc.stderr).split())
+    assert "1 imported" in report and "1 skipped" in report
+    assert proc.returncode == 2, report
+    usage = cli("runs", "--no-such-option", cwd=tmp_path, check=False)
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
