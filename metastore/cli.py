@@ -533,7 +533,10 @@ def _print_report(report, format: str) -> None:
         return print_json(report.to_dict())
     console.print(report.summary(), highlight=False, markup=False)
     if report.skipped:
-        table = Table("skipped", "reason", title=f"{len(report.skipped)} runs skipped", title_justify="left")
+        table = Table(title=f"{len(report.skipped)} runs skipped", title_justify="left")
+        # the file names what to fix: never cut it short
+        table.add_column("skipped", overflow="fold")
+        table.add_column("reason", overflow="fold")
         for where, why in report.skipped:
             table.add_row(where, why)
         console.print(table)
