@@ -53,13 +53,9 @@ def _eq(a: str, b: str) -> exp.EQ:
     return exp.EQ(this=_c(a), expression=_c(b))
 
 
-def _ljoin(self: exp.Select, table: exp.Expression, on: exp.Expression, left: bool = False) -> exp.Select:
-    """Append a JOIN in place; sqlglot's own `join` builder parses and copies."""
-    self.append("joins", exp.Join(this=table, on=on, side="LEFT" if left else None))
-    return self
-
-
-exp.Select.ljoin = _ljoin
+def _join(table: exp.Expression, on: exp.Expression, left: bool = False) -> exp.Join:
+    """A JOIN node built directly: given one, sqlglot's `join` neither parses nor copies."""
+    return exp.Join(this=table, on=on, side="LEFT" if left else None)
 
 
 def _t(name: str, alias: str | None = None) -> exp.Table:
@@ -557,7 +553,7 @@ class _Compiler(_Expressions):
             sel = (
                 exp.select()
                 .from_(_t("run", "r"), copy=False)
-                .ljoin(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=False)
+                .join(_join(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=False), copy=False)
             )
             where = [live_run("r", "e")]
             if self.experiment is not None:
@@ -573,7 +569,7 @@ class _Compiler(_Expressions):
         sel = (
             exp.select()
             .from_(_t("asset_version", "v"), copy=False)
-            .ljoin(_t("asset", "a"), on=_eq("a.id", "v.asset_id"), left=False)
+            .join(_join(_t("asset", "a"), on=_eq("a.id", "v.asset_id"), left=False), copy=False)
         )
         where = []
         if kind.asset_kind:
@@ -608,7 +604,7 @@ class _Compiler(_Expressions):
             cond = _not(exp.paren(cond))
         sel = (
             exp.select(_c("lr.id")).from_(_t("run", "lr"), copy=False)
-            .ljoin(_t("experiment", "le2"), on=_eq("le2.id", "lr.experiment_id"), left=False)
+            .join(_join(_t("experiment", "le2"), on=_eq("le2.id", "lr.experiment_id"), left=False), copy=False)
             .where(cond, copy=False)
         )
         if experiment is not None:
@@ -630,16 +626,16 @@ class _Compiler(_Expressions):
         sel = (
             exp.select()
             .from_(nodes.subquery("n"), copy=False)
-            .ljoin(_t("run", "r"),
+            .join(_join(_t("run", "r"),
                   on=_and(exp.EQ(this=self.col("n", "type"), expression=exp.Literal.string("run")),
                               exp.EQ(this=self.col("r", "id"), expression=self.col("n", "id"))),
-                  left=True)
-            .ljoin(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=True)
-            .ljoin(_t("asset_version", "v"),
+                  left=True), copy=False)
+            .join(_join(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=True), copy=False)
+            .join(_join(_t("asset_version", "v"),
                   on=_and(exp.EQ(this=self.col("n", "type"), expression=exp.Literal.string("asset_version")),
                               exp.EQ(this=self.col("v", "id"), expression=self.col("n", "id"))),
-                  left=True)
-            .ljoin(_t("asset", "a"), on=_eq("a.id", "v.asset_id"), left=True)
+                  left=True), copy=False)
+            .join(_join(_t("asset", "a"), on=_eq("a.id", "v.asset_id"), left=True), copy=False)
         )
         where = [
             _or(
@@ -657,7 +653,7 @@ class _Compiler(_Expressions):
         if ref.kind == "run":
             sel = (
                 exp.select(_c("sr.id")).from_(_t("run", "sr"), copy=False)
-                .ljoin(_t("experiment", "se"), on=_eq("se.id", "sr.experiment_id"), left=False)
+                .join(_join(_t("experiment", "se"), on=_eq("se.id", "sr.experiment_id"), left=False), copy=False)
                 .where(exp.Is(this=self.col("sr", "deleted_at"), expression=exp.null()), copy=False)
                 .where(exp.Is(this=self.col("se", "deleted_at"), expression=exp.null()), copy=False)
             )
@@ -679,7 +675,7 @@ class _Compiler(_Expressions):
             return "run", sel
         sel = (
             exp.select(_c("sv.id")).from_(_t("asset_version", "sv"), copy=False)
-            .ljoin(_t("asset", "sa"), on=_eq("sa.id", "sv.asset_id"), left=False)
+            .join(_join(_t("asset", "sa"), on=_eq("sa.id", "sv.asset_id"), left=False), copy=False)
             .where(exp.EQ(this=self.col("sa", "kind"), expression=self.lit(ref.kind)), copy=False)
             .where(exp.EQ(this=self.col("sa", "name"), expression=self.lit(str(ref.value))), copy=False)
         )
@@ -713,13 +709,13 @@ class _Compiler(_Expressions):
                 exp.column("depth", table=name) + exp.Literal.number(1),
             )
             .from_(_t("lineage_edge", "le"), copy=False)
-            .ljoin(
+            .join(_join(
                 _t(name),
                 on=_and(
                     exp.EQ(this=exp.column(f"{near}_type", table="le"), expression=exp.column("node_type", table=name)),
                     exp.EQ(this=exp.column(f"{near}_id", table="le"), expression=exp.column("node_id", table=name)),
                 ),
-            )
+            ), copy=False)
             .where(exp.column("depth", table=name) < exp.Literal.number(min(depth or MAX_DEPTH, MAX_DEPTH)), copy=False)
             .where(
                 _not(exp.paren(_and(
@@ -1006,7 +1002,7 @@ class EntityFrame:
         if key not in self.joins:
             a = self.c.alias(prefix)
             self.joins[key] = a
-            self.select = self.select.ljoin(_t(table, a), on=on(a), left=True)
+            self.select = self.select.join(_join(_t(table, a), on=on(a), left=True), copy=False)
         return self.joins[key]
 
     def binding(self, b) -> Val:
@@ -1145,7 +1141,7 @@ class EntityFrame:
             exp.select(self.c.concat(exp.column("name", table="ce"), exp.Literal.string("#"),
                                      self.c.as_text(exp.column("number", table="cr"))))
             .from_(_t("run", "cr"), copy=False)
-            .ljoin(_t("experiment", "ce"), on=_eq("ce.id", "cr.experiment_id"), left=False)
+            .join(_join(_t("experiment", "ce"), on=_eq("ce.id", "cr.experiment_id"), left=False), copy=False)
             .where(exp.EQ(this=exp.column("id", table="cr"), expression=run_id), copy=False)
         )
         return sub.subquery()
