@@ -118,6 +118,8 @@ def execute(store, text: str, experiment: str | None = None) -> Result:
             s.rollback()  # end this read so the query sees what reconciling wrote
             store.reconcile_crashed()
             conn = s.connection()
+        if experiment is not None:
+            _check_experiment(conn, experiment)
         catalog = read_catalog(conn)
         compiled = _compile_cached(text, store.dialect, catalog, experiment)
         if store.dialect == "sqlite":
@@ -237,6 +239,16 @@ def _sqlite_functions(conn) -> None:
         raw._metastore_regexp = True
     except AttributeError:
         pass
+
+
+def _check_experiment(conn, name: str) -> None:
+    """A scope that names no experiment is a mistake, not an empty answer."""
+    names = [r[0] for r in conn.execute(_EXPERIMENTS)]
+    if name not in names:
+        raise QueryError(f"no experiment named {name!r}", suggestion=did_you_mean(name, names))
+
+
+_EXPERIMENTS = sa.text("SELECT name FROM experiment WHERE deleted_at IS NULL")
 
 
 def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> None:

@@ -117,8 +117,9 @@ def test_cli_prints_the_caret_and_exits_non_zero(demo_store):
     assert "rmse" in table.stdout and "1 row" in table.stdout
     sql = runner.invoke(app, ["query", QUESTIONS[9], "--store", url, "--sql"])
     assert sql.stdout.startswith("SELECT") and "'linear'" in sql.stdout
-    scoped = runner.invoke(app, ["query", "runs", "--store", url, "-e", "nope", "-f", "json"])
-    assert scoped.exit_code == 0 and json.loads(scoped.stdout) == []
+    scoped = runner.invoke(app, ["query", "runs", "--store", url, "-e", "diabets", "-f", "json"])
+    assert scoped.exit_code == 1 and "no experiment named 'diabets'" in scoped.output
+    assert "did you mean 'diabetes'?" in scoped.output
 
 
 # ---- safety ------------------------------------------------------------------------------
