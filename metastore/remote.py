@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import mimetypes
 import os
 import shutil
 import socket
@@ -30,14 +29,12 @@ import httpx
 from metastore import errors
 from metastore.blobs import (
     CHUNK,
-    DIR_MEDIA_TYPE,
     directory_manifest,
     manifest_bytes,
     sha256_file,
 )
 from metastore.errors import IntegrityFailure, InvalidValue, MetastoreError, StoreUnavailable
 from metastore.models import (
-    ASSET_KINDS,
     Asset,
     AssetVersion,
     Experiment,
@@ -47,7 +44,14 @@ from metastore.models import (
     Note,
     Run,
 )
-from metastore.store import MetricPoint, RunRecord, Store, validate_key, validate_metric_value
+from metastore.store import (
+    MetricPoint,
+    RunRecord,
+    Store,
+    prepare_content,
+    validate_key,
+    validate_metric_value,
+)
 
 
 class AccessDenied(MetastoreError):
@@ -303,45 +307,10 @@ class RemoteStore(Store):
     ) -> tuple[Asset, AssetVersion]:
         """As `SQLStore.put_asset`: the content is hashed here, its bytes uploaded unless
         the server has them already, then the version is recorded by digest."""
-        if kind not in ASSET_KINDS:
-            raise InvalidValue(
-                f"unknown asset kind {kind!r}", hint=f"one of: {', '.join(ASSET_KINDS)}"
-            )
-        validate_key(name, "asset name")
-        if relation is not None and relation not in ("used", "produced"):
-            raise InvalidValue("relation of a run to an asset is 'used' or 'produced'")
-        meta = dict(meta or {})
-        if content is None:
-            if not uri or not digest:
-                raise InvalidValue("an external asset needs both uri= and digest=")
-        elif isinstance(content, bytes | bytearray):
-            digest, size = self.blobs.put_bytes(bytes(content))
-            uri = "blob:"
-        else:
-            path = Path(content)
-            if not path.exists():
-                raise InvalidValue(f"no such file or directory: {path}")
-            meta.setdefault("filename", path.name)
-            if path.is_dir():
-                if copy:
-                    digest, size, files = self.blobs.put_directory(path)
-                    uri = "blob:"
-                else:
-                    files = directory_manifest(path)
-                    digest = hashlib.sha256(manifest_bytes(files)).hexdigest()
-                    size = sum(f["size"] for f in files.values())
-                    uri = path.resolve().as_uri()
-                media_type = DIR_MEDIA_TYPE
-                meta.setdefault("files", len(files))
-            else:
-                if copy:
-                    digest, size = self.blobs.put_file(path)
-                    uri = "blob:"
-                else:
-                    digest, size = sha256_file(path)
-                    uri = path.resolve().as_uri()
-                if media_type is None:
-                    media_type = mimetypes.guess_type(path.name)[0]
+        digest, size, uri, media_type, meta = prepare_content(
+            self.blobs, kind, name, content, uri=uri, digest=digest, size=size,
+            media_type=media_type, meta=meta, relation=relation, copy=copy,
+        )
         body = {
             "kind": kind,
             "name": name,
