@@ -89,3 +89,19 @@ def test_result_sql_shows_the_values(demo_store):
     assert r.to_dict()["columns"] == ["number", "r2"]
     assert list(r.to_pandas().columns) == ["number", "r2"]
     assert demo_store.query("runs show number, number").columns == ["number", "number_2"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'runs where algorithm = "linear" and rmse < 55.5 show number, r2',
+        'runs where normalize = true and name like "lr-*" and started > "2020-01-01" show number',
+        "runs where number in (1, 4) and seed != -1 order by mae desc limit 1 show number, mae",
+        'downstream of run "diabetes#4" where kind = "model" show name, version',
+    ],
+)
+def test_result_sql_is_what_compile_prints(demo_store, text):
+    """The server shows `Result.sql` and `query_sql` side by side: they must agree."""
+    from metastore.query import compile_text
+
+    assert demo_store.query(text).sql == compile_text(text, "sqlite", store=demo_store)
