@@ -179,3 +179,14 @@ def test_table_export_csv_and_parquet(demo_store, sqlite_store, tmp_path):
     report = import_path(sqlite_store, tmp_path / "runs.csv", experiment="again")
     assert report.imported == 12
     assert sqlite_store.get_run("again#1").params == demo_store.get_run("diabetes#1").params
+
+
+def test_bundle_into_another_experiment_keeps_run_ids(demo_store, sqlite_store, tmp_path):
+    bundle = tmp_path / "b"
+    export_bundle(demo_store, bundle, experiment="diabetes")
+    report = import_path(sqlite_store, bundle, experiment="copy")
+    assert report.imported == 12
+    assert [e.name for e in sqlite_store.experiments()] == ["copy"]
+    assert {r.id for r in sqlite_store.runs("copy")} == {r.id for r in demo_store.runs("diabetes")}
+    dry = import_path(sqlite_store, bundle, dry_run=True)
+    assert (dry.imported, dry.already_present) == (0, 12)
