@@ -102,6 +102,7 @@ class SourceRun:
     end_ms: int | None = None
     user: str | None = None
     deleted: bool = False
+    experiment_deleted: bool = False
     artifact_uri: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
@@ -265,6 +266,18 @@ def _import(store, reader, options: ImportOptions, report: ImportReport) -> None
             if new_id is not None:
                 ids[src.run_id] = new_id
             options.progress(done, total)
+    if not options.dry_run and options.experiment is None:
+        _delete_deleted_experiments(store, runs)
+
+
+def _delete_deleted_experiments(store, runs: list[SourceRun]) -> None:
+    """An experiment deleted in MLflow is soft-deleted here too, once nothing live is in it."""
+    for name in sorted({r.experiment for r in runs if r.experiment_deleted}):
+        try:
+            if not store.runs(name):
+                store.delete_experiment(name)
+        except MetastoreError:
+            continue
 
 
 def _parents_first(runs: list[SourceRun]) -> list[SourceRun]:
@@ -622,6 +635,7 @@ class FileReader:
                     count_skip(report, e.where, e.reason)
                     continue
                 run.deleted = run.deleted or exp_deleted
+                run.experiment_deleted = exp_deleted
                 yield run
 
     def _run_dirs(self, exp_dir: Path) -> list[str]:
@@ -798,6 +812,7 @@ class SQLReader:
                 end_ms=r.get("end_time"),
                 user=r.get("user_id") or None,
                 deleted=r.get("lifecycle_stage") == "deleted" or exp_stage == "deleted",
+                experiment_deleted=exp_stage == "deleted",
                 artifact_uri=r.get("artifact_uri"),
                 params=params.get(run_id, {}),
                 tags=tags.get(run_id, {}),

@@ -34,7 +34,7 @@ def test_skips_exit_2_and_are_listed(tmp_path):
     url = f"sqlite:///{tmp_path / 's' / 'm.db'}"
     result = cli("import", "mlflow", str(DATA / "mlflow" / "broken" / "mlruns"), "--store", url)
     assert result.exit_code == 2
-    assert "7 runs found, 3 imported" in result.output
+    assert "8 runs found, 4 imported" in result.output
     assert "4 runs skipped" in result.output and "empty or not a mapping" in result.output
 
 

@@ -159,8 +159,8 @@ def test_malformed_runs_are_skipped_loudly(store, tmp_path):
     root = tmp_path / "mlruns"
     shutil.copytree(BROKEN, root)
     report = import_path(store, root)
-    assert report.found == 7
-    assert report.imported == 3 and report.already_present == 0
+    assert report.found == 8
+    assert report.imported == 4 and report.already_present == 0
     assert len(report.skipped) == 4 and report.complete
     text = "\n".join(f"{w}: {r}" for w, r in report.skipped)
     assert "b" * 32 + "/meta.yaml" in text and "empty or not a mapping" in text
@@ -182,11 +182,15 @@ def test_malformed_runs_are_skipped_loudly(store, tmp_path):
     deleted = runs["f"]
     assert deleted.status == "failed" and deleted.deleted_at is not None
     assert [r.source_id[0] for r in store.runs("handmade")] == ["a", "e"]
+    # a run of an experiment deleted in MLflow (.trash/) comes in soft-deleted
+    [forgotten] = [r for r in store.runs(include_deleted=True) if r.source_id == "g" * 32]
+    assert forgotten.deleted_at is not None and forgotten.params == {"depth": 5}
+    assert "abandoned" not in [e.name for e in store.experiments()]
     # the skipped ones come in once repaired, the others are already present
     meta = root / "1" / ("b" * 32) / "meta.yaml"
     meta.write_text((root / "1" / ("a" * 32) / "meta.yaml").read_text().replace("a" * 32, "b" * 32))
     again = import_path(store, root)
-    assert (again.imported, again.already_present, len(again.skipped)) == (1, 3, 3)
+    assert (again.imported, again.already_present, len(again.skipped)) == (1, 4, 3)
 
 
 def test_detect_rejects_other_folders(tmp_path):
