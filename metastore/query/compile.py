@@ -350,6 +350,8 @@ class _Expressions:
         if v.type == "any":
             return exp.NEQ(this=v.numeric(), expression=exp.Literal.number(0))
         name = _column_name(node)
+        if v.type == "null":
+            raise self.err("null is neither true nor false", node, "write `x is null` to test for it")
         raise self.err(
             f"{name} is {_a(v.type)}, not true/false", node,
             f"compare it, e.g. {name} = …" if v.type != "null" else None,
