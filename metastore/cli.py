@@ -301,14 +301,15 @@ def query(
     ] = False,
 ) -> None:
     """Answer a question in the query language (docs/query-language.md)."""
-    from metastore.query import QueryError, compile_text
+    from metastore.query import QueryError
 
     if format not in QUERY_FORMATS:
         raise MetastoreError(f"unknown format {format!r}", hint=f"use one of {', '.join(QUERY_FORMATS)}")
     s = open_store(store)
     try:
         if sql:
-            sys.stdout.write(compile_text(text, s.dialect, store=s, experiment=experiment) + "\n")
+            # through the Store interface, so --sql works against a server too
+            sys.stdout.write(s.query_sql(text, experiment=experiment) + "\n")
             return
         result = s.query(text, experiment=experiment)
     except QueryError as e:
