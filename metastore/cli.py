@@ -578,7 +578,7 @@ def import_(
     format: FormatOption = "table",
 ) -> None:
     """Import runs from MLflow, DVC, W&B, TensorBoard, Neptune, OpenLineage, CSV/JSON Lines
-    or a metastore bundle. Exits 0 when every run is imported or already present, 3 when
+    or a metastore bundle. Exits 0 when every run is imported or already present, 2 when
     some were skipped (listed with the reason), 1 on an error."""
     from metastore.importers import import_path, registry
 
@@ -611,7 +611,7 @@ def import_(
         console.print("[dim]dry run: nothing was written[/dim]")
     _print_report(report, format)
     if report.skipped:
-        raise typer.Exit(3)  # not 2: click uses 2 for usage errors
+        raise typer.Exit(2)
 
 
 @app.command("export")

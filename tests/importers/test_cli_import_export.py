@@ -30,10 +30,10 @@ def test_import_detects_and_summarises(tmp_path):
     assert (report["found"], report["imported"], report["already_present"]) == (3, 0, 3)
 
 
-def test_skips_exit_3_and_are_listed(tmp_path):
+def test_skips_exit_2_and_are_listed(tmp_path):
     url = f"sqlite:///{tmp_path / 's' / 'm.db'}"
     result = cli("import", "mlflow", str(DATA / "mlflow" / "broken" / "mlruns"), "--store", url)
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert "8 runs found, 4 imported" in result.output
     assert "4 runs skipped" in result.output and "empty or not a mapping" in result.output
 
@@ -41,7 +41,7 @@ def test_skips_exit_3_and_are_listed(tmp_path):
 def test_dry_run_writes_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 's' / 'm.db'}"
     result = cli("import", str(DATA / "csv" / "broken.csv"), "--store", url, "--dry-run")
-    assert result.exit_code == 3 and "dry run" in result.output
+    assert result.exit_code == 2 and "dry run" in result.output
     listed = cli("runs", "--store", url, "--format", "json")
     assert json.loads(listed.output) == []
 
