@@ -875,4 +875,4 @@ class SQLReader:
         return found if found is not None and found.is_dir() else None
 
 
-__all__ = ["NAME", "detect", "import_source", "import_url", "MetastoreError"]
+__all__ = ["NAME", "detect", "import_source", "import_url"]
