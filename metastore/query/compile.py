@@ -255,8 +255,10 @@ class _Expressions:
                 if not items:
                     return Val("bool", sql=exp.EQ(this=exp.Literal.number(1), expression=exp.Literal.number(1 if neg else 0)), node=node)
                 vals = [self.value(i, scope) for i in items]
-                ors = [self.compare_vals(v, "=", iv, node) for iv in vals]
-                cond = exp.paren(_or(*ors)) if len(ors) > 1 else ors[0]
+                cond = self.in_list(v, vals)
+                if cond is None:
+                    ors = [self.compare_vals(v, "=", iv, node) for iv in vals]
+                    cond = exp.paren(_or(*ors)) if len(ors) > 1 else ors[0]
                 if neg:
                     cond = _and(self.not_null(v), _not(exp.paren(cond)))
                 return Val("bool", sql=cond, agg=v.agg, node=node)
@@ -309,6 +311,20 @@ class _Expressions:
                 return Val("bool", sql=self.lineage_predicate(node, scope), node=node)
         raise self.err("this cannot be used here", node)
 
+
+    def in_list(self, v: Val, vals: list[Val]) -> exp.Expression | None:
+        """`x in (1, 2, …)` as SQL IN when every item is a number or every item a string
+        (a long list as a chain of ORs would be too deep for the database)."""
+        if len(vals) < 2 or not all(i.is_literal and i.type in ("int", "number", "text") for i in vals):
+            return None
+        numbers = all(i.type in ("int", "number") for i in vals)
+        if not numbers and not all(i.type == "text" for i in vals):
+            return None
+        if numbers and v.type in ("number", "int", "param", "any"):
+            return exp.In(this=v.numeric(), expressions=[self.lit(i.literal) for i in vals])
+        if not numbers and v.type in ("text", "param", "any"):
+            return exp.In(this=self.exact(v.textual()), expressions=[self.lit(i.literal) for i in vals])
+        return None  # a type mismatch: compare_vals explains it
 
     def value(self, node: ast.Expr, scope) -> Val:
         """A value on the right of a comparison: a bare unknown name there is probably a

@@ -69,6 +69,7 @@ def parse(text: str) -> ast.Query:
         tree = parser().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(text, e) from None
+    _check_size(text, tree)
     try:
         return _ToAst(text).transform(tree)
     except QueryError:
@@ -78,6 +79,39 @@ def parse(text: str) -> ast.Query:
         if isinstance(inner, QueryError):
             raise inner from None
         raise QueryError(f"cannot read the query: {inner}", text=text) from None
+
+
+# Databases refuse deeply nested SQL (SQLite: 100 parser levels, 1000 expression levels)
+# and Python would run out of stack: say so before either happens.
+MAX_DEPTH = 80  # levels of the parse tree: about 35 nested parentheses or nots
+MAX_TERMS = 300  # conditions joined by one chain of and/or
+MAX_NODES = 20000
+
+
+def _check_size(text: str, tree) -> None:
+    nodes, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise QueryError(
+                "the query nests too deeply", text=text,
+                suggestion="use fewer nested parentheses or nots",
+            )
+        if getattr(node, "data", None) in ("and_", "or_") and len(node.children) > MAX_TERMS:
+            raise QueryError(
+                f"more than {MAX_TERMS} conditions joined by and/or", text=text,
+                suggestion="use `in (…)` or `between` instead of many separate conditions",
+            )
+        if nodes > MAX_NODES:
+            raise QueryError(
+                "the query is too long to compile", text=text,
+                suggestion="use `in (…)` or `between` instead of many separate conditions",
+            )
+        for child in getattr(node, "children", ()):
+            if not isinstance(child, Token):
+                # a `not` nests twice in SQL: NOT (…)
+                stack.append((child, depth + (2 if node.data == "not_" else 1)))
 
 
 def _pos(meta_or_token) -> ast.Pos:

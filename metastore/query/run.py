@@ -158,8 +158,11 @@ def _compile_cached(text: str, dialect: str, catalog, experiment) -> Compiled:
         if compiled is not None:
             _CACHE.move_to_end(key)
             return compiled
-    compiled = compile_query(parse(text), dialect, catalog=catalog, experiment=experiment)
-    compiled.sql()
+    try:
+        compiled = compile_query(parse(text), dialect, catalog=catalog, experiment=experiment)
+        compiled.sql()
+    except RecursionError:  # a backstop: parse limits nesting well below this
+        raise QueryError("the query nests too deeply to compile", text=text) from None
     with _CACHE_LOCK:
         _CACHE[key] = compiled
         if len(_CACHE) > _CACHE_SIZE:

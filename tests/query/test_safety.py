@@ -362,3 +362,18 @@ def test_parser_never_crashes(text):
         parse(text)
     except QueryError:
         pass
+
+
+def test_huge_or_deep_queries_are_refused_plainly(demo_store):
+    numbers = ", ".join(str(i % 13) for i in range(3000))
+    assert len(demo_store.query(f"runs where number in ({numbers})")) == 12  # one SQL IN
+    names = ", ".join(f'"lr-{i}f"' for i in range(2000))
+    assert len(demo_store.query(f"runs where name in ({names})")) == 3  # lr-3f, lr-4f, lr-10f
+    for text, message in [
+        ("runs where " + "(" * 60 + "rmse < 1" + ")" * 60, "nests too deeply"),
+        ("runs where " + "not " * 60 + "normalize", "nests too deeply"),
+        ("runs where " + " or ".join(["rmse < 1"] * 500), "conditions joined by and/or"),
+    ]:
+        with pytest.raises(QueryError, match=message):
+            demo_store.query(text)
+    assert len(demo_store.query("runs where " + "not " * 20 + "normalize")) == 6
