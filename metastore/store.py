@@ -358,82 +358,9 @@ class SQLStore(Store):
     # -- runs ----------------------------------------------------------------------------
     def create_run(self, record: RunRecord) -> Run:
         """Create a run and everything in `record` in one transaction."""
-        validate_key(record.experiment, "experiment")
-        if record.status not in RUN_STATUSES:
-            raise InvalidValue(f"run status must be one of {', '.join(RUN_STATUSES)}")
-        param_rows = params.encode_all(record.params, validate_key)
-        points = [
-            (validate_key(p.key, "metric"), validate_metric_value(p.key, p.value), p)
-            for p in record.metrics
-        ]
-        for k in record.tags:
-            validate_key(k, "tag")
-
-        def go(s: Session) -> Run:
-            exp = self._experiment(s, record.experiment, create=True)
-            s.execute(
-                sa.update(Experiment)
-                .where(Experiment.id == exp.id)
-                .values(last_number=Experiment.last_number + 1)
-            )
-            number = s.execute(
-                sa.select(Experiment.last_number).where(Experiment.id == exp.id)
-            ).scalar_one()
-            run = Run(
-                experiment_id=exp.id,
-                number=number,
-                name=record.name,
-                parent_id=record.parent_id,
-                status=record.status,
-                started=record.started or utcnow(),
-                ended=record.ended,
-                user=record.user,
-                host=record.host,
-                git_commit=record.git_commit,
-                git_branch=record.git_branch,
-                git_dirty=record.git_dirty,
-                command=record.command,
-                context=json.dumps(record.context, sort_keys=True) if record.context else None,
-                source=record.source,
-                source_id=record.source_id,
-            )
-            if record.id:
-                run.id = record.id
-            if record.status == "running":
-                # Always recorded, capture or not: they are how a killed process is told
-                # apart from a run still going.
-                run.pid = record.pid or os.getpid()
-                run.host = run.host or self._host
-                run.heartbeat = utcnow()
-            s.add(run)
-            s.flush()
-            for key, (ptype, num, text) in param_rows.items():
-                s.add(Param(run_id=run.id, key=key, type=ptype, num=num, text=text))
-            self._add_metrics(s, run.id, points)
-            for k, v in record.tags.items():
-                s.add(Tag(entity_type="run", entity_id=run.id, key=k, value=_tag_value(v)))
-            for note in record.notes:
-                s.add(
-                    Note(
-                        run_id=run.id,
-                        time=note.time or utcnow(),
-                        kind=note.kind or "note",
-                        author=note.author,
-                        text=note.text,
-                    )
-                )
-            for av_id, role in record.inputs:
-                self._add_edge(s, "asset_version", av_id, "run", run.id, "used", role)
-            for av_id, role in record.outputs:
-                self._add_edge(s, "run", run.id, "asset_version", av_id, "produced", role)
-                s.execute(
-                    sa.update(AssetVersion)
-                    .where(AssetVersion.id == av_id, col(AssetVersion.created_by).is_(None))
-                    .values(created_by=run.id)
-                )
-            return run
-
-        return self.transact(go)
+        [run_id] = self.create_runs([record])
+        with self.read() as s:
+            return s.get(Run, run_id)
 
     def create_runs(self, records: Sequence[RunRecord]) -> list[str]:
         """Create many runs in one transaction: all of them or none; returns their ids.
@@ -511,8 +438,10 @@ class SQLStore(Store):
                         "started": record.started or now,
                         "ended": record.ended,
                         "user": record.user,
-                        "host": record.host,
-                        "pid": os.getpid() if running else None,
+                        # Always recorded for a running run, capture or not: they are
+                        # how a killed process is told apart from a run still going.
+                        "host": record.host or (self._host if running else None),
+                        "pid": (record.pid or os.getpid()) if running else None,
                         "heartbeat": now if running else None,
                         "git_commit": record.git_commit,
                         "git_branch": record.git_branch,
@@ -530,30 +459,9 @@ class SQLStore(Store):
                     param_rows.append(
                         {"run_id": run_id, "key": key, "type": ptype, "num": num, "text": text}
                     )
-                summaries: dict[str, dict] = {}
-                for key, value, p in points:
-                    summary = summaries.get(key)
-                    step = p.step if p.step is not None else (summary["last_step"] + 1 if summary else 0)
-                    metric_rows.append(
-                        {
-                            "run_id": run_id,
-                            "key": key,
-                            "step": int(step),
-                            "timestamp": p.timestamp or now,
-                            "value": value,
-                        }
-                    )
-                    if summary is None:
-                        summary = summaries[key] = {
-                            "run_id": run_id, "key": key, "last": value, "last_step": step,
-                            "first": value, "min": value, "max": value, "count": 0,
-                        }
-                    if step >= summary["last_step"]:
-                        summary["last"], summary["last_step"] = value, step
-                    summary["min"] = min(summary["min"], value)
-                    summary["max"] = max(summary["max"], value)
-                    summary["count"] += 1
-                summary_rows.extend(summaries.values())
+                summaries: dict[str, MetricSummary] = {}
+                metric_rows.extend(_fold_metrics(run_id, points, summaries, now))
+                summary_rows.extend(m.model_dump() for m in summaries.values())
                 for k, v in tags.items():
                     tag_rows.append({"entity_type": "run", "entity_id": run_id, "key": k, "value": v})
                 for note in record.notes:
@@ -817,38 +725,8 @@ class SQLStore(Store):
                 )
             )
         }
-        now = utcnow()
-        rows = []
-        for key, value, p in points:
-            summary = summaries.get(key)
-            step = p.step if p.step is not None else (summary.last_step + 1 if summary else 0)
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "key": key,
-                    "step": int(step),
-                    "timestamp": p.timestamp or now,
-                    "value": value,
-                }
-            )
-            if summary is None:
-                summary = MetricSummary(
-                    run_id=run_id,
-                    key=key,
-                    last=value,
-                    last_step=step,
-                    first=value,
-                    min=value,
-                    max=value,
-                    count=0,
-                )
-                summaries[key] = summary
-            if step >= summary.last_step:
-                summary.last, summary.last_step = value, step
-            summary.min = min(summary.min, value)
-            summary.max = max(summary.max, value)
-            summary.count += 1
-            s.add(summary)
+        rows = _fold_metrics(run_id, points, summaries, utcnow())
+        s.add_all(summaries.values())
         s.execute(sa.insert(Metric), rows)
 
     def set_tags(self, entity_type: str, entity_id: str, tags: Mapping[str, Any]) -> None:
@@ -1191,6 +1069,31 @@ class SQLStore(Store):
                 self.blobs.delete(digest)
                 removed += 1
         return removed
+
+
+def _fold_metrics(run_id: str, points, summaries: dict[str, MetricSummary], now) -> list[dict]:
+    """Metric rows for checked (key, value, point) triples, each folded into its key's
+    summary in `summaries` (created when absent). A point without a step follows its
+    metric's last step; `last` is the value at the highest step."""
+    rows = []
+    for key, value, p in points:
+        summary = summaries.get(key)
+        step = p.step if p.step is not None else (summary.last_step + 1 if summary else 0)
+        rows.append(
+            {"run_id": run_id, "key": key, "step": int(step), "timestamp": p.timestamp or now,
+             "value": value}
+        )
+        if summary is None:
+            summary = summaries[key] = MetricSummary(
+                run_id=run_id, key=key, last=value, last_step=step, first=value, min=value,
+                max=value, count=0,
+            )
+        if step >= summary.last_step:
+            summary.last, summary.last_step = value, step
+        summary.min = min(summary.min, value)
+        summary.max = max(summary.max, value)
+        summary.count += 1
+    return rows
 
 
 def prepare_content(

@@ -147,3 +147,23 @@ def test_corrupt_blob_is_detected(sqlite_store):
     sqlite_store.blobs.local_path(v.digest).write_bytes(b"tampered")
     with pytest.raises(IntegrityFailure):
         v.read_bytes()
+
+
+def test_bulk_and_single_run_creation_record_the_same_liveness(sqlite_store):
+    """A running run written in bulk names the process the record gives (the client's,
+    through a server), like one written alone; before, the bulk path recorded the
+    writing process's pid, so a dead client was never marked crashed."""
+    from metastore.store import RunRecord
+
+    [bulk_id] = sqlite_store.create_runs(
+        [RunRecord(experiment="e", status="running", pid=4_000_000, host="elsewhere")]
+    )
+    single = sqlite_store.create_run(RunRecord(experiment="e", status="running", pid=4_000_000))
+    with sqlite_store.read() as s:
+        from metastore.models import Run
+
+        bulk = s.get(Run, bulk_id)
+    assert bulk.pid == single.pid == 4_000_000
+    assert single.host  # always recorded for a running run
+    # the pid cannot exist on this host: the single-created run is found crashed
+    assert sqlite_store.get_run(single.id).status == "crashed"
