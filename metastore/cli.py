@@ -596,17 +596,10 @@ def import_(
     s = open_store(store)
     bar, progress = _progress_bar(enabled=format != "json" and err.is_terminal)
     with bar:
-        if "://" in target and source in (None, "mlflow"):
-            from metastore.importers import mlflow
-
-            report = mlflow.import_url(
-                s, target, experiment=experiment, dry_run=dry_run, copy=copy, progress=progress
-            )
-        else:
-            report = import_path(
-                s, target, source, experiment=experiment, dry_run=dry_run, copy=copy,
-                progress=progress, **extra,
-            )
+        report = import_path(
+            s, target, source, experiment=experiment, dry_run=dry_run, copy=copy,
+            progress=progress, **extra,
+        )
     if dry_run and format != "json":
         console.print("[dim]dry run: nothing was written[/dim]")
     _print_report(report, format)

@@ -148,7 +148,17 @@ def import_path(
     progress: Callable[[int, int], None] | None = None,
     **extra,
 ) -> ImportReport:
-    """Import everything at `path` (detecting the source tool unless named)."""
+    """Import everything at `path` (detecting the source tool unless named). `path`
+    may also be the SQLAlchemy URL of an MLflow tracking database."""
+    if "://" in str(path) and source in (None, "mlflow"):
+        from metastore.importers import mlflow
+
+        if extra:
+            raise InvalidValue(f"{', '.join(sorted(extra))}: not options of the mlflow importer")
+        return mlflow.import_url(
+            store, str(path), experiment=experiment, dry_run=dry_run, copy=copy,
+            progress=progress, **extra,
+        )
     path = Path(path)
     if not path.exists():
         raise InvalidValue(f"no such file or directory: {path}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from metastore.errors import InvalidValue
 from metastore.importers import detect, import_path
 from metastore.importers import mlflow as mlflow_importer
 
@@ -102,6 +103,13 @@ def test_sql_store_by_url(sqlite_store, mlflow_db):
     report = mlflow_importer.import_url(sqlite_store, f"sqlite:///{mlflow_db}", experiment="legacy")
     assert report.imported == 5 and report.complete
     assert {r.name for r in sqlite_store.runs("legacy")} >= {"enet", "sweep"}
+
+
+def test_import_path_takes_a_database_url_like_the_cli(sqlite_store, mlflow_db):
+    report = import_path(sqlite_store, f"sqlite:///{mlflow_db}")
+    assert report.source == "mlflow" and report.imported == 5 and report.complete
+    with pytest.raises(InvalidValue, match="not options of the mlflow importer"):
+        import_path(sqlite_store, f"sqlite:///{mlflow_db}", params=["lr"])
 
 
 def test_sql_store_is_opened_read_only(sqlite_store, mlflow_db):
