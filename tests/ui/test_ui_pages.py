@@ -196,3 +196,15 @@ def test_the_best_run_banner_plots_every_run_with_the_best_ringed(client, demo_u
     best = min(runs, key=lambda r: r.metrics["rmse"])
     ringed = svg.split('class="best-ring"', 1)[1].split("</a>", 1)[0]
     assert f"#{best.number} " in ringed
+
+
+@pytest.mark.parametrize(
+    "page", ["/", "/experiments/diabetes", "/assets", f"/runs/{run_ref(4)}",
+             f"/compare?runs={run_ref(1)},{run_ref(4)}"],
+)
+def test_pages_work_offline(client, page):
+    """No page loads or links to anything that needs the network: no external hosts,
+    and not /api/docs (Swagger UI's script comes from a CDN)."""
+    html = client.get(page).text
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', html)
+    assert 'href="/api/docs"' not in html
