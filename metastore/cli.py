@@ -101,7 +101,10 @@ def demo(
         f"\n{len(runs)} runs recorded. Lowest rmse: {best.ref} ({best.params['algorithm']},"
         f" features {best.params['features']}) rmse={best.metrics['rmse']:.2f}\n"
     )
-    console.print(NEXT_STEPS.format(experiment=experiment), markup=False, highlight=False)
+    # soft_wrap: a command folded at the terminal's edge could not be copied whole
+    console.print(
+        NEXT_STEPS.format(experiment=experiment), markup=False, highlight=False, soft_wrap=True
+    )
 
 
 @app.command()
