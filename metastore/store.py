@@ -594,7 +594,10 @@ class SQLStore(Store):
         raise NotFound(f"no run {text!r} (by id, number or name)", hint=_suggest(text, names))
 
     def _experiment_name(self, s: Session, experiment_id: int) -> str:
-        return s.get(Experiment, experiment_id).name
+        exp = s.get(Experiment, experiment_id)
+        if exp is None:
+            raise NotFound(f"no experiment with id {experiment_id}")
+        return exp.name
 
     def experiment_name(self, experiment_id: int) -> str:
         with self.read() as s:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
@@ -221,11 +222,12 @@ def create_experiment(body: ExperimentIn, store: Store = StoreDep):
 
 
 @router.get("/experiments/by-id/{experiment_id}", tags=["experiments"])
-def experiment_name(experiment_id: int, store: Store = StoreDep) -> dict[str, str]:
-    try:
-        return {"name": store.experiment_name(experiment_id)}
-    except AttributeError as e:  # the row is missing: get() returned None
-        raise NotFound(f"no experiment with id {experiment_id}") from e
+def experiment_name(
+    # bounded: a larger integer would reach the database driver and fail there
+    experiment_id: int = FastAPIPath(ge=1, le=2**63 - 1),
+    store: Store = StoreDep,
+) -> dict[str, str]:
+    return {"name": store.experiment_name(experiment_id)}
 
 
 @router.get("/experiments/{name:path}", response_model=Experiment, tags=["experiments"])

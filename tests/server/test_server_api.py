@@ -404,3 +404,15 @@ def test_a_server_over_each_database(store, tmp_path):
         assert {"dataset:d@1", "diabetes#4", "model:m@1"} <= set(graph)
         assert remote.get_asset("model", "m").read_bytes() == b"weights"
     assert len(store.runs("diabetes")) == 4
+
+
+def test_experiment_by_id_out_of_range_or_missing_is_a_client_error(live, local):
+    """Found by schemathesis in CI: an id beyond 64 bits reached the database driver and
+    answered 500. Out of range is now a 422, a missing id a 404; the store itself raises
+    NotFound, not AttributeError."""
+    with live.client() as c:
+        assert c.get("/api/experiments/by-id/88044375162090273957115592704").status_code == 422
+        assert c.get("/api/experiments/by-id/0").status_code == 422
+        assert c.get("/api/experiments/by-id/999999").status_code == 404
+    with pytest.raises(NotFound, match="no experiment with id 999999"):
+        local.experiment_name(999999)
