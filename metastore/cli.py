@@ -91,7 +91,7 @@ def demo(
     experiment: Annotated[str, typer.Option("--experiment", "-e")] = "diabetes",
 ) -> None:
     """Train a small grid of scikit-learn regressors and record every run."""
-    from metastore.demo import NEXT_STEPS, run_demo
+    from metastore.demo import NEXT_STEPS, QUESTIONS, run_demo
 
     s = open_store(store)
     console.print(f"Recording the demo runs into {s.url} (experiment {experiment!r})")
@@ -103,7 +103,8 @@ def demo(
     )
     # soft_wrap: a command folded at the terminal's edge could not be copied whole
     console.print(
-        NEXT_STEPS.format(experiment=experiment), markup=False, highlight=False, soft_wrap=True
+        NEXT_STEPS.format(experiment=experiment, q1=QUESTIONS[1], q9=QUESTIONS[9]),
+        markup=False, highlight=False, soft_wrap=True,
     )
 
 

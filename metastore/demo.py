@@ -14,6 +14,21 @@ from pathlib import Path
 
 from metastore.store import Store
 
+#: The ten post-experiment questions of the controlled study on experiment-management
+#: tools, as queries on the demo's runs (worked through in docs/query-language.md).
+QUESTIONS = {
+    1: "runs order by rmse limit 1 show number, rmse",
+    2: "runs order by started limit 1 per algorithm order by rmse show algorithm, number, rmse",
+    3: "runs order by r2 desc limit 1 show number, features",
+    4: "runs where number in (1, 4) order by mae desc limit 1 show number, mae",
+    5: "runs where number in (5, 7, 9, 11) show number, rmse, r2, mae",
+    6: 'downstream of run 4 where kind = "model" show name, version, digest',
+    7: "runs order by rmse desc limit 1 show number, normalize",
+    8: "runs where r2 > 0.32 show number, r2",
+    9: 'runs where algorithm = "linear" and rmse < 55 show number, r2',
+    10: "runs order by started limit 1 show number, r2",
+}
+
 FEATURE_SETS = ["age,sex,bmi,bp", "bmi,bp,s5", "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6"]
 ALGORITHMS = ["linear", "random_forest"]
 SEED = 1
@@ -121,8 +136,8 @@ NEXT_STEPS = """\
 Try next:
   metastore runs --experiment {experiment}
   metastore show {experiment}#1
-  metastore query 'runs order by rmse limit 1 show number, rmse'
-  metastore query 'runs where algorithm = "linear" and rmse < 55 show number, r2'
+  metastore query '{q1}'
+  metastore query '{q9}'
   metastore lineage model:regressor --up
   metastore ui
 """

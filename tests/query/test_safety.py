@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import metastore
+from metastore.demo import QUESTIONS
 from metastore.query import QueryError, compile_text
 from metastore.query.parse import parse
-from tests.query.test_ten_questions import QUESTIONS
 
 
 def error(store, text) -> QueryError:

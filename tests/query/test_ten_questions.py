@@ -6,21 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from metastore.demo import run_demo
+from metastore.demo import QUESTIONS, run_demo
 from metastore.query import QueryError
-
-QUESTIONS = {
-    1: "runs order by rmse limit 1 show number, rmse",
-    2: "runs order by started limit 1 per algorithm order by rmse show algorithm, number, rmse",
-    3: "runs order by r2 desc limit 1 show number, features",
-    4: "runs where number in (1, 4) order by mae desc limit 1 show number, mae",
-    5: "runs where number in (5, 7, 9, 11) show number, rmse, r2, mae",
-    6: 'downstream of run 4 where kind = "model" show name, version, digest',
-    7: "runs order by rmse desc limit 1 show number, normalize",
-    8: "runs where r2 > 0.32 show number, r2",
-    9: 'runs where algorithm = "linear" and rmse < 55 show number, r2',
-    10: "runs order by started limit 1 show number, r2",
-}
 
 
 def logged_frame(store) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import networkx as nx
 import pytest
 
 import metastore
+from metastore.demo import QUESTIONS
 from metastore.errors import Ambiguous, Conflict, NotFound, StoreUnavailable
 from metastore.models import Asset, AssetVersion, Experiment, Run
 
@@ -359,26 +360,12 @@ def test_a_remote_run_whose_process_died_is_reported_crashed(live):
         assert any("stopped without ending" in n.text for n in remote.get_run(dead.id).notes)
 
 
-TEN_QUESTIONS = [
-    "runs order by rmse limit 1 show number, rmse",
-    "runs order by started limit 1 per algorithm order by rmse show algorithm, number, rmse",
-    "runs order by r2 desc limit 1 show number, features",
-    "runs where number in (1, 4) order by mae desc limit 1 show number, mae",
-    "runs where number in (5, 7, 9, 11) show number, rmse, r2, mae",
-    'downstream of run 4 where kind = "model" show name, version, digest',
-    "runs order by rmse desc limit 1 show number, normalize",
-    "runs where r2 > 0.32 show number, r2",
-    'runs where algorithm = "linear" and rmse < 55 show number, r2',
-    "runs order by started limit 1 show number, r2",
-]
-
-
 def test_the_ten_questions_through_the_server(demo_store):
     from metastore.server import background_server, create_token
 
     token = create_token(demo_store, "reader", read_only=True)
     with background_server(demo_store) as url, metastore.open(url, token=token) as remote:
-        for text in TEN_QUESTIONS:
+        for text in QUESTIONS.values():
             got, want = remote.query(text), demo_store.query(text)
             assert (got.columns, got.rows) == (want.columns, want.to_records()), text
             assert len(got) >= 1

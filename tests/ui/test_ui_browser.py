@@ -8,21 +8,12 @@ import re
 import pandas as pd
 import pytest
 
+from metastore.demo import QUESTIONS as QUESTIONS_BY_NUMBER
+
 pytestmark = pytest.mark.browser
 
-# The ten post-experiment questions of docs/query-language.md, as typed into the box.
-QUESTIONS = [
-    "runs order by rmse limit 1 show number, rmse",
-    "runs order by started limit 1 per algorithm order by rmse show algorithm, number, rmse",
-    "runs order by r2 desc limit 1 show number, features",
-    "runs where number in (1, 4) order by mae desc limit 1 show number, mae",
-    "runs where number in (5, 7, 9, 11) show number, rmse, r2, mae",
-    'downstream of run 4 where kind = "model" show name, version, digest',
-    "runs order by rmse desc limit 1 show number, normalize",
-    "runs where r2 > 0.32 show number, r2",
-    'runs where algorithm = "linear" and rmse < 55 show number, r2',
-    "runs order by started limit 1 show number, r2",
-]
+# The ten post-experiment questions, in order, as typed into the box.
+QUESTIONS = list(QUESTIONS_BY_NUMBER.values())
 
 
 @pytest.fixture(scope="module")
