@@ -201,7 +201,7 @@ class VersionHandle:
         if target is None:
             target = Path(self.store.cache_dir()) / self.row.digest / filename
         target = Path(target)
-        if target.exists() and target.stat().st_mtime and _complete(target):
+        if target.exists() and _complete(target):
             return target
         tmp = target.with_name(target.name + ".partial")
         if tmp.exists():

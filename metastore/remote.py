@@ -345,9 +345,6 @@ class RemoteStore(Store):
     def list_assets(self, kind: str | None = None) -> list[Asset]:
         return [Asset.model_validate(r) for r in self._call("GET", "/api/assets", params={"kind": kind})]
 
-    def assets(self, kind: str | None = None) -> list[Asset]:
-        return self.list_assets(kind)
-
     def get_asset_version(
         self, kind: str, name: str, version: int | None = None
     ) -> tuple[Asset, AssetVersion]:

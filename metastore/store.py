@@ -170,6 +170,10 @@ class Store:
 
         return [RunHandle(self, r) for r in self.list_runs(experiment, status, include_deleted)]
 
+    def assets(self, kind: str | None = None) -> list[Asset]:
+        """Assets (kind, name), optionally of one kind."""
+        return self.list_assets(kind)
+
     def get_asset(self, kind: str, name: str, version: int | None = None) -> VersionHandle:
         """A version of an asset (the latest when `version` is None)."""
         from metastore.handles import VersionHandle
@@ -929,9 +933,6 @@ class SQLStore(Store):
             if kind is not None:
                 q = q.where(Asset.kind == kind)
             return list(s.exec(q))
-
-    def assets(self, kind: str | None = None) -> list[Asset]:
-        return self.list_assets(kind)
 
     def get_asset_version(
         self, kind: str, name: str, version: int | None = None
