@@ -170,6 +170,66 @@ class Store:
 
         return [RunHandle(self, r) for r in self.list_runs(experiment, status, include_deleted)]
 
+    def run_counts(self) -> dict[str, int]:
+        """Live runs per experiment name, every live experiment included (with 0)."""
+        names = {e.id: e.name for e in self.experiments()}
+        counts = dict.fromkeys(names.values(), 0)
+        for r in self.list_runs():
+            name = names.get(r.experiment_id)
+            if name is not None:
+                counts[name] += 1
+        return counts
+
+    def run_summaries(
+        self, experiment: str | None = None, status: str | None = None, *, system: bool = False
+    ) -> list[dict[str, Any]]:
+        """Each run as {ref, id, name, status, started, ended, params, metrics} (the last
+        value of each metric): what `metastore runs` lists. Metrics named `system.…` (wall
+        and CPU time, recorded for every run) are left out unless `system` is true."""
+        out = []
+        for h in self.runs(experiment=experiment, status=status):
+            metrics = h.metrics
+            if not system:
+                metrics = {k: v for k, v in metrics.items() if not k.startswith("system.")}
+            out.append({"ref": h.ref, "id": h.row.id, "name": h.row.name, "status": h.row.status,
+                        "started": h.row.started, "ended": h.row.ended, "params": h.params,
+                        "metrics": metrics})
+        return out
+
+    def register(
+        self,
+        kind: str,
+        name: str,
+        path: str | os.PathLike | None = None,
+        *,
+        uri: str | None = None,
+        digest: str | None = None,
+        size: int | None = None,
+        derived_from: Iterable[Any] = (),
+        role: str | None = None,
+    ) -> VersionHandle:
+        """Register an asset version made outside a run: a file or folder (`path`, stored),
+        or content that lives elsewhere (`uri` and `digest`, not stored). `derived_from`
+        names upstream versions (references such as "model:base@2", or handles)."""
+        from metastore.refs import VERSION, resolve
+
+        if (path is None) == (uri is None):
+            raise InvalidValue("give either a PATH to store, or a URI and its digest")
+        upstream = []
+        for ref in derived_from:
+            node = resolve(self, ref)
+            if node.type != VERSION:
+                raise InvalidValue(f"derived from {ref}: a run cannot be derived from; name a version")
+            upstream.append(node.id)
+        if path is not None:
+            asset, av = self.put_asset(kind, name, path, derived_from=upstream, role=role)
+        else:
+            asset, av = self.put_asset(kind, name, uri=uri, digest=digest, size=size,
+                                       derived_from=upstream, role=role)
+        from metastore.handles import VersionHandle
+
+        return VersionHandle(self, asset, av)
+
     def assets(self, kind: str | None = None) -> list[Asset]:
         """Assets (kind, name), optionally of one kind."""
         return self.list_assets(kind)
