@@ -7,16 +7,15 @@ is printed in a line or two and exits 1; never a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
+from metastore import output
 from metastore.errors import MetastoreError
+from metastore.output import FORMATS, Column, emit, print_json
 
 app = typer.Typer(
     name="metastore",
@@ -40,9 +39,28 @@ StoreOption = Annotated[
 ExperimentOption = Annotated[
     str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
 ]
-FormatOption = Annotated[
-    str, typer.Option("--format", "-f", help="Output format: table or json.")
-]
+
+
+def format_option(*choices: str, default: str = "table"):
+    """The shared `--format/-f` option of every command that prints rows: `table` (the
+    default, fitted to the terminal), `json`, `csv` or `markdown`, through one renderer
+    (metastore.output). Commands with a text view of their own add it to `choices`."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value.lower() not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value.lower() if value is not None else value
+
+    return Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", callback=check, metavar="|".join(choices),
+            help=f"Output format: {', '.join(choices)}.",
+        ),
+    ]
+
+
+FormatOption = format_option(*FORMATS)
 
 
 def open_store(url: str | None, create: bool = True):
@@ -51,20 +69,23 @@ def open_store(url: str | None, create: bool = True):
     return metastore.open(url, create=create)
 
 
-def fmt_value(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v)
-    return str(v)
+def version_callback(value: bool) -> None:
+    if value:
+        from metastore import __version__
+
+        sys.stdout.write(f"metastore {__version__}\n")
+        raise typer.Exit()
 
 
-def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """An experiment metadata store for machine learning."""
 
 
 # --- store -------------------------------------------------------------------------------
@@ -112,18 +133,15 @@ def demo(
 def experiments(store: StoreOption = None, format: FormatOption = "table") -> None:
     """List experiments with their run counts."""
     s = open_store(store)
-    rows = []
-    for exp in s.experiments():
-        runs = s.list_runs(exp.name)
-        rows.append(
-            {"name": exp.name, "runs": len(runs), "created": exp.created, "description": exp.description}
-        )
-    if format == "json":
-        return print_json(rows)
-    table = Table("experiment", "runs", "created", "description")
-    for r in rows:
-        table.add_row(r["name"], str(r["runs"]), f"{r['created']:%Y-%m-%d %H:%M}", r["description"] or "")
-    console.print(table)
+    counts = s.run_counts()
+    rows = [
+        {"name": e.name, "runs": counts.get(e.name, 0), "created": e.created,
+         "description": e.description}
+        for e in s.experiments()
+    ]
+    emit(rows, [Column("experiment", "name"), Column("runs", numeric=True), Column("created"),
+                Column("description")], format,
+         empty="No experiments yet. Record a run, or try `metastore demo`.")
 
 
 @app.command()
@@ -131,56 +149,31 @@ def runs(
     store: StoreOption = None,
     experiment: ExperimentOption = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
-    wide: Annotated[bool, typer.Option("--wide", "-w", help="Also show names and start times.")] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", "-w", help="Also show names and start times.")
+    ] = False,
+    system: Annotated[
+        bool, typer.Option("--system", help="Also show the system.* metrics (wall and CPU time).")
+    ] = False,
     format: FormatOption = "table",
 ) -> None:
     """List runs with their last metric values and params."""
     s = open_store(store)
-    handles = s.runs(experiment=experiment, status=status)
-    data = [
-        {
-            "ref": h.ref,
-            "id": h.id,
-            "name": h.name,
-            "status": h.status,
-            "started": h.started,
-            "params": h.params,
-            "metrics": {k: v for k, v in h.metrics.items() if not k.startswith("system.")},
-        }
-        for h in handles
-    ]
-    if format == "json":
-        return print_json(data)
-    if not data:
-        console.print("No runs yet. Record some with the Python API, or try `metastore demo`.")
-        return
+    data = s.run_summaries(experiment=experiment, status=status, system=system)
     param_keys = sorted({k for d in data for k in d["params"]})
     metric_keys = sorted({k for d in data for k in d["metrics"]})
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    # The run reference and metrics must stay legible; long param values are cut short
-    # (`metastore show` and `--format json` give them whole).
-    def width(values, header):
-        return max([len(header), *(len(v) for v in values)])
-
-    table.add_column("run", no_wrap=True, style="bold", min_width=width([d["ref"] for d in data], "run"))
-    if wide:
-        table.add_column("name", no_wrap=True)
-        table.add_column("started", no_wrap=True)
-    table.add_column("status", no_wrap=True, min_width=width([d["status"] for d in data], "status"))
-    for k in metric_keys:
-        cells = [fmt_value(d["metrics"].get(k)) for d in data]
-        table.add_column(k, no_wrap=True, justify="right", style="cyan", min_width=width(cells, k))
-    for k in param_keys:
-        table.add_column(k, min_width=min(len(k), 8), max_width=24, overflow="ellipsis", no_wrap=True)
-    for d in data:
-        table.add_row(
-            d["ref"],
-            *((d["name"] or "", f"{d['started']:%Y-%m-%d %H:%M:%S}") if wide else ()),
-            d["status"],
-            *(fmt_value(d["metrics"].get(k)) for k in metric_keys),
-            *(fmt_value(d["params"].get(k)) for k in param_keys),
-        )
-    console.print(table)
+    columns = [Column("run", "ref")]
+    if wide or format != "table":
+        columns += [Column("name"), Column("started")]
+    columns.append(Column("status"))
+    columns += [Column(k, lambda d, k=k: d["metrics"].get(k), numeric=True, style="cyan")
+                for k in metric_keys]
+    columns += [Column(k, lambda d, k=k: d["params"].get(k),
+                       numeric=all(isinstance(d["params"].get(k), (int, float, type(None)))
+                                   and not isinstance(d["params"].get(k), bool) for d in data))
+                for k in param_keys]
+    emit(data, columns, format,
+         empty="No runs yet. Record some with the Python API, or try `metastore demo`.")
 
 
 @app.command()
@@ -188,49 +181,48 @@ def show(
     run: Annotated[str, typer.Argument(help="Run id, number, experiment#number or name.")],
     store: StoreOption = None,
     experiment: ExperimentOption = None,
-    format: FormatOption = "table",
+    format: format_option("table", "json") = "table",
 ) -> None:
     """Everything about one run: params, metrics, inputs, outputs, notes, context."""
     s = open_store(store)
     data = s.get_run(run, experiment=experiment).to_dict()
     if format == "json":
         return print_json(data)
-    console.print(
-        f"[bold]{data['experiment']}#{data['number']}[/bold] {data['name'] or ''}  "
-        f"[dim]{data['id']}[/dim]\nstatus {data['status']}, started {data['started']}, "
-        f"duration {fmt_value(data['duration'])} s, user {data['user'] or '-'}, host {data['host'] or '-'}"
-    )
+    say = output.console().print
+    say(f"[bold]{data['experiment']}#{data['number']}[/bold] {data['name'] or ''}  "
+        f"[dim]{data['id']}[/dim]", soft_wrap=True)
+    say(f"status {data['status']}, started {data['started']}, "
+        f"duration {output.text(data['duration'], whole=False) or '-'} s, "
+        f"user {data['user'] or '-'}, host {data['host'] or '-'}",
+        markup=False, soft_wrap=True)
     if data["git_commit"]:
         dirty = " (dirty)" if data["git_dirty"] else ""
-        console.print(f"git {data['git_commit'][:12]} on {data['git_branch']}{dirty}")
+        say(f"git {data['git_commit']} on {data['git_branch']}{dirty}", markup=False, soft_wrap=True)
     if data["command"]:
-        console.print(f"command {data['command']}", markup=False, highlight=False)
+        say(f"command {data['command']}", markup=False, soft_wrap=True)
     system = data["context"].get("system")
     if system:
-        console.print(
-            f"python {system.get('python')} on {system.get('platform')}, {system.get('cpus')} cpus,"
-            f" cwd {system.get('cwd')}", markup=False, highlight=False,
-        )
+        say(f"python {system.get('python')} on {system.get('platform')}, {system.get('cpus')} cpus,"
+            f" cwd {system.get('cwd')}", markup=False, soft_wrap=True)
     changed = data["context"].get("git", {}).get("changed_files")
     if changed:
-        console.print(f"uncommitted changes: {', '.join(changed[:10])}", markup=False, highlight=False)
-    for title, values in (("params", data["params"]), ("metrics", data["metrics"]), ("tags", data["tags"])):
+        say(f"uncommitted changes: {', '.join(changed)}", markup=False, soft_wrap=True)
+    for title in ("params", "metrics", "tags"):
+        values = data[title]
         if values:
-            table = Table(title, "value", title_justify="left")
-            for k, v in values.items():
-                table.add_row(k, fmt_value(v))
-            console.print(table)
+            say("")
+            output.table([{"key": k, "value": v} for k, v in values.items()],
+                         [Column(title, "key"), Column("value")])
     for title in ("inputs", "outputs"):
         if data[title]:
-            table = Table(title, "version", "role", "digest", "size", title_justify="left")
-            for v in data[title]:
-                table.add_row(
-                    f"{v['kind']}:{v['name']}", str(v["version"]), v["role"] or "",
-                    v["digest"][:12], fmt_value(v["size"]),
-                )
-            console.print(table)
-    for n in data["notes"]:
-        console.print(f"[dim]{n['time']} {n['kind']} {n['author'] or ''}:[/dim] {n['text']}")
+            say("")
+            output.table(data[title], [
+                Column(title, lambda v: f"{v['kind']}:{v['name']}@{v['version']}"),
+                Column("role"), Column("digest"), Column("size", numeric=True)])
+    if data["notes"]:
+        say("")
+        output.table(data["notes"], [Column("note", "text"), Column("time", lambda n: output.parse_time(n["time"])),
+                                     Column("kind"), Column("author")])
 
 
 @app.command()
@@ -241,19 +233,30 @@ def assets(
 ) -> None:
     """List assets and their versions."""
     s = open_store(store)
+    runs: dict[str, str] = {}
+
+    def run_ref(run_id: str | None) -> str | None:
+        # tables name runs as experiment#number, never by their raw id
+        if run_id is None:
+            return None
+        if run_id not in runs:
+            try:
+                runs[run_id] = s.get_run(run_id).ref
+            except MetastoreError:  # a run deleted and purged since
+                runs[run_id] = run_id
+        return runs[run_id]
+
     data = []
     for asset in s.assets(kind):
         for v in s.versions(asset.kind, asset.name):
-            data.append(v.to_dict())
-    if format == "json":
-        return print_json(data)
-    table = Table("asset", "version", "digest", "size", "created by", "created")
-    for d in data:
-        table.add_row(
-            f"{d['kind']}:{d['name']}", str(d["version"]), d["digest"][:12],
-            fmt_value(d["size"]), d["created_by"] or "", d["created"][:19],
-        )
-    console.print(table)
+            d = v.to_dict()
+            d["ref"] = v.ref
+            d["created_by_run"] = run_ref(d["created_by"])
+            data.append(d)
+    emit(data, [Column("version", "ref"), Column("digest"), Column("size", numeric=True),
+                Column("created by", "created_by_run"),
+                Column("created", lambda d: output.parse_time(d["created"]))],
+         format, empty="No assets yet.")
 
 
 @app.command()
@@ -289,17 +292,14 @@ def purge(store: StoreOption = None) -> None:
 # --- query (metastore query) ----------------------------------------------------------
 
 
-QUERY_FORMATS = ("table", "json", "csv", "markdown")
-
-
 @app.command()
 def query(
-    text: Annotated[str, typer.Argument(help='A query, e.g. \'runs where rmse < 55 show number, r2\'.')],
+    text: Annotated[
+        str, typer.Argument(help="A query, e.g. 'runs where rmse < 55 show number, r2'.")
+    ],
     store: StoreOption = None,
     experiment: ExperimentOption = None,
-    format: Annotated[
-        str, typer.Option("--format", "-f", help="table, json, csv or markdown.")
-    ] = "table",
+    format: FormatOption = "table",
     sql: Annotated[
         bool, typer.Option("--sql", help="Print the SQL the query compiles to, and do not run it.")
     ] = False,
@@ -307,8 +307,6 @@ def query(
     """Answer a question in the query language (docs/query-language.md)."""
     from metastore.query import QueryError
 
-    if format not in QUERY_FORMATS:
-        raise MetastoreError(f"unknown format {format!r}", hint=f"use one of {', '.join(QUERY_FORMATS)}")
     s = open_store(store)
     try:
         if sql:
@@ -325,36 +323,14 @@ def query(
 
 
 def print_result(result, format: str = "table") -> None:
-    """Print a query Result as a table, JSON array of objects, CSV or Markdown."""
-    records = result.to_records()
-    if format == "json":
-        return print_json(records)
-    if format == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(result.columns)
-        for r in records:
-            writer.writerow(["" if r[c] is None else fmt_value(r[c]) if isinstance(r[c], (dict, list, bool)) else r[c] for c in result.columns])
-        return
-    if format == "markdown":
-        def cell(v) -> str:
-            return fmt_value(v).replace("|", "\\|").replace("\n", " ")
-
-        sys.stdout.write("| " + " | ".join(cell(c) for c in result.columns) + " |\n")
-        sys.stdout.write("|" + "|".join(" --- " for _ in result.columns) + "|\n")
-        for r in result.rows:
-            sys.stdout.write("| " + " | ".join(cell(r[c]) for c in result.columns) + " |\n")
-        return
-    if not result.rows:
-        console.print(f"No rows. (columns: {', '.join(result.columns)})")
-        return
-    table = Table(*result.columns)
-    for r in result.rows:
-        table.add_row(*(fmt_value(r[c]) for c in result.columns))
-    console.print(table)
-    console.print(f"[dim]{len(result)} row{'s' if len(result) != 1 else ''}[/dim]")
-
+    """Print a query Result in one of the output formats."""
+    rows = result.to_records()
+    columns = [Column(c, c, numeric=bool(rows) and all(
+        isinstance(r[c], (int, float, type(None))) and not isinstance(r[c], bool) for r in rows))
+        for c in result.columns]
+    n = len(rows)
+    emit(rows, columns, format, empty=f"No rows. (columns: {', '.join(result.columns)})",
+         footer=f"{n} row{'s' if n != 1 else ''}")
 
 
 # --- lineage (metastore lineage, diff, audit, link) --------------------------------------
@@ -375,7 +351,12 @@ def lineage(
         str | None, typer.Option("--to", help="Show the path between REF and this node instead.")
     ] = None,
     format: Annotated[
-        str, typer.Option("--format", "-f", help="text, json (node-link), graphml, dot or mermaid.")
+        str,
+        typer.Option(
+            "--format", "-f",
+            help="text (a tree), table, csv or markdown (one row per edge), json (node-link),"
+            " graphml, dot or mermaid.",
+        ),
     ] = "text",
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
 ) -> None:
@@ -395,6 +376,18 @@ def lineage(
             chosen = ["both"]
         direction = "both" if both else (chosen[0] if chosen else "upstream")
         graph = s.lineage(node, direction=direction, depth=depth)
+    if format in ("table", "csv", "markdown"):
+        if output:
+            raise MetastoreError(
+                f"--output writes the graph formats (text, json, graphml, dot, mermaid), not {format}",
+                hint=f"redirect it instead: metastore lineage {ref} --format {format} > FILE",
+            )
+        return emit(
+            [{"from": a, "relation": d.get("relation"), "role": d.get("role"), "to": b}
+             for a, b, d in graph.edges(data=True)],
+            [Column("from"), Column("relation"), Column("role"), Column("to")], format,
+            empty=f"{list(graph)[0] if len(graph) else ref}: no lineage edges",
+        )
     text = render(graph, format)
     if output:
         from pathlib import Path
@@ -443,24 +436,10 @@ def register(
 ) -> None:
     """Register an asset version made outside a run — a file, or a public checkpoint by
     URI and digest without its bytes — so lineage can link to it."""
-    from metastore.refs import VERSION, resolve
-
     s = open_store(store, create=False)
-    if (path is None) == (uri is None):
-        raise MetastoreError("give either a PATH to store, or --uri and --digest")
-    upstream = []
-    for ref in derived_from or []:
-        node = resolve(s, ref)
-        if node.type != VERSION:
-            raise MetastoreError(f"--derived-from {ref}: a run cannot be derived from; name a version")
-        upstream.append(node.id)
-    if path is not None:
-        _, version = s.put_asset(kind, name, path, derived_from=upstream, role=role)
-    else:
-        _, version = s.put_asset(kind, name, uri=uri, digest=digest, size=size,
-                                 derived_from=upstream, role=role)
-    console.print(f"{kind}:{name}@{version.version} {version.digest[:12]}", markup=False,
-                  highlight=False)
+    version = s.register(kind, name, path, uri=uri, digest=digest, size=size,
+                         derived_from=derived_from or (), role=role)
+    console.print(f"{version.ref} {version.digest}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -469,41 +448,46 @@ def diff(
     run_b: Annotated[str, typer.Argument(help="The run to compare.")],
     store: StoreOption = None,
     experiment: ExperimentOption = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    format: format_option("text", *FORMATS, default="text") = "text",
 ) -> None:
-    """What changed between two runs: params, metrics (did it help?), inputs, outputs."""
-    from metastore.diff import format_text
+    """What changed between two runs: params, metrics (did it help?), inputs, outputs.
+    `--format table|csv|markdown` lists every difference as a row."""
+    from metastore.diff import change_rows, format_text
 
     s = open_store(store, create=False)
     result = s.diff(run_a, run_b, experiment=experiment)
-    if format == "json":
-        return print_json(result.to_dict())
-    if format != "text":
-        raise MetastoreError(f"unknown format {format!r}; use text or json")
-    sys.stdout.write(format_text(result))
+    if format == "text":
+        return output.console().print(format_text(result), end="", markup=False,
+                                      highlight=False, soft_wrap=True)
+    emit(change_rows(result), [Column("section"), Column("item"), Column("a"), Column("b"),
+                               Column("change")],
+         format, data=result.to_dict(), empty="No differences.")
 
 
 @app.command()
 def audit(
     store: StoreOption = None,
     experiment: ExperimentOption = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    format: format_option("text", *FORMATS, default="text") = "text",
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when any run misses something (for CI).")
     ] = False,
 ) -> None:
-    """Reproducibility self-check: runs lacking code, data, environment, seed, model or a
-    note, and runs that repeat an earlier run's configuration."""
-    from metastore.audit import format_text
+    """Reproducibility self-check: runs lacking code, data, environment, seed, model or
+    a note, and runs that repeat an earlier run's configuration."""
+    from metastore.audit import CHECKS, format_text
 
     s = open_store(store, create=False)
     report = s.audit(experiment=experiment)
-    if format == "json":
-        print_json(report.to_dict())
-    elif format == "text":
-        sys.stdout.write(format_text(report))
+    if format == "text":
+        output.console().print(format_text(report), end="", markup=False, highlight=False,
+                               soft_wrap=True)
     else:
-        raise MetastoreError(f"unknown format {format!r}; use text or json")
+        emit([r.to_dict() for r in report.runs],
+             [Column("run", "ref"),
+              *(Column(c, lambda r, c=c: "yes" if r["checks"][c] else "MISSING") for c in CHECKS),
+              Column("duplicate of", "duplicate_of")],
+             format, data=report.to_dict(), empty="No runs to audit.")
     if strict and not report.ok:
         sys.exit(1)
 
@@ -536,15 +520,15 @@ def _progress_bar(enabled: bool):
 def _print_report(report, format: str) -> None:
     if format == "json":
         return print_json(report.to_dict())
-    console.print(report.summary(), highlight=False, markup=False)
+    if format in ("csv", "markdown"):  # the skipped runs are the rows
+        return emit([{"skipped": w, "reason": r} for w, r in report.skipped],
+                    [Column("skipped"), Column("reason")], format)
+    console.print(report.summary(), highlight=False, markup=False, soft_wrap=True)
     if report.skipped:
-        table = Table(title=f"{len(report.skipped)} runs skipped", title_justify="left")
-        # the file names what to fix: never cut it short
-        table.add_column("skipped", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for where, why in report.skipped:
-            table.add_row(where, why)
-        console.print(table)
+        # the file names what to fix: the renderer never cuts it short
+        output.table([{"skipped": w, "reason": r} for w, r in report.skipped],
+                     [Column("skipped"), Column("reason")],
+                     title=f"{len(report.skipped)} runs skipped")
     other = [w for w in report.warnings if not w.startswith("skipped ")]
     for w in other[:20]:
         err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
@@ -718,19 +702,12 @@ def token_list(url: DatabaseOption = None, format: FormatOption = "table") -> No
     """List active tokens (names and rights; the tokens themselves are not stored)."""
     from metastore.server import list_tokens
 
-    rows = [
-        {"name": t.name, "read_only": t.read_only, "created": t.created.isoformat(timespec="seconds")}
-        for t in list_tokens(_database_store(url))
-    ]
-    if format == "json":
-        return print_json(rows)
-    if not rows:
-        console.print("No tokens. Create one with `metastore token create --name NAME`.")
-        return
-    table = Table("name", "access", "created")
-    for r in rows:
-        table.add_row(r["name"], "read-only" if r["read_only"] else "read-write", r["created"])
-    console.print(table)
+    rows = [{"name": t.name, "read_only": t.read_only, "created": t.created}
+            for t in list_tokens(_database_store(url))]
+    emit(rows, [Column("name"),
+                Column("access", lambda r: "read-only" if r["read_only"] else "read-write"),
+                Column("created")],
+         format, empty="No tokens. Create one with `metastore token create --name NAME`.")
 
 
 @token_app.command("revoke")

@@ -284,6 +284,53 @@ def format_text(d: RunDiff) -> str:
 
 
 def _v(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return repr(value) if isinstance(value, str) else str(value)
+    """A value in a sentence, as every output writes it (true/false, floats to 6 digits)."""
+    from metastore.output import value_text
+
+    return value_text(value)
+
+
+def change_rows(d: RunDiff) -> list[dict[str, Any]]:
+    """Every difference as a row {section, item, a, b, change}: the diff as a table."""
+    rows: list[dict[str, Any]] = []
+
+    def add(section, item, a, b, change) -> None:
+        rows.append({"section": section, "item": item, "a": a, "b": b, "change": change})
+
+    p = d.params
+    for k, v in p["added"].items():
+        add("params", k, None, v, "added")
+    for k, v in p["removed"].items():
+        add("params", k, v, None, "removed")
+    for k, c in p["changed"].items():
+        add("params", k, c["a"], c["b"], "changed")
+    for c in d.metrics["compared"]:
+        if c["delta"] == 0:
+            continue
+        rel = f" ({c['relative']:+.1%})" if c["relative"] is not None else ""
+        verdict = f" {c['verdict']}" if c["verdict"] not in (None, "same") else ""
+        add("metrics", c["key"], c["a"], c["b"], f"{c['delta']:+.6g}{rel}{verdict}")
+    for k, v in d.metrics["only_a"].items():
+        add("metrics", k, v, None, "removed")
+    for k, v in d.metrics["only_b"].items():
+        add("metrics", k, None, v, "added")
+    for section, part in (("inputs", d.inputs), ("outputs", d.outputs)):
+        for c in part["changed"]:
+            add(section, f"{c['kind']}:{c['name']}",
+                ", ".join(x["ref"] for x in c["a"]), ", ".join(x["ref"] for x in c["b"]),
+                "changed")
+        for x in part["only_a"]:
+            add(section, x["ref"], x["ref"], None, "removed")
+        for x in part["only_b"]:
+            add(section, x["ref"], None, x["ref"], "added")
+    commit = d.code["git_commit"]
+    if commit["changed"]:
+        add("code", "git commit", commit["a"], commit["b"], "changed")
+    packages = (d.environment or {}).get("packages") or {}
+    for k, v in packages.get("added", {}).items():
+        add("environment", k, None, v, "added")
+    for k, v in packages.get("removed", {}).items():
+        add("environment", k, v, None, "removed")
+    for k, c in packages.get("changed", {}).items():
+        add("environment", k, c["a"], c["b"], "changed")
+    return rows

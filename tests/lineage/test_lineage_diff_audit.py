@@ -144,7 +144,7 @@ def test_cli_diff_and_audit(demo_store):
     url = demo_store.url
     res = runner.invoke(app, ["diff", "diabetes#1", "diabetes#2", "-s", url])
     assert res.exit_code == 0, res.output
-    assert "~ normalize: False -> True" in res.output
+    assert "~ normalize: false -> true" in res.output
     res = runner.invoke(app, ["diff", "diabetes#1", "diabetes#7", "-s", url, "-f", "json"])
     data = json.loads(res.output)
     assert data["params"]["changed"]["algorithm"] == {"a": "linear", "b": "random_forest"}

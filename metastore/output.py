@@ -1,0 +1,433 @@
+"""The command line's one output layer: every command that prints rows goes through here.
+
+A command describes its rows (plain JSON-ready data) and the columns a table shows of
+them; `emit()` prints them as
+
+- `table`: on a terminal, aligned columns that fit its width. Cells wrap at spaces and
+  commas when the table is too wide; when even that cannot fit, each row becomes a block
+  of `field  value` lines (a vertical layout). Nothing is ever cut short with "…".
+  When stdout is not a terminal (a pipe, a file), whole values in aligned columns, no
+  wrapping and no colour.
+- `json`: the rows through `jsonable()`, the one conversion every JSON output uses.
+- `csv`, `markdown`: the table's columns with whole values.
+
+Values read the same everywhere: booleans are `true`/`false`, missing values are empty,
+timestamps are ISO 8601 in UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
+from typing import Any
+
+FORMATS = ("table", "json", "csv", "markdown")
+GAP = 2  # spaces between table columns
+
+
+# -- values -------------------------------------------------------------------------------
+
+
+def iso(t: datetime) -> str:
+    """A timestamp as ISO 8601 in UTC with a `Z` (naive datetimes are UTC already)."""
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC).replace(tzinfo=None)
+    return t.isoformat() + "Z"
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data: the one conversion behind every `--format json`."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return [jsonable(v) for v in items]
+    if hasattr(value, "to_dict"):
+        return jsonable(value.to_dict())
+    if hasattr(value, "model_dump"):  # pydantic / SQLModel records
+        return jsonable(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    return str(value)
+
+
+def text(value: Any, whole: bool = True) -> str:
+    """One value as a cell. `whole=False` (a terminal table) shortens floats to six
+    significant digits and timestamps to seconds; nothing else is ever shortened."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if whole else f"{value:.6g}"
+    if isinstance(value, datetime):
+        return iso(value) if whole else iso(value)[:19].replace("T", " ")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    data = jsonable(value)
+    return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+
+
+def boolean(value: Any) -> str:
+    """`true`/`false` as every output writes them (for text reports)."""
+    return text(value)
+
+
+def value_text(value: Any) -> str:
+    """A value inside a sentence of a text report: strings quoted, the rest as cells."""
+    if isinstance(value, str):
+        return repr(value)
+    return text(value, whole=False)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO timestamp from a `to_dict()` back as a datetime (for table cells)."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.removesuffix("Z"))
+
+
+# -- columns --------------------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    """A table column: its header and how to get its cell from a row (a key of the row,
+    or a function of it). `numeric` columns align right and never wrap."""
+
+    header: str
+    get: str | Callable[[Any], Any] | None = None
+    numeric: bool = False
+    style: str | None = None
+
+    def value(self, row: Any) -> Any:
+        if callable(self.get):
+            return self.get(row)
+        return row.get(self.get if self.get is not None else self.header)
+
+
+def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[Column]:
+    """One column per key, in first-seen order; numbers align right."""
+    keys: dict[str, bool] = {}
+    for r in rows:
+        for k, v in r.items():
+            num = isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
+            keys[k] = keys.get(k, True) and (num or v is None)
+    return [Column(k, k, numeric=n and any(r.get(k) is not None for r in rows))
+            for k, n in keys.items()]
+
+
+# -- wrapping ---------------------------------------------------------------------------
+
+
+_BREAK = re.compile(r"(\s+|(?<=[,;/_]))")
+
+
+def tokens(s: str) -> list[str]:
+    """The pieces a cell may wrap between: words, and parts after , ; / _."""
+    return [t for t in _BREAK.split(s) if t]
+
+
+def longest_token(s: str) -> int:
+    return max((len(t) for line in s.splitlines() for t in tokens(line) if not t.isspace()),
+               default=0)
+
+
+def wrap(s: str, width: int) -> list[str]:
+    """`s` in lines of at most `width` characters, broken at spaces or after , ; / _;
+    a piece longer than a line is split. Every character stays, except the spaces at a
+    break."""
+    width = max(width, 1)
+    out: list[str] = []
+    for para in s.splitlines() or [""]:
+        line = ""
+        for tok in tokens(para):
+            if tok.isspace():
+                if line and len(line) + len(tok) < width:
+                    line += tok
+                elif line:
+                    out.append(line)
+                    line = ""
+                continue
+            if len(line) + len(tok) <= width:
+                line += tok
+                continue
+            if line:
+                out.append(line.rstrip())
+                line = ""
+            while len(tok) > width:
+                out.append(tok[:width])
+                tok = tok[width:]
+            line = tok
+        out.append(line.rstrip())
+    return out
+
+
+# -- the table layout ------------------------------------------------------------------------
+
+
+def fit_widths(headers: list[str], cells: list[list[str]], numeric: list[bool],
+               width: int) -> list[int] | None:
+    """Column widths so the table fits `width`, wrapping only text columns and only
+    between words; None when it cannot fit (the caller then prints vertically)."""
+    n = len(headers)
+    natural = [max([len(line) for c in [headers[i], *(row[i] for row in cells)]
+                    for line in (c.splitlines() or [""])]) for i in range(n)]
+    gaps = GAP * (n - 1)
+    if sum(natural) + gaps <= width:
+        return natural
+    minimum = []
+    for i in range(n):
+        if numeric[i] or i == 0:  # numbers and the row's name stay on one line
+            minimum.append(natural[i])
+        else:
+            least = max([longest_token(headers[i]), *(longest_token(row[i]) for row in cells)])
+            minimum.append(min(natural[i], max(least, 6)))
+    if sum(minimum) + gaps > width:
+        return None
+    widths = list(minimum)
+    spare = width - gaps - sum(widths)
+    while spare > 0:
+        short = [i for i in range(n) if widths[i] < natural[i]]
+        if not short:
+            break
+        i = max(short, key=lambda j: natural[j] - widths[j])
+        widths[i] += 1
+        spare -= 1
+    return widths
+
+
+def table_lines(headers: list[str], cells: list[list[str]], numeric: list[bool],
+                widths: list[int]) -> list[list[tuple[str, int]]]:
+    """Rows of physical lines; each line a list of (padded text, column index)."""
+    out = []
+    for row_i, row in enumerate([headers, *cells]):
+        wrapped = [wrap(c, widths[i]) for i, c in enumerate(row)]
+        height = max(len(w) for w in wrapped)
+        for k in range(height):
+            line = []
+            for i, w in enumerate(wrapped):
+                piece = w[k] if k < len(w) else ""
+                piece = piece.rjust(widths[i]) if numeric[i] and row_i else piece.ljust(widths[i])
+                line.append((piece, i))
+            out.append(line)
+    return out
+
+
+def vertical_lines(headers: list[str], cells: list[list[str]], width: int) -> list[tuple[str, str]]:
+    """Each row as a block: its first cell as a title, then `field  value` lines (empty
+    fields left out), values wrapped under themselves. Lines are (kind, text), kind
+    being "title", "field" or "blank"."""
+    key_width = max(len(h) for h in headers[1:]) if len(headers) > 1 else 0
+    indent = 2
+    room = max(width - indent - key_width - GAP, 20)
+    out: list[tuple[str, str]] = []
+    for n, row in enumerate(cells):
+        if n:
+            out.append(("blank", ""))
+        title = f"{headers[0]} {row[0]}" if headers[0] else row[0]
+        for line in wrap(title, max(width, 20)):
+            out.append(("title", line))
+        for h, c in zip(headers[1:], row[1:], strict=True):
+            if c == "":
+                continue
+            lines = wrap(c, room)
+            out.append(("field", " " * indent + h.ljust(key_width) + " " * GAP + lines[0]))
+            for more in lines[1:]:
+                out.append(("field", " " * (indent + key_width + GAP) + more))
+    return out
+
+
+# -- printing ---------------------------------------------------------------------------
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def is_terminal() -> bool:
+    """Is stdout a terminal? (Pipes and files get whole values, no colour.)"""
+    return console().is_terminal
+
+
+def terminal_width() -> int:
+    return console().width
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(jsonable(data), indent=2, ensure_ascii=False) + "\n")
+
+
+def emit(
+    rows: Sequence[Any],
+    columns: Sequence[Column] | None = None,
+    format: str = "table",
+    *,
+    data: Any = None,
+    empty: str | None = None,
+    footer: str | None = None,
+    title: str | None = None,
+) -> None:
+    """Print `rows` in `format`. `data` is what JSON prints, when it is not the rows
+    themselves; `empty` is said instead of an empty table; `footer` follows a table."""
+    if format == "json":
+        return print_json(rows if data is None else data)
+    cols = list(columns) if columns is not None else columns_of(rows)
+    headers = [c.header for c in cols]
+    if format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(headers)
+        for r in rows:
+            writer.writerow([text(c.value(r)) for c in cols])
+        return
+    if format == "markdown":
+        def md(s: str) -> str:
+            return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+
+        sys.stdout.write("| " + " | ".join(md(h) for h in headers) + " |\n")
+        sys.stdout.write("|" + "|".join(" ---: " if c.numeric else " --- " for c in cols) + "|\n")
+        for r in rows:
+            sys.stdout.write("| " + " | ".join(md(text(c.value(r))) for c in cols) + " |\n")
+        return
+    if format != "table":
+        from metastore.errors import MetastoreError
+
+        raise MetastoreError(f"unknown format {format!r}", hint=f"use one of {', '.join(FORMATS)}")
+    out = console()
+    if not rows and empty is not None:
+        out.print(empty, markup=False, soft_wrap=True)
+        return
+    terminal = out.is_terminal
+    cells = [[text(c.value(r), whole=not terminal) for c in cols] for r in rows]
+    print_table(out, headers, cells, [c.numeric for c in cols], [c.style for c in cols],
+                terminal=terminal, title=title)
+    if footer:
+        out.print(footer, style="dim" if terminal else None, markup=False, soft_wrap=True)
+
+
+def table(rows: Sequence[Any], columns: Sequence[Column] | None = None, *,
+          title: str | None = None) -> None:
+    """A table in the terminal's layout (for text views made of several tables)."""
+    emit(rows, columns, "table", title=title)
+
+
+def print_table(out, headers: list[str], cells: list[list[str]], numeric: list[bool],
+                styles: list[str | None], *, terminal: bool, title: str | None = None) -> None:
+    from rich.text import Text
+
+    def say(t) -> None:
+        out.print(t, soft_wrap=True, markup=False)
+
+    if title:
+        say(Text(title, style="bold" if terminal else ""))
+    if not terminal:  # whole values, aligned, nothing wrapped
+        widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+        say((" " * GAP).join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+        say((" " * GAP).join("-" * w for w in widths))
+        for row in cells:
+            pieces = [(c.replace("\n", " ").rjust(widths[i]) if numeric[i] else
+                       c.replace("\n", " ").ljust(widths[i])) for i, c in enumerate(row)]
+            say((" " * GAP).join(pieces).rstrip())
+        return
+    width = out.width
+    panels = fit_panels(headers, cells, numeric, width)
+    if panels is None:
+        for kind, line in vertical_lines(headers, cells, width):
+            say(Text(line, style="bold" if kind == "title" else ""))
+        return
+    for n, (idx, widths) in enumerate(panels):
+        if n:
+            say("")
+        _panel(say, [headers[i] for i in idx], [[row[i] for i in idx] for row in cells],
+               [numeric[i] for i in idx], [styles[i] for i in idx], widths, width)
+
+
+MAX_PANELS = 4
+
+
+def fit_panels(headers: list[str], cells: list[list[str]], numeric: list[bool],
+               width: int) -> list[tuple[list[int], list[int]]] | None:
+    """The columns split into at most MAX_PANELS tables that each fit `width`, each
+    repeating the first column so rows can be matched: [(column indexes, widths)].
+    None when that cannot be done (the caller prints vertically)."""
+
+    def fit(idx: list[int]) -> list[int] | None:
+        return fit_widths([headers[i] for i in idx], [[row[i] for i in idx] for row in cells],
+                          [numeric[i] for i in idx], width)
+
+    everything = list(range(len(headers)))
+    whole = fit(everything)
+    if whole is not None:
+        return [(everything, whole)]
+    natural = [max(len(line) for c in [headers[i], *(row[i] for row in cells)]
+                   for line in (c.splitlines() or [""])) for i in everything]
+
+    def unwrapped(idx: list[int]) -> bool:
+        return sum(natural[i] for i in idx) + GAP * (len(idx) - 1) <= width
+
+    # First try panels whose cells need no wrapping; then panels packed as tight as
+    # wrapping allows.
+    for fits in (unwrapped, lambda idx: fit(idx) is not None):
+        groups: list[list[int]] = []
+        current = [0]
+        for i in everything[1:]:
+            if fits([*current, i]) or len(current) == 1:
+                current.append(i)
+            else:
+                groups.append(current)
+                current = [0, i]
+        groups.append(current)
+        if len(groups) > MAX_PANELS:
+            continue
+        panels = [(g, fit(g)) for g in groups]
+        if all(w is not None for _, w in panels):
+            return panels  # type: ignore[return-value]
+    return None
+
+
+def _panel(say, headers, cells, numeric, styles, widths, width) -> None:
+    from rich.text import Text
+
+    header_height = max(len(wrap(h, widths[i])) for i, h in enumerate(headers))
+    for n, line in enumerate(table_lines(headers, cells, numeric, widths)):
+        t = Text()
+        for k, (piece, i) in enumerate(line):
+            if k:
+                t.append(" " * GAP)
+            if n < header_height:
+                t.append(piece, style="bold")
+            else:
+                t.append(piece, style=("bold" if i == 0 else styles[i] or ""))
+        t.rstrip()
+        say(t)
+        if n == header_height - 1:
+            say(Text("─" * min(sum(widths) + GAP * (len(widths) - 1), width), style="dim"))
