@@ -1,0 +1,185 @@
+"""Lineage in SQL: the references a query names, and the recursive walk over edges.
+
+`upstream of REF` / `downstream of REF` (a source) and the lineage conditions (`uses`,
+`derived from`, …) all become SQL over `lineage_edge`. A walk is one recursive CTE,
+never a loop of queries, so the database does it in one statement; it stops at MAX_DEPTH
+hops even in a (forbidden) cycle, and does not pass through deleted runs.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from metastore.query import ast
+from metastore.query.frames import EntityFrame
+from metastore.query.nodes import and_ as _and
+from metastore.query.nodes import c as _c
+from metastore.query.nodes import eq as _eq
+from metastore.query.nodes import join as _join
+from metastore.query.nodes import not_ as _not
+from metastore.query.nodes import or_ as _or
+from metastore.query.nodes import table as _t
+from metastore.query.resolve import check_ref
+
+MAX_DEPTH = 100
+
+
+class LineageSQL:
+    """Lineage sources and conditions; a mixin of the compiler."""
+
+    def live_runs(self, experiment: str | None = None, dead: bool = False) -> exp.Select:
+        cond = _and(exp.Is(this=self.col("lr", "deleted_at"), expression=exp.null()),
+                        exp.Is(this=self.col("le2", "deleted_at"), expression=exp.null()))
+        if dead:
+            cond = _not(exp.paren(cond))
+        sel = (
+            exp.select(_c("lr.id")).from_(_t("run", "lr"), copy=False)
+            .join(_join(_t("experiment", "le2"), on=_eq("le2.id", "lr.experiment_id"), left=False), copy=False)
+            .where(cond, copy=False)
+        )
+        if experiment is not None:
+            sel = sel.where(exp.EQ(this=self.col("le2", "name"), expression=self.lit(experiment)), copy=False)
+        return sel
+
+    def lineage_frame(self, src: ast.LineageSource) -> EntityFrame:
+        reach = self.reach(src.ref, src.direction, src.depth)
+        nodes = (
+            exp.select(
+                exp.column("node_type").as_("type"),
+                exp.column("node_id").as_("id"),
+                exp.func("MIN", exp.column("depth")).as_("depth"),
+            )
+            .from_(reach, copy=False)
+            .group_by("node_type", "node_id", copy=False)
+            .having(exp.func("MIN", exp.column("depth")) > exp.Literal.number(0), copy=False)
+        )
+        sel = (
+            exp.select()
+            .from_(nodes.subquery("n"), copy=False)
+            .join(_join(_t("run", "r"),
+                  on=_and(exp.EQ(this=self.col("n", "type"), expression=exp.Literal.string("run")),
+                              exp.EQ(this=self.col("r", "id"), expression=self.col("n", "id"))),
+                  left=True), copy=False)
+            .join(_join(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=True), copy=False)
+            .join(_join(_t("asset_version", "v"),
+                  on=_and(exp.EQ(this=self.col("n", "type"), expression=exp.Literal.string("asset_version")),
+                              exp.EQ(this=self.col("v", "id"), expression=self.col("n", "id"))),
+                  left=True), copy=False)
+            .join(_join(_t("asset", "a"), on=_eq("a.id", "v.asset_id"), left=True), copy=False)
+        )
+        where = [
+            _or(
+                exp.NEQ(this=self.col("n", "type"), expression=exp.Literal.string("run")),
+                _and(exp.Is(this=self.col("r", "deleted_at"), expression=exp.null()),
+                         exp.Is(this=self.col("e", "deleted_at"), expression=exp.null())),
+            )
+        ]
+        run_id = exp.func("COALESCE", self.col("r", "id"), self.col("v", "created_by"))
+        return EntityFrame(self, "node", sel, where, id_sql=self.col("n", "id"), run_id=run_id)
+    def seeds(self, ref: ast.Ref) -> tuple[str, exp.Select]:
+        """(node type, SELECT of the ids a reference names)."""
+        if ref.kind == "run":
+            sel = (
+                exp.select(_c("sr.id")).from_(_t("run", "sr"), copy=False)
+                .join(_join(_t("experiment", "se"), on=_eq("se.id", "sr.experiment_id"), left=False), copy=False)
+                .where(exp.Is(this=self.col("sr", "deleted_at"), expression=exp.null()), copy=False)
+                .where(exp.Is(this=self.col("se", "deleted_at"), expression=exp.null()), copy=False)
+            )
+            value = ref.value
+            experiment = self.experiment
+            if isinstance(value, str) and "#" in value:
+                experiment, _, number = value.rpartition("#")
+                if not number.isdigit():
+                    raise self.err(f"{value!r} is not experiment#number", ref)
+                value = int(number)
+            if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+                sel = sel.where(exp.EQ(this=self.col("sr", "number"), expression=self.lit(int(value))), copy=False)
+            else:
+                sel = sel.where(_or(exp.EQ(this=self.col("sr", "id"), expression=self.lit(value.upper())),
+                                        exp.EQ(this=self.col("sr", "name"), expression=self.lit(value))), copy=False)
+            if experiment is not None:
+                sel = sel.where(exp.EQ(this=self.col("se", "name"), expression=self.lit(experiment)), copy=False)
+            self.ref_checks.append((ref, sel))
+            return "run", sel
+        sel = (
+            exp.select(_c("sv.id")).from_(_t("asset_version", "sv"), copy=False)
+            .join(_join(_t("asset", "sa"), on=_eq("sa.id", "sv.asset_id"), left=False), copy=False)
+            .where(exp.EQ(this=self.col("sa", "kind"), expression=self.lit(ref.kind)), copy=False)
+            .where(exp.EQ(this=self.col("sa", "name"), expression=self.lit(str(ref.value))), copy=False)
+        )
+        if ref.version == "latest":
+            latest = (
+                exp.select(exp.func("MAX", exp.column("version", table="sv2")))
+                .from_(_t("asset_version", "sv2"), copy=False)
+                .where(_eq("sv2.asset_id", "sa.id"), copy=False)
+            )
+            sel = sel.where(exp.EQ(this=self.col("sv", "version"), expression=latest.subquery()), copy=False)
+        elif ref.version is not None:
+            sel = sel.where(exp.EQ(this=self.col("sv", "version"), expression=self.lit(int(ref.version))), copy=False)
+        self.ref_checks.append((ref, sel))
+        return "asset_version", sel
+
+    def reach(self, ref: ast.Ref, direction: str, depth: int | None) -> exp.Table:
+        """A recursive CTE of every (node_type, node_id, depth) reachable from `ref`."""
+        node_type, seeds = self.seeds(ref)
+        name = self.alias("reach")
+        varchar = lambda n: exp.DataType.build(f"VARCHAR({n})")  # noqa: E731
+        anchor = exp.select(
+            exp.cast(exp.Literal.string(node_type), varchar(16)).as_("node_type"),
+            exp.cast(exp.column("id", table="s0"), varchar(26)).as_("node_id"),
+            exp.Literal.number(0).as_("depth"),
+        ).from_(seeds.subquery("s0"), copy=False)
+        near, far = ("src", "dst") if direction == "downstream" else ("dst", "src")
+        step = (
+            exp.select(
+                exp.column(f"{far}_type", table="le"),
+                exp.column(f"{far}_id", table="le"),
+                exp.column("depth", table=name) + exp.Literal.number(1),
+            )
+            .from_(_t("lineage_edge", "le"), copy=False)
+            .join(_join(
+                _t(name),
+                on=_and(
+                    exp.EQ(this=exp.column(f"{near}_type", table="le"), expression=exp.column("node_type", table=name)),
+                    exp.EQ(this=exp.column(f"{near}_id", table="le"), expression=exp.column("node_id", table=name)),
+                ),
+            ), copy=False)
+            .where(exp.column("depth", table=name) < exp.Literal.number(min(depth or MAX_DEPTH, MAX_DEPTH)), copy=False)
+            .where(
+                _not(exp.paren(_and(
+                    exp.EQ(this=exp.column(f"{far}_type", table="le"), expression=exp.Literal.string("run")),
+                    exp.column(f"{far}_id", table="le").isin(query=self.live_runs(dead=True)),
+                )))
+            , copy=False)
+        )
+        body = exp.union(anchor, step, distinct=True)
+        self.ctes.append((f"{name}(node_type, node_id, depth)", body))
+        return _t(name)
+
+    def lineage_predicate(self, node: ast.Lineage, frame: EntityFrame) -> exp.Expression:
+        check_ref(node.ref, self.text)
+        if frame.rows == "experiment":
+            raise self.err("lineage predicates apply to runs, assets and lineage rows", node)
+        row_id = frame.id_sql
+        if node.relation in ("upstream", "downstream"):
+            # rows upstream of REF are found walking up from REF, and vice versa
+            walk = "upstream" if node.relation == "upstream" else "downstream"
+            reach = self.reach(node.ref, walk, node.depth)
+            ids = (
+                exp.select(_c("rc.node_id")).from_(reach.as_("rc"), copy=False)
+                .where(exp.column("depth", table="rc") > exp.Literal.number(0), copy=False)
+            )
+            return row_id.isin(query=ids)
+        node_type, seeds = self.seeds(node.ref)
+        relation = "used" if node.relation in ("uses", "used_by") else "produced"
+        # uses / produced by: REF → row;  used by / produced: row → REF
+        ref_is_src = node.relation in ("uses", "produced_by")
+        ref_end, row_end = ("src", "dst") if ref_is_src else ("dst", "src")
+        ids = (
+            exp.select(exp.column(f"{row_end}_id", table="le"))
+            .from_(_t("lineage_edge", "le"), copy=False)
+            .where(exp.EQ(this=exp.column("relation", table="le"), expression=self.lit(relation)), copy=False)
+            .where(exp.EQ(this=exp.column(f"{ref_end}_type", table="le"), expression=self.lit(node_type)), copy=False)
+            .where(exp.column(f"{ref_end}_id", table="le").isin(query=seeds), copy=False)
+        )
+        return row_id.isin(query=ids)
