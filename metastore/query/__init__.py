@@ -5,7 +5,9 @@
 
 Stages, one module each: parse (Lark grammar → ast dataclasses), resolve (names →
 fields against the store's catalog), compile (AST → sqlglot), run (execute, shape a
-Result). Every failure is a QueryError. docs/query-language.md is the reference.
+Result). Compiling is itself split by stage, the way sqlglot is: values, expressions,
+frames, lineage_sql and dialects (see compile.py). Every failure is a QueryError.
+docs/query-language.md is the reference.
 """
 
 from metastore.query.errors import QueryError
