@@ -184,17 +184,27 @@ def _configuration(run: RunHandle, f: _Facts) -> str | None:
     )
 
 
+def mark(ok: bool) -> str:
+    """A check's cell in the checklist."""
+    return "yes" if ok else "MISSING"
+
+
 def format_text(report: AuditReport) -> str:
     """A checklist per run and a summary, for the terminal."""
-    lines = []
     width = max([len(r.ref) for r in report.runs] + [3])
-    header = f"{'run':<{width}}  " + "  ".join(f"{c:<11}" for c in CHECKS) + "  duplicate of"
-    lines.append(header)
+    cols = {c: max(len(c), len(mark(False))) for c in CHECKS}
+    lines = [f"{'run':<{width}}  " + "  ".join(f"{c:<{cols[c]}}" for c in CHECKS)
+             + "  duplicate of"]
     for r in report.runs:
-        marks = "  ".join(f"{'yes' if r.checks[c] else 'MISSING':<11}" for c in CHECKS)
+        marks = "  ".join(f"{mark(r.checks[c]):<{cols[c]}}" for c in CHECKS)
         lines.append(f"{r.ref:<{width}}  {marks}  {r.duplicate_of or ''}".rstrip())
+    return "\n".join([*lines, "", *summary_lines(report)]) + "\n"
+
+
+def summary_lines(report: AuditReport) -> list[str]:
+    """What the checklist adds up to, and how to fill each gap."""
+    lines = []
     s = report.summary
-    lines.append("")
     scope = f"experiment {report.experiment!r}" if report.experiment else "all experiments"
     lines.append(f"{s['runs']} runs in {scope}: {s['complete']} reproducible as recorded.")
     gaps = [f"{c} in {n}" for c, n in s["missing"].items() if n]
@@ -213,4 +223,4 @@ def format_text(report: AuditReport) -> str:
     for c, n in s["missing"].items():
         if n:
             lines.append(f"  {c}: {hints[c]}")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from metastore import output
 from metastore.errors import MetastoreError
@@ -109,7 +110,9 @@ def init(
 @app.command()
 def demo(
     store: StoreOption = None,
-    experiment: Annotated[str, typer.Option("--experiment", "-e")] = "diabetes",
+    experiment: Annotated[
+        str, typer.Option("--experiment", "-e", help="The experiment to record into.")
+    ] = "diabetes",
 ) -> None:
     """Train a small grid of scikit-learn regressors and record every run."""
     from metastore.demo import NEXT_STEPS, QUESTIONS, run_demo
@@ -475,19 +478,21 @@ def audit(
 ) -> None:
     """Reproducibility self-check: runs lacking code, data, environment, seed, model or
     a note, and runs that repeat an earlier run's configuration."""
-    from metastore.audit import CHECKS, format_text
+    from metastore.audit import CHECKS, mark, summary_lines
 
     s = open_store(store, create=False)
     report = s.audit(experiment=experiment)
-    if format == "text":
-        output.console().print(format_text(report), end="", markup=False, highlight=False,
-                               soft_wrap=True)
+    rows = [r.to_dict() for r in report.runs]
+    columns = [Column("run", "ref"),
+               *(Column(c, lambda r, c=c: mark(r["checks"][c])) for c in CHECKS),
+               Column("duplicate of", "duplicate_of")]
+    if format == "text":  # the checklist, then what it adds up to
+        if rows:
+            output.table(rows, columns)
+            output.console().print("")
+        output.console().print("\n".join(summary_lines(report)), markup=False, soft_wrap=True)
     else:
-        emit([r.to_dict() for r in report.runs],
-             [Column("run", "ref"),
-              *(Column(c, lambda r, c=c: "yes" if r["checks"][c] else "MISSING") for c in CHECKS),
-              Column("duplicate of", "duplicate_of")],
-             format, data=report.to_dict(), empty="No runs to audit.")
+        emit(rows, columns, format, data=report.to_dict(), empty="No runs to audit.")
     if strict and not report.ok:
         sys.exit(1)
 
@@ -536,19 +541,29 @@ def _print_report(report, format: str) -> None:
         err.print(f"… and {len(other) - 20} more warnings (--format json lists them all)")
 
 
-@app.command("import")
+class _ImportCommand(TyperCommand):
+    """`import [SOURCE] PATH`: SOURCE is optional (click's variadic argument, at most
+    one), PATH required; the usage line says just that."""
+
+    def collect_usage_pieces(self, ctx):
+        return [self.options_metavar, "[SOURCE]", "PATH"]
+
+
+@app.command("import", cls=_ImportCommand)
 def import_(
-    source_or_path: Annotated[
-        str,
+    source: Annotated[
+        list[str] | None,
         typer.Argument(
-            metavar="[SOURCE]",
+            metavar="SOURCE",
             help="The tool that wrote PATH (mlflow, csv, bundle, …); detected when left out.",
+            show_default=False,
         ),
-    ],
-    path: Annotated[
-        str | None,
-        typer.Argument(metavar="PATH", help="File, folder or database URL to import.", show_default=False),
     ] = None,
+    path: Annotated[
+        str,
+        typer.Argument(metavar="PATH", help="File, folder or database URL to import.",
+                       show_default=False),
+    ] = ...,
     store: StoreOption = None,
     experiment: Annotated[
         str | None, typer.Option("--experiment", "-e", help="Put every run into this experiment.")
@@ -570,8 +585,9 @@ def import_(
     some were skipped (listed with the reason), 1 on an error."""
     from metastore.importers import import_path, registry
 
-    source = source_or_path if path is not None else None
-    target = path if path is not None else source_or_path
+    if source and len(source) > 1:
+        raise typer.BadParameter(f"one SOURCE, then PATH; got {' '.join([*source, path])}")
+    source, target = (source[0] if source else None), path
     if source is not None and source not in registry():
         raise MetastoreError(
             f"unknown import source {source!r}", hint=f"one of: {', '.join(registry())}"
@@ -738,6 +754,22 @@ def ui(
     from metastore.server.ui.serve import serve_ui
 
     serve_ui(open_store(store), port=port, open_browser=not no_browser)
+
+
+def _one_paragraph_help(group: typer.Typer) -> None:
+    """Help texts from docstrings, with the source's line breaks taken out of each
+    paragraph so the terminal wraps them at its own width, never mid-sentence."""
+    import inspect
+    import re
+
+    for info in group.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.help = "\n\n".join(re.sub(r"\s*\n\s*", " ", p.strip()) for p in doc.split("\n\n"))
+    for sub in group.registered_groups:
+        _one_paragraph_help(sub.typer_instance)
+
+
+_one_paragraph_help(app)
 
 
 # --- entry point -------------------------------------------------------------------------
