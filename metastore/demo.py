@@ -143,5 +143,6 @@ Try next:
   metastore query '{q1}'
   metastore query '{q9}'
   metastore lineage model:regressor --up
+  metastore audit
   metastore ui
 """

@@ -202,3 +202,33 @@ def test_version():
     from metastore import __version__
 
     assert piped("--version").stdout.strip() == f"metastore {__version__}"
+
+
+def test_the_same_doors_through_a_server(demo_store, tmp_path):
+    """run counts, run summaries and register are Store methods, so the CLI gives the
+    same answers through a metastore server."""
+    from typer.testing import CliRunner
+
+    from metastore.cli import app
+    from metastore.server.app import background_server
+
+    runner = CliRunner()
+    with background_server(demo_store, auth=False) as server:
+        res = runner.invoke(app, ["experiments", "-f", "json", "-s", server])
+        assert res.exit_code == 0, res.output
+        assert [(e["name"], e["runs"]) for e in json.loads(res.stdout)] == [("diabetes", 12)]
+        res = runner.invoke(app, ["runs", "-f", "json", "-s", server])
+        runs = json.loads(res.stdout)
+        assert len(runs) == 12 and not any(k.startswith("system.") for k in runs[0]["metrics"])
+        local = tmp_path / "weights.bin"
+        local.write_bytes(b"tuned")
+        res = runner.invoke(app, ["register", "model", "tuned", str(local), "--derived-from",
+                                  "model:regressor@3", "-s", server])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.split()[0] == "model:tuned@1" and len(res.stdout.split()[1]) == 64
+        res = runner.invoke(app, ["register", "model", "x", "--derived-from", "diabetes#1",
+                                  "--uri", "hf://x", "--digest", "ab" * 32, "-s", server])
+        assert res.exit_code == 1 and "name a version" in str(res.exception)
+    assert demo_store.run_counts() == {"diabetes": 12}
+    assert [v.ref for v in demo_store.get_run("diabetes#3").outputs] == ["model:regressor@3"]
+    assert demo_store.lineage("model:tuned@1").has_node("model:regressor@3")
