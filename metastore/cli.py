@@ -224,8 +224,8 @@ def show(
                 Column("role"), Column("digest"), Column("size", numeric=True)])
     if data["notes"]:
         say("")
-        output.table(data["notes"], [Column("note", "text"), Column("time", lambda n: output.parse_time(n["time"])),
-                                     Column("kind"), Column("author")])
+        output.table(data["notes"], [Column("time", lambda n: output.parse_time(n["time"])),
+                                     Column("kind"), Column("author"), Column("note", "text")])
 
 
 @app.command()
