@@ -6,6 +6,7 @@ it. Nodes are plain frozen dataclasses: the resolver and compiler never mutate t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,12 +130,43 @@ class Not(Expr):
 
 @dataclass(frozen=True)
 class Ref:
-    """A lineage end named in a query: `run 4`, `model "regressor" version 3`."""
+    """A lineage end named in a query.
+
+    Written compactly, as the CLI and Python write references (`diabetes#4`, `run:4`,
+    `model:regressor@3`, `model:regressor` for its latest version), or spelled out
+    (`run 4`, `run "diabetes#4"`, `model "regressor" version 3`, `model "regressor"` for
+    every version). Both forms of one reference parse to equal Refs."""
 
     kind: str  # "run" or an asset kind
     value: str | int
     version: int | str | None = None  # a number, "latest", or None for every version
     pos: Pos = field(default=NOWHERE, compare=False)
+
+    @property
+    def text(self) -> str:
+        """The reference as the query language prints it: the compact form where there
+        is one, so it can be pasted back into a query or a command."""
+        value = str(self.value)
+        if self.kind == "run":
+            if isinstance(self.value, str) and RUN_REF.fullmatch(value):
+                return value
+            if COMPACT_NAME.fullmatch(value) and not (isinstance(self.value, str) and value.isdigit()):
+                return f"run:{value}"
+            return f"run {_quote(value) if isinstance(self.value, str) else value}"
+        if self.version is None:  # `kind:name` alone would mean the latest version
+            return f"{self.kind} {_quote(value)}"
+        if COMPACT_NAME.fullmatch(value):
+            return f"{self.kind}:{value}@{self.version}"
+        return f"{self.kind} {_quote(value)} version {self.version}"
+
+
+# What the grammar's COMPACT_REF and RUN_REF accept as a name (grammar/query.lark).
+COMPACT_NAME = re.compile(r"[^\s@,()\[\]\"'`]+")
+RUN_REF = re.compile(r"[^\s@#:,()\[\]\"'`]+#\d+")
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -232,7 +264,7 @@ def render(e: Expr) -> str:
             if isinstance(v, bool):
                 return "true" if v else "false"
             if isinstance(v, str):
-                return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                return _quote(v)
             return repr(v)
         case Field():
             return e.text
@@ -261,10 +293,12 @@ def render(e: Expr) -> str:
         case IsNull(operand=o, negated=n):
             return f"{render(o)} is {'not null' if n else 'null'}"
         case Lineage(relation=r, ref=ref, depth=d):
-            return f"{r.replace('_', ' ')} {ref.kind} {ref.value!r}" + (f" depth {d}" if d else "")
+            return f"{_RELATION_WORDS[r]} {ref.text}" + (f" depth {d}" if d else "")
     return "?"
 
 
+_RELATION_WORDS = {"uses": "uses", "used_by": "used by", "produced": "produced",
+                   "produced_by": "produced by", "upstream": "upstream of", "downstream": "downstream of"}
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 
 

@@ -294,7 +294,7 @@ class EntityFrame:
     def binding(self, b) -> Val:
         c = self.c
         if isinstance(b, Attr):
-            return Val(b.type, sql=self.attribute(b.name))
+            return Val(b.type, sql=self.attribute(b.name), order=self.ref_order() if b.name == "ref" else None)
         if isinstance(b, MetricRef):
             if b.agg == "mean":
                 sub = (
@@ -416,11 +416,22 @@ class EntityFrame:
         raise AssertionError(f"attribute {name} of {self.rows}")
 
     def version_ref(self) -> exp.Expression:
+        """kind:name@version, as the CLI and Python write it."""
         c = self.c
         return concat(c.col("a", "kind"), exp.Literal.string(":"), c.col("a", "name"),
-                        # ":" and "v" apart: ":v" would read as a bind parameter
-                        exp.Literal.string(":"), exp.Literal.string("v"),
-                        as_text(c.col("v", "version")))
+                      exp.Literal.string("@"), as_text(c.col("v", "version")))
+
+    def ref_order(self) -> list[exp.Expression]:
+        col = self.c.col
+        if self.rows == "run":
+            return [col("e", "name"), col("r", "number")]
+        if self.rows == "version":
+            return [col("a", "kind"), col("a", "name"), col("v", "version")]
+        # a lineage row is a run (e, r) or an asset version (a, v); the others are null
+        return [
+            exp.func("COALESCE", col("e", "name"), concat(col("a", "kind"), exp.Literal.string(":"), col("a", "name"))),
+            exp.func("COALESCE", col("r", "number"), col("v", "version")),
+        ]
 
     def run_ref(self, run_id: exp.Expression) -> exp.Expression:
         sub = (

@@ -14,6 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from metastore.query import ast
 from metastore.query.errors import QueryError
+from metastore.query.errors import at as at_
 from metastore.resources import grammar_dir
 
 # What a person calls the tokens Lark expects, for "expected …" messages.
@@ -38,6 +39,8 @@ _TOKEN_NAMES = {
     "MUL_OP": "'*'/'/'",
     "MINUS": "'-'",
     "TILDE": "'~'",
+    "COMPACT_REF": "kind:name@version",
+    "RUN_REF": "experiment#number",
 }
 
 STAGE_WORDS = ("where", "order by", "limit", "group by", "show", "select")
@@ -173,6 +176,35 @@ class _ToAst(Transformer):
         return ast.Ref(
             kind=str(kind).lower(), value=value, version=version[0] if version else None, pos=_pos(meta)
         )
+
+    def compact_ref(self, meta, children):
+        (token,) = children
+        kind, _, rest = str(token).partition(":")
+        kind = kind.lower()
+        name, at, version = rest.partition("@")
+        if kind == "run":
+            value = int(name) if name.isdigit() else name
+        else:
+            value = name
+        if not at:
+            # as in the CLI and Python: an asset named without a version is its latest
+            return ast.Ref(kind=kind, value=value, version=None if kind == "run" else "latest",
+                           pos=_pos(token))
+        if version.isdigit():
+            number: int | str = int(version)
+        elif version.lower() == "latest":
+            number = "latest"
+        else:
+            raise at_(f"{version!r} is not a version", self.text, _pos(token),
+                      f"write {kind}:{name}@3 or {kind}:{name}@latest")
+        return ast.Ref(kind=kind, value=value, version=number, pos=_pos(token))
+
+    def compact_run(self, meta, children):
+        (token,) = children
+        return ast.Ref(kind="run", value=str(token), pos=_pos(token))
+
+    def ref_run(self, meta, children):
+        return str(children[0])
 
     def ref_string(self, meta, children):
         return _unquote_string(children[0])

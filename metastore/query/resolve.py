@@ -65,6 +65,7 @@ VERSION_ATTRS = {
     "id": "text",
     "kind": "text",
     "name": "text",
+    "ref": "text",
     "asset": "text",
     "version": "int",
     "latest": "bool",
@@ -148,10 +149,10 @@ def check_ref(ref: ast.Ref, text: str) -> None:
             ref.pos,
             ("did you mean " + " or ".join(repr(c) for c in found) + "?")
             if found
-            else f"name a run (run 4, run \"diabetes#4\") or an asset ({', '.join(ASSET_KINDS[:3])} …)",
+            else f"name a run (diabetes#4, run 4) or an asset version ({ASSET_KINDS[0]}:NAME@VERSION)",
         )
     if ref.kind == "run" and ref.version is not None:
-        raise at("a run has no versions", text, ref.pos, "write run 4 or run \"diabetes#4\"")
+        raise at("a run has no versions", text, ref.pos, "write diabetes#4 or run 4")
     if ref.kind != "run" and isinstance(ref.value, int):
         raise at(
             f"name the {ref.kind} with a string", text, ref.pos, f'e.g. {ref.kind} "{ref.value}"'

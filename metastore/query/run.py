@@ -272,7 +272,7 @@ def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> 
             )
         names = [r[0] for r in conn.execute(sa.text("SELECT name FROM asset WHERE kind = :k"), {"k": ref.kind})]
         if ref.value in names:
-            raise at(f"{ref.kind} {ref.value!r} has no version {ref.version}", text, ref.pos)
+            raise at(f"{ref.kind}:{ref.value} has no version {ref.version}", text, ref.pos)
         raise at(f"no {ref.kind} named {ref.value!r}", text, ref.pos, did_you_mean(str(ref.value), names))
 
 

@@ -33,6 +33,9 @@ class Val:
     literal: Any = None
     is_literal: bool = False
     node: ast.Expr | None = None
+    # How to sort when the text would sort wrongly: `ref` sorts diabetes#2 before
+    # diabetes#10 by (experiment, number), not as text.
+    order: list[exp.Expression] | None = None
 
     def numeric(self) -> exp.Expression:
         if self.type == "param":
@@ -57,6 +60,8 @@ class Val:
         return [self.sql]
 
     def sort_keys(self) -> list[exp.Expression]:
+        if self.order:
+            return self.order
         if self.type == "param":
             return [self.num, self.text]
         if self.type == "any":
@@ -64,6 +69,8 @@ class Val:
         return [self.sql]
 
     def group_keys(self) -> list[exp.Expression]:
+        if self.order:  # grouped by them too, so groups can be sorted by them
+            return [self.sql, *self.order]
         if self.type == "param":
             return [self.ptype, self.num, self.text]
         if self.type == "any":

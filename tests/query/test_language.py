@@ -214,9 +214,9 @@ def test_lineage_sources(demo_db):
     up = demo_db.query('upstream of model "regressor" version 4 depth 3 show depth, type, ref, kind, name')
     refs = {(r["depth"], r["ref"]) for r in up}
     assert (1, "diabetes#4") in refs
-    assert (2, "dataset:diabetes-train:v1") in refs and (2, "dataset:diabetes:v1") in refs
+    assert (2, "dataset:diabetes-train@1") in refs and (2, "dataset:diabetes@1") in refs
     # diabetes is reached in two hops (run used it) before three (train was derived from it)
-    assert [r["depth"] for r in up if r["ref"] == "dataset:diabetes:v1"] == [2]
+    assert [r["depth"] for r in up if r["ref"] == "dataset:diabetes@1"] == [2]
     one = demo_db.query('upstream of model "regressor" version 4 depth 1')
     assert [r["ref"] for r in one.rows] == [None] or [r["name"] for r in one] == [demo_db.get_run(4).name]
     runs = demo_db.query('downstream of dataset "diabetes" within 1 hop where type = "run" show number')

@@ -248,10 +248,10 @@ def test_duckdb_runs_the_ten_questions(demo_store):
 # ---- properties ------------------------------------------------------------------------------
 
 FIELDS = ["rmse", "r2", "mae", "number", "seed", "alpha", "n_estimators", "loss.min", "duration",
-          "normalize", "algorithm", "features", "status", "name", "`system.wall_time`"]
+          "normalize", "algorithm", "features", "status", "name", "`system.wall_time`", "ref"]
 NUMERIC = ["rmse", "r2", "mae", "number", "seed", "alpha", "n_estimators", "loss.min", "duration",
            "`system.wall_time`"]
-TEXTUAL = ["algorithm", "features", "status", "name"]
+TEXTUAL = ["algorithm", "features", "status", "name", "ref"]
 
 num = st.one_of(st.integers(-5, 100), st.floats(-10, 100, allow_nan=False).map(lambda x: round(x, 3)))
 word = st.text(string.ascii_letters + string.digits + "'\"%_*?-\\ ", max_size=8)
@@ -269,7 +269,9 @@ predicate = st.one_of(
     st.tuples(st.sampled_from(NUMERIC), num, num).map(lambda t: f"{t[0]} between {t[1]} and {t[2]}"),
     st.tuples(st.sampled_from(FIELDS), st.booleans()).map(lambda t: f"{t[0]} is {'not ' if t[1] else ''}null"),
     st.sampled_from(["normalize", "not normalize", "normalize = true", 'uses dataset "diabetes"',
-                     'produced model "regressor" version 2', "number in (1, 4, 7)"]),
+                     'produced model "regressor" version 2', "number in (1, 4, 7)",
+                     "uses dataset:diabetes@1", "produced model:regressor@2", "produced by diabetes#2",
+                     "upstream of model:regressor within 2 hops", 'ref = "diabetes#3"']),
 )
 condition = st.recursive(
     predicate,
@@ -287,7 +289,8 @@ def stages(fields, numeric, textual):
         st.tuples(st.sampled_from(numeric), num, num).map(lambda t: f"{t[0]} between {t[1]} and {t[2]}"),
         st.tuples(st.sampled_from(fields), st.booleans()).map(lambda t: f"{t[0]} is {'not ' if t[1] else ''}null"),
         st.sampled_from(["normalize", "not normalize", "normalize = true", 'uses dataset "diabetes"',
-                         'produced by run 2', "seed in (1, 4, 7)"]),
+                         'produced by run 2', "seed in (1, 4, 7)", "uses dataset:diabetes", "produced by diabetes#2",
+                         "used by run diabetes#3", "downstream of dataset:diabetes-train@1 depth 1"]),
     )
     cond = st.recursive(
         pred,
@@ -305,7 +308,7 @@ def stages(fields, numeric, textual):
     )
 
 
-SHARED = ["rmse", "r2", "mae", "seed", "alpha", "n_estimators", "normalize", "algorithm", "features", "name"]
+SHARED = ["rmse", "r2", "mae", "seed", "alpha", "n_estimators", "normalize", "algorithm", "features", "name", "ref"]
 grouped_tail = st.sampled_from([
     "", "where count() >= 2", "show algorithm, count(), mean(rmse), std(r2)",
     "order by mean(rmse) desc limit 1", "where max(rmse) > 50 show algorithm, min(mae)",
@@ -315,8 +318,9 @@ run_query = st.tuples(
     st.one_of(st.just(""), grouped_tail.map(lambda t: f" group by algorithm {t}")),
 ).map(lambda t: " ".join(["runs", *t[0]]) + t[1])
 other_query = st.tuples(
-    st.sampled_from(["models", "datasets", 'downstream of dataset "diabetes"']),
-    st.lists(stages(SHARED, ["rmse", "r2", "mae", "seed", "alpha"], ["algorithm", "features", "name"]), max_size=3),
+    st.sampled_from(["models", "datasets", 'downstream of dataset "diabetes"', "downstream of dataset:diabetes@1",
+                     "upstream of model:regressor@3", "upstream of diabetes#5 depth 1"]),
+    st.lists(stages(SHARED, ["rmse", "r2", "mae", "seed", "alpha"], ["algorithm", "features", "name", "ref"]), max_size=3),
 ).map(lambda t: " ".join([t[0], *t[1]]))
 query = st.one_of(run_query, run_query, other_query)
 
@@ -340,7 +344,8 @@ junk = st.one_of(
     st.text(max_size=40),
     st.lists(st.sampled_from(["runs", "where", "order", "by", "limit", "show", "group", "(", ")", ",",
                               "rmse", "=", "<", "and", "or", "not", '"x"', "3", "`a`", "per", "in",
-                              "upstream", "of", "model", "version", "depth", "-", "*", "count()", "~"]),
+                              "upstream", "of", "model", "version", "depth", "-", "*", "count()", "~",
+                              "model:regressor@2", "diabetes#4", "run:4", "@", "#", ":", "model:x@y", "ref"]),
              max_size=10).map(" ".join),
 )
 
