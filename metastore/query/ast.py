@@ -150,7 +150,7 @@ class Ref:
         if self.kind == "run":
             if isinstance(self.value, str) and RUN_REF.fullmatch(value):
                 return value
-            if COMPACT_NAME.fullmatch(value) and not (isinstance(self.value, str) and value.isdigit()):
+            if COMPACT_NAME.fullmatch(value) and not (isinstance(self.value, str) and value.isascii() and value.isdigit()):
                 return f"run:{value}"
             return f"run {_quote(value) if isinstance(self.value, str) else value}"
         if self.version is None:  # `kind:name` alone would mean the latest version
@@ -162,7 +162,7 @@ class Ref:
 
 # What the grammar's COMPACT_REF and RUN_REF accept as a name (grammar/query.lark).
 COMPACT_NAME = re.compile(r"[^\s@,()\[\]\"'`]+")
-RUN_REF = re.compile(r"[^\s@#:,()\[\]\"'`]+#\d+")
+RUN_REF = re.compile(r"[^\s@#:,()\[\]\"'`]+#[0-9]+")
 
 
 def _quote(text: str) -> str:

@@ -89,10 +89,10 @@ class LineageSQL:
             experiment = self.experiment
             if isinstance(value, str) and "#" in value:
                 experiment, _, number = value.rpartition("#")
-                if not number.isdigit():
+                if not (number.isascii() and number.isdigit()):
                     raise self.err(f"{value!r} is not experiment#number", ref)
                 value = int(number)
-            if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit()):
                 sel = sel.where(exp.EQ(this=self.col("sr", "number"), expression=self.lit(int(value))), copy=False)
             else:
                 sel = sel.where(_or(exp.EQ(this=self.col("sr", "id"), expression=self.lit(value.upper())),

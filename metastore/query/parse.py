@@ -13,8 +13,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from metastore.query import ast
-from metastore.query.errors import QueryError
-from metastore.query.errors import at as at_
+from metastore.query.errors import QueryError, at
 from metastore.resources import grammar_dir
 
 # What a person calls the tokens Lark expects, for "expected …" messages.
@@ -142,6 +141,10 @@ def _unquote_string(token: str) -> str:
         return body.replace("\\" + quote, quote).replace("\\\\", "\\")
 
 
+def _is_int(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _name(token: Token) -> tuple[str, bool]:
     if token.type == "BACKTICKED":
         return token[1:-1].replace("``", "`"), True
@@ -181,21 +184,18 @@ class _ToAst(Transformer):
         (token,) = children
         kind, _, rest = str(token).partition(":")
         kind = kind.lower()
-        name, at, version = rest.partition("@")
-        if kind == "run":
-            value = int(name) if name.isdigit() else name
-        else:
-            value = name
-        if not at:
+        name, sep, version = rest.partition("@")
+        value: str | int = int(name) if kind == "run" and _is_int(name) else name
+        if not sep:
             # as in the CLI and Python: an asset named without a version is its latest
             return ast.Ref(kind=kind, value=value, version=None if kind == "run" else "latest",
                            pos=_pos(token))
-        if version.isdigit():
+        if _is_int(version):
             number: int | str = int(version)
         elif version.lower() == "latest":
             number = "latest"
         else:
-            raise at_(f"{version!r} is not a version", self.text, _pos(token),
+            raise at(f"{version!r} is not a version", self.text, _pos(token),
                       f"write {kind}:{name}@3 or {kind}:{name}@latest")
         return ast.Ref(kind=kind, value=value, version=number, pos=_pos(token))
 

@@ -73,6 +73,12 @@ def test_references_print_in_compact_form():
     assert ast.Ref("model", "regressor").text == 'model "regressor"'  # every version
     assert ast.Ref("model", "my model", 2).text == 'model "my model" version 2'
     assert ast.Ref("run", "4").text == 'run "4"'
+    for odd in (ast.Ref("run", "²"), ast.Ref("run", "d#²"), ast.Ref("model", "²", 2)):  # not ASCII digits
+        assert parse(f"upstream of {odd.text}").source.ref == odd
+        try:
+            compile_query(parse(f"upstream of {odd.text}"))
+        except QueryError:  # refused in words, never a crash
+            pass
     q = parse('runs show uses dataset "diabetes" version 1, derived from model:base@2 depth 2')
     assert [ast.render(i.expr) for i in q.stages[0].items] == [
         "uses dataset:diabetes@1", "downstream of model:base@2 depth 2"]
