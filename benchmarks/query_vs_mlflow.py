@@ -92,7 +92,7 @@ def synthetic_runs(n: int, seed: int = 0):
 
 def load_metastore(url: str, n: int):
     import metastore
-    from metastore.store import MetricPoint, RunRecord
+    from metastore.records import MetricPoint, RunRecord
 
     store = metastore.open(url)
     for started, params, metrics, loss in synthetic_runs(n):

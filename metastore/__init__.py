@@ -9,8 +9,7 @@
 """
 
 from metastore.errors import InvalidValue, MetastoreError, NotFound  # noqa: F401
-from metastore.store import SQLStore, Store  # noqa: A004, F401
-from metastore.store import open_store as open
+from metastore.store import Store, open  # noqa: A004, F401
 
 __version__ = "0.1.0"
 
@@ -22,4 +21,4 @@ def compile(text: str, dialect: str = "sqlite") -> str:  # noqa: A001
     return compile_text(text, dialect=dialect)
 
 
-__all__ = ["open", "compile", "Store", "SQLStore", "MetastoreError", "NotFound", "InvalidValue"]
+__all__ = ["open", "compile", "Store", "MetastoreError", "NotFound", "InvalidValue"]

@@ -12,8 +12,8 @@ For every run (of one experiment, or all) `audit()` checks that it has
 and flags runs whose configuration — params plus input versions — is identical to an
 earlier finished run's: duplicates that spent compute to learn nothing new. Runs with
 no params and no inputs but an environment have no configuration to compare.
-On a SQL store it reads everything in a few queries per 900 runs; on any other store
-(a metastore server) through the `Store` interface, a few calls per run.
+It reads every run in one `read_runs` call: a few queries per 500 runs on a SQL
+store, one request through a server.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from metastore.handles import RunHandle
-    from metastore.store import Store
+from metastore.backends.base import Backend
+from metastore.records import RunView
 
 CHECKS = ("code", "data", "environment", "seed", "model", "note")
 SEED_LIKE = re.compile(r"seed|random_state|(^|[._/-])rng($|[._/-])", re.I)
@@ -78,108 +77,42 @@ class AuditReport:
                 "runs": [r.to_dict() for r in self.runs]}
 
 
-@dataclass
-class _Facts:
-    """What the checks look at, for one run."""
-
-    params: dict[str, Any] = field(default_factory=dict)
-    inputs: list[tuple[str, str]] = field(default_factory=list)  # (kind, version id)
-    output_kinds: set[str] = field(default_factory=set)
-    has_note: bool = False
-
-
-def audit(store: Store, experiment: str | None = None) -> AuditReport:
+def audit(store: Backend, experiment: str | None = None) -> AuditReport:
     """Check every live run (of `experiment`, or all), oldest first."""
     report = AuditReport(experiment=experiment)
-    handles = sorted(store.runs(experiment=experiment), key=lambda r: (r.row.started, r.row.id))
-    names = {e.id: e.name for e in store.experiments()}
-    from metastore.store import SQLStore
-
-    if isinstance(store, SQLStore):  # a few queries for all runs, not a few per run
-        facts = _facts_sql(store, [h.row.id for h in handles])
-    else:
-        facts = {h.row.id: _facts_handle(h) for h in handles}
+    views = sorted(store.read_runs(experiment=experiment), key=lambda r: (r.started, r.id))
     seen: dict[str, str] = {}
-    for run in handles:
-        ref = f"{names.get(run.row.experiment_id) or run.experiment}#{run.row.number}"
-        f = facts[run.row.id]
-        entry = _check(run, ref, f)
-        signature = _configuration(run, f)
+    for run in views:
+        entry = _check(run)
+        signature = _configuration(run)
         if signature is not None:
             if signature in seen:
                 entry.duplicate_of = seen[signature]
-            elif run.row.status == "finished":
-                seen[signature] = ref
+            elif run.status == "finished":
+                seen[signature] = run.ref
         report.runs.append(entry)
     return report
 
 
-def _facts_handle(run: RunHandle) -> _Facts:
-    return _Facts(
-        params=run.params,
-        inputs=[(v.kind, v.id) for v in run.inputs],
-        output_kinds={v.kind for v in run.outputs},
-        has_note=any(n.kind == "note" for n in run.notes),
-    )
-
-
-def _facts_sql(store, run_ids: list[str]) -> dict[str, _Facts]:
-    import sqlalchemy as sa
-
-    from metastore import params as param_codec
-    from metastore.models import Asset, AssetVersion, LineageEdge, Note, Param
-
-    facts = {i: _Facts() for i in run_ids}
-    edge = LineageEdge
-    with store.read() as s:
-        for start in range(0, len(run_ids), 900):
-            chunk = run_ids[start : start + 900]
-            for p in s.execute(sa.select(Param).where(Param.run_id.in_(chunk))).scalars():
-                facts[p.run_id].params[p.key] = param_codec.decode(p.type, p.num, p.text)
-            inputs = (
-                sa.select(edge.dst_id, Asset.kind, AssetVersion.id)
-                .join(AssetVersion, AssetVersion.id == edge.src_id)
-                .join(Asset, Asset.id == AssetVersion.asset_id)
-                .where(edge.dst_type == "run", edge.dst_id.in_(chunk),
-                       edge.src_type == "asset_version")
-            )
-            for run_id, kind, version_id in s.execute(inputs):
-                facts[run_id].inputs.append((kind, version_id))
-            outputs = (
-                sa.select(edge.src_id, Asset.kind)
-                .join(AssetVersion, AssetVersion.id == edge.dst_id)
-                .join(Asset, Asset.id == AssetVersion.asset_id)
-                .where(edge.src_type == "run", edge.src_id.in_(chunk),
-                       edge.dst_type == "asset_version")
-            )
-            for run_id, kind in s.execute(outputs):
-                facts[run_id].output_kinds.add(kind)
-            noted = sa.select(Note.run_id).where(Note.run_id.in_(chunk), Note.kind == "note")
-            for (run_id,) in s.execute(noted.distinct()):
-                facts[run_id].has_note = True
-    return facts
-
-
-def _check(run: RunHandle, ref: str, f: _Facts) -> RunAudit:
-    kinds_in = {kind for kind, _ in f.inputs}
+def _check(run: RunView) -> RunAudit:
+    kinds_in = {v.kind for v in run.inputs}
     checks = {
-        "code": bool(run.row.git_commit) or "code" in kinds_in,
+        "code": bool(run.git_commit) or "code" in kinds_in,
         "data": bool(kinds_in & set(DATA_KINDS)),
         "environment": "environment" in kinds_in,
-        "seed": any(SEED_LIKE.search(k) for k in f.params),
-        "model": "model" in f.output_kinds,
-        "note": f.has_note,
+        "seed": any(SEED_LIKE.search(k) for k in run.params),
+        "model": any(v.kind == "model" for v in run.outputs),
+        "note": run.has_note,
     }
-    return RunAudit(ref=ref, id=run.row.id, name=run.row.name, status=run.row.status,
-                    checks=checks)
+    return RunAudit(ref=run.ref, id=run.id, name=run.name, status=run.status, checks=checks)
 
 
-def _configuration(run: RunHandle, f: _Facts) -> str | None:
-    if not f.params and all(kind == "environment" for kind, _ in f.inputs):
+def _configuration(run: RunView) -> str | None:
+    if not run.params and all(v.kind == "environment" for v in run.inputs):
         return None
     return json.dumps(
-        {"params": f.params, "inputs": sorted(i for _, i in f.inputs),
-         "commit": run.row.git_commit},
+        {"params": run.params, "inputs": sorted(v.id for v in run.inputs),
+         "commit": run.git_commit},
         sort_keys=True, default=str,
     )
 

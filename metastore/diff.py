@@ -17,7 +17,7 @@ from metastore.errors import MetastoreError
 
 if TYPE_CHECKING:
     from metastore.handles import RunHandle, VersionHandle
-    from metastore.store import Store
+    from metastore.backends.base import Backend
 
 LOWER_IS_BETTER = re.compile(
     r"loss|err|rmse|mse|mae|mape|smape|perplexity|wer|cer|latency|time|duration|cost|fpr|fnr",
@@ -74,7 +74,7 @@ class RunDiff:
                     or i["only_a"] or i["only_b"])
 
 
-def diff_runs(store: Store, a, b, experiment: str | None = None) -> RunDiff:
+def diff_runs(store: Backend, a, b, experiment: str | None = None) -> RunDiff:
     """Compare run `b` with run `a` (each a handle, id, number, experiment#number or name)."""
     ra, rb = _run(store, a, experiment), _run(store, b, experiment)
     result = RunDiff(a=_summary(ra), b=_summary(rb))
@@ -93,7 +93,7 @@ def diff_runs(store: Store, a, b, experiment: str | None = None) -> RunDiff:
     return result
 
 
-def _run(store: Store, ref, experiment: str | None) -> RunHandle:
+def _run(store: Backend, ref, experiment: str | None) -> RunHandle:
     from metastore.handles import RunHandle
 
     if isinstance(ref, RunHandle):

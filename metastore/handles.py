@@ -17,7 +17,7 @@ from metastore.errors import InvalidValue
 from metastore.models import Asset, AssetVersion, Metric, Note, Run
 
 if TYPE_CHECKING:
-    from metastore.store import Store
+    from metastore.backends.base import Backend
 
 
 class RunHandle:
@@ -25,7 +25,7 @@ class RunHandle:
     git_commit, git_branch, git_dirty, command, source, source_id, parent_id) are
     attributes; params, metrics, tags, notes, inputs and outputs are fetched on access."""
 
-    def __init__(self, store: Store, row: Run):
+    def __init__(self, store: Backend, row: Run):
         self.store = store
         self.row = row
 
@@ -139,7 +139,7 @@ class VersionHandle:
     """One version of an asset: kind, name, version, digest, size, uri, media_type, meta,
     created_by; `open()` and `path()` give the content back, verified against the digest."""
 
-    def __init__(self, store: Store, asset: Asset, version: AssetVersion, role: str | None = None):
+    def __init__(self, store: Backend, asset: Asset, version: AssetVersion, role: str | None = None):
         self.store = store
         self.asset = asset
         self.row = version

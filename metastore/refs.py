@@ -21,7 +21,7 @@ from metastore.errors import Ambiguous, InvalidValue, NotFound
 from metastore.models import ASSET_KINDS, AssetVersion, Run
 
 if TYPE_CHECKING:
-    from metastore.store import Store
+    from metastore.backends.base import Backend
 
 RUN = "run"
 VERSION = "asset_version"
@@ -41,7 +41,7 @@ class Node:
             raise InvalidValue(f"lineage nodes are runs or asset versions, not {self.type!r}")
 
 
-def resolve(store: Store, ref: Any, experiment: str | None = None) -> Node:
+def resolve(store: Backend, ref: Any, experiment: str | None = None) -> Node:
     """The node a reference names. Raises NotFound (with suggestions) or Ambiguous."""
     from metastore.handles import RunHandle, VersionHandle
 
@@ -94,7 +94,7 @@ def resolve(store: Store, ref: Any, experiment: str | None = None) -> Node:
         ) from None
 
 
-def _version(store: Store, kind: str, rest: str) -> Node:
+def _version(store: Backend, kind: str, rest: str) -> Node:
     name, _, version = rest.partition("@")
     if not name:
         raise InvalidValue(f"{kind}:{rest!r} has no asset name", hint=f"e.g. {kind}:NAME@1")
@@ -119,7 +119,7 @@ def _version(store: Store, kind: str, rest: str) -> Node:
     return Node(VERSION, av.id)
 
 
-def _version_by_name(store: Store, text: str) -> Node:
+def _version_by_name(store: Backend, text: str) -> Node:
     name, _, version = text.partition("@")
     kinds = [a.kind for a in store.assets() if a.name == name]
     if len(kinds) == 1:
@@ -136,11 +136,11 @@ def _version_by_name(store: Store, text: str) -> Node:
     )
 
 
-def _asset_refs(store: Store) -> list[str]:
+def _asset_refs(store: Backend) -> list[str]:
     return [f"{a.kind}:{a.name}" for a in store.assets()]
 
 
-def _candidates(store: Store) -> list[str]:
+def _candidates(store: Backend) -> list[str]:
     names: list[str] = _asset_refs(store)
     for run in store.list_runs():
         if run.name:

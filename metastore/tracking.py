@@ -21,11 +21,15 @@ from typing import TYPE_CHECKING, Any
 from metastore import context
 from metastore.errors import InvalidValue
 from metastore.handles import RunHandle, VersionHandle
+from metastore.records import MetricPoint, RunRecord
 
 if TYPE_CHECKING:
-    from metastore.store import Store
+    from metastore.backends.base import Backend
 
 ENVIRONMENT_ASSET = "python"
+DEFAULT_EXPERIMENT = "default"
+#: How often a running run says it is alive; a stale heartbeat means a crashed run.
+HEARTBEAT_SECONDS = 15.0
 
 
 class ActiveRun(RunHandle):
@@ -35,7 +39,7 @@ class ActiveRun(RunHandle):
     @classmethod
     def start(
         cls,
-        store: Store,
+        store: Backend,
         experiment: str | None = None,
         name: str | None = None,
         *,
@@ -43,8 +47,6 @@ class ActiveRun(RunHandle):
         tags: Mapping[str, str] | None = None,
         capture: bool | Iterable[str] = True,
     ) -> ActiveRun:
-        from metastore.store import DEFAULT_EXPERIMENT, RunRecord
-
         parts = context.selected(capture)
         experiment = experiment or os.environ.get("METASTORE_EXPERIMENT") or DEFAULT_EXPERIMENT
         parent_id = None
@@ -104,18 +106,15 @@ class ActiveRun(RunHandle):
         self._stop.set()
         wall = time.perf_counter() - self._t0[0]
         cpu = time.process_time() - self._t0[1]
-        from metastore.store import MetricPoint
-
         self.store.log_metrics(
             self.row.id,
-            [MetricPoint("system.wall_time", wall, 0), MetricPoint("system.cpu_time", cpu, 0)],
+            [MetricPoint(key="system.wall_time", value=wall, step=0),
+             MetricPoint(key="system.cpu_time", value=cpu, step=0)],
         )
         self.store.set_run_status(self.row.id, status)
         self.refresh()
 
     def _start_heartbeat(self) -> None:
-        from metastore.store import HEARTBEAT_SECONDS
-
         self._stop = threading.Event()
 
         def beat():
@@ -139,15 +138,12 @@ class ActiveRun(RunHandle):
         self, key: str, value: float, step: int | None = None, timestamp: datetime | None = None
     ) -> None:
         """Log one point of a metric. Without `step` it follows the metric's last step."""
-        from metastore.store import MetricPoint
-
-        self.store.log_metrics(self.row.id, [MetricPoint(key, value, step, timestamp)])
+        point = MetricPoint.build(key=key, value=value, step=step, timestamp=timestamp)
+        self.store.log_metrics(self.row.id, [point])
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
-        from metastore.store import MetricPoint
-
         self.store.log_metrics(
-            self.row.id, [MetricPoint(k, v, step, None) for k, v in values.items()]
+            self.row.id, [MetricPoint.build(key=k, value=v, step=step) for k, v in values.items()]
         )
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:

@@ -113,7 +113,7 @@ def test_stale_heartbeat_from_another_host_is_crashed(sqlite_store):
     import sqlalchemy as sa
 
     from metastore.models import Run, utcnow
-    from metastore.store import STALE_AFTER
+    from metastore.backends.sql import STALE_AFTER
 
     run = sqlite_store.start_run(experiment="e", capture=False)
     with sqlite_store.write() as s:

@@ -153,7 +153,7 @@ def test_bulk_and_single_run_creation_record_the_same_liveness(sqlite_store):
     """A running run written in bulk names the process the record gives (the client's,
     through a server), like one written alone; before, the bulk path recorded the
     writing process's pid, so a dead client was never marked crashed."""
-    from metastore.store import RunRecord
+    from metastore.records import RunRecord
 
     [bulk_id] = sqlite_store.create_runs(
         [RunRecord(experiment="e", status="running", pid=4_000_000, host="elsewhere")]

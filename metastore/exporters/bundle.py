@@ -27,24 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, select
 
 from metastore import params as param_codec
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
-from metastore.models import (
-    Asset,
-    AssetVersion,
-    Experiment,
-    LineageEdge,
-    Metric,
-    Note,
-    Param,
-    Run,
-    Tag,
-)
+from metastore.records import RunRecord
 
 FORMAT = "metastore-bundle"
 VERSION = 1
@@ -204,11 +192,11 @@ def _utc(t: datetime | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
-def _param(p: Param) -> ParamEntry:
-    value = param_codec.decode(p.type, p.num, p.text)
+def _param(key: str, value: Any) -> ParamEntry:
+    ptype, _, text = param_codec.encode(value)
     if isinstance(value, float) and not math.isfinite(value):
         value = None
-    return ParamEntry(key=p.key, type=p.type, text=p.text or "", value=value)
+    return ParamEntry(key=key, type=ptype, text=text or "", value=value)
 
 
 def export_bundle(store, out: str | os.PathLike, experiment: str | None = None) -> dict:
@@ -241,39 +229,41 @@ def _write(store, target: Path, experiment: str | None) -> dict:
     from metastore import __version__
 
     target.mkdir(parents=True, exist_ok=True)
-    with store.read() as s:
-        exp_q = select(Experiment).where(col(Experiment.deleted_at).is_(None)).order_by(Experiment.id)
-        if experiment is not None:
-            store.get_experiment(experiment)  # NotFound with a suggestion
-            exp_q = exp_q.where(Experiment.name == experiment)
-        exps = list(s.exec(exp_q))
-        exp_names = {e.id: e.name for e in exps}
-        runs = list(
-            s.exec(
-                select(Run)
-                .where(col(Run.experiment_id).in_(list(exp_names)), col(Run.deleted_at).is_(None))
-                .order_by(Run.experiment_id, Run.number)
-            )
-        ) if exp_names else []
-        run_ids = {r.id for r in runs}
-        exp_tags = _tags(s, "experiment", [str(i) for i in exp_names])
-        experiments = [
-            ExperimentEntry(
-                name=e.name, description=e.description, created=_utc(e.created),
-                tags=exp_tags.get(str(e.id), {}),
-            )
-            for e in exps
-        ]
-        edges, version_ids = _edges(s, run_ids, whole_store=experiment is None)
-        versions = _versions(s, version_ids, whole_store=experiment is None)
-        counts = {"experiments": len(exps), "runs": 0, "metric_points": 0, "asset_versions": 0,
-                  "edges": 0, "blobs": 0}
-        with open(target / RUNS, "w") as f:
-            for chunk in _chunks(runs, 500):
-                for entry in _run_entries(s, chunk, exp_names):
-                    counts["runs"] += 1
-                    counts["metric_points"] += len(entry.metrics)
-                    f.write(entry.model_dump_json(exclude_none=False) + "\n")
+    if experiment is not None:
+        exps = [store.get_experiment(experiment)]  # NotFound with a suggestion
+    else:
+        exps = store.experiments()
+    experiments = [
+        ExperimentEntry(
+            name=e.name, description=e.description, created=_utc(e.created),
+            tags=store.get_tags("experiment", str(e.id)),
+        )
+        for e in exps
+    ]
+    runs = store.read_runs(experiment=experiment)
+    run_ids = [r.id for r in runs]
+    whole_store = experiment is None
+    edges = store.list_edges(None if whole_store else run_ids)
+    version_ids = {
+        i for e in edges for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id))
+        if t == "asset_version"
+    }
+    versions = [
+        (asset, av)
+        for asset in store.list_assets()
+        for _, av in store.list_versions(asset.kind, asset.name)
+        if whole_store or av.id in version_ids
+    ]
+    counts = {"experiments": len(exps), "runs": 0, "metric_points": 0, "asset_versions": 0,
+              "edges": 0, "blobs": 0}
+    with open(target / RUNS, "w") as f:
+        for chunk in _chunks(run_ids, 500):
+            for record in store.dump_runs(chunk):
+                entry = _run_entry(record)
+                counts["runs"] += 1
+                counts["metric_points"] += len(entry.metrics)
+                f.write(entry.model_dump_json(exclude_none=False) + "\n")
+    run_ids = set(run_ids)
     blobs: set[str] = set()
     with open(target / ASSETS, "w") as f:
         for asset, av in versions:
@@ -326,88 +316,22 @@ def _chunks(items: list, n: int) -> Iterable[list]:
         yield items[i : i + n]
 
 
-def _tags(s, entity_type: str, ids: list[str]) -> dict[str, dict[str, str | None]]:
-    out: dict[str, dict[str, str | None]] = {}
-    for chunk in _chunks(ids, 500):
-        for t in s.exec(
-            select(Tag).where(Tag.entity_type == entity_type, col(Tag.entity_id).in_(chunk))
-            .order_by(Tag.key)
-        ):
-            out.setdefault(t.entity_id, {})[t.key] = t.value
-    return out
-
-
-def _run_entries(s, runs: list[Run], exp_names: dict[int, str]) -> Iterable[RunEntry]:
-    ids = [r.id for r in runs]
-    params: dict[str, list[ParamEntry]] = {}
-    for p in s.exec(select(Param).where(col(Param.run_id).in_(ids)).order_by(Param.key)):
-        params.setdefault(p.run_id, []).append(_param(p))
-    metrics: dict[str, list[MetricEntry]] = {}
-    for m in s.exec(
-        select(Metric).where(col(Metric.run_id).in_(ids))
-        .order_by(Metric.run_id, Metric.key, Metric.step, Metric.timestamp, Metric.id)
-    ):
-        metrics.setdefault(m.run_id, []).append(
+def _run_entry(r: RunRecord) -> RunEntry:
+    return RunEntry(
+        id=r.id, experiment=r.experiment, number=r.number, name=r.name,
+        parent_id=r.parent_id, status=r.status, started=_utc(r.started), ended=_utc(r.ended),
+        user=r.user, host=r.host, git_commit=r.git_commit, git_branch=r.git_branch,
+        git_dirty=r.git_dirty, command=r.command, context=r.context,
+        source=r.source, source_id=r.source_id,
+        params=[_param(k, v) for k, v in sorted(r.params.items())],
+        metrics=[
             MetricEntry(key=m.key, step=m.step, timestamp=_utc(m.timestamp), value=m.value)
-        )
-    notes: dict[str, list[NoteEntry]] = {}
-    for n in s.exec(select(Note).where(col(Note.run_id).in_(ids)).order_by(Note.time, Note.id)):
-        notes.setdefault(n.run_id, []).append(
-            NoteEntry(time=_utc(n.time), kind=n.kind, author=n.author, text=n.text)
-        )
-    tags = _tags(s, "run", ids)
-    for r in runs:
-        yield RunEntry(
-            id=r.id, experiment=exp_names[r.experiment_id], number=r.number, name=r.name,
-            parent_id=r.parent_id, status=r.status, started=_utc(r.started), ended=_utc(r.ended),
-            user=r.user, host=r.host, git_commit=r.git_commit, git_branch=r.git_branch,
-            git_dirty=r.git_dirty, command=r.command,
-            context=json.loads(r.context) if r.context else None,
-            source=r.source, source_id=r.source_id,
-            params=params.get(r.id, []), metrics=metrics.get(r.id, []),
-            tags=tags.get(r.id, {}), notes=notes.get(r.id, []),
-        )
-
-
-def _edges(s, run_ids: set[str], whole_store: bool) -> tuple[list[LineageEdge], set[str]]:
-    """The edges touching the exported runs, plus every derived_from edge upstream of
-    the versions they touch (so a dataset's ancestry travels with it)."""
-    all_edges = list(s.exec(select(LineageEdge).order_by(LineageEdge.id)))
-    keep: list[LineageEdge] = []
-    versions: set[str] = set()
-    for e in all_edges:
-        if e.relation == "derived_from":
-            continue
-        if e.src_type == "run" and e.src_id not in run_ids:
-            continue
-        if e.dst_type == "run" and e.dst_id not in run_ids:
-            continue
-        keep.append(e)
-        versions.update(i for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id)) if t == "asset_version")
-    derived = [e for e in all_edges if e.relation == "derived_from"]
-    if whole_store:
-        versions |= {e.src_id for e in derived} | {e.dst_id for e in derived}
-        keep += derived
-        return keep, versions
-    frontier = set(versions)
-    taken: set[int] = set()
-    while frontier:
-        nxt = set()
-        for e in derived:
-            if e.dst_id in frontier and e.id not in taken:
-                taken.add(e.id)
-                keep.append(e)
-                if e.src_id not in versions:
-                    versions.add(e.src_id)
-                    nxt.add(e.src_id)
-        frontier = nxt
-    return keep, versions
-
-
-def _versions(s, ids: set[str], whole_store: bool) -> list[tuple[Asset, AssetVersion]]:
-    q = sa.select(Asset, AssetVersion).join(AssetVersion, AssetVersion.asset_id == Asset.id)
-    rows = list(s.execute(q.order_by(Asset.kind, Asset.name, AssetVersion.version)))
-    return [(a, v) for a, v in rows if whole_store or v.id in ids]
+            for m in r.metrics
+        ],
+        tags=r.tags,
+        notes=[NoteEntry(time=_utc(n.time), kind=n.kind, author=n.author, text=n.text)
+               for n in r.notes],
+    )
 
 
 # -- reading a bundle back (used by metastore.importers.bundle) --------------------------

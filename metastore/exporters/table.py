@@ -15,11 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from sqlmodel import col, select
-
-from metastore import params as param_codec
 from metastore.errors import InvalidValue, MetastoreError
-from metastore.models import Experiment, MetricSummary, Param, Run, Tag
 
 BASE = [
     "run", "id", "experiment", "number", "name", "status", "started", "ended", "duration",
@@ -47,38 +43,17 @@ def runs_frame(store, experiment: str | None = None):
 
 
 def _rows(store, experiment: str | None):
-    with store.read() as s:
-        q = select(Run, Experiment.name).join(Experiment, Experiment.id == Run.experiment_id).where(
-            col(Run.deleted_at).is_(None), col(Experiment.deleted_at).is_(None)
-        )
-        if experiment is not None:
-            store.get_experiment(experiment)  # NotFound with a suggestion
-            q = q.where(Experiment.name == experiment)
-        runs = list(s.exec(q.order_by(Run.experiment_id, Run.number)))
-        ids = [r.id for r, _ in runs]
-        extra: dict[str, dict] = {i: {} for i in ids}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            for p in s.exec(select(Param).where(col(Param.run_id).in_(chunk))):
-                value = param_codec.decode(p.type, p.num, p.text)
-                if isinstance(value, list | dict):
-                    value = json.dumps(value, sort_keys=True)
-                extra[p.run_id][f"params.{p.key}"] = value
-            for m in s.exec(select(MetricSummary).where(col(MetricSummary.run_id).in_(chunk))):
-                extra[m.run_id][f"metrics.{m.key}"] = m.last
-            for t in s.exec(
-                select(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(chunk))
-            ):
-                extra[t.entity_id][f"tags.{t.key}"] = t.value
-    for r, exp in runs:
+    for r in store.read_runs(experiment=experiment):
         row = {
-            "run": f"{exp}#{r.number}", "id": r.id, "experiment": exp, "number": r.number,
+            "run": r.ref, "id": r.id, "experiment": r.experiment, "number": r.number,
             "name": r.name, "status": r.status, "started": r.started, "ended": r.ended,
-            "duration": (r.ended - r.started).total_seconds() if r.ended else None,
-            "user": r.user, "host": r.host, "git_commit": r.git_commit,
+            "duration": r.duration, "user": r.user, "host": r.host, "git_commit": r.git_commit,
             "parent_id": r.parent_id, "source": r.source, "source_id": r.source_id,
         }
-        row.update(extra[r.id])
+        for k, v in r.params.items():
+            row[f"params.{k}"] = json.dumps(v, sort_keys=True) if isinstance(v, list | dict) else v
+        row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in r.tags.items()})
         yield row
 
 

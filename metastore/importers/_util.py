@@ -19,7 +19,7 @@ from typing import Any
 
 from metastore.errors import Conflict, MetastoreError
 from metastore.importers import ImportOptions, ImportReport
-from metastore.store import MetricPoint, RunRecord, validate_key
+from metastore.records import MetricPoint, RunRecord, validate_key
 
 
 class SourceError(Exception):

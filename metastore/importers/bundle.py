@@ -42,7 +42,7 @@ from metastore.exporters.bundle import (
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers.runs import Writer, count_skip
 from metastore.models import Note
-from metastore.store import MetricPoint, RunRecord
+from metastore.records import MetricPoint, RunRecord
 
 NAME = "bundle"
 

@@ -54,7 +54,7 @@ from metastore.importers._util import (
     utc,
     write_run,
 )
-from metastore.store import MetricPoint, RunRecord
+from metastore.records import MetricPoint, RunRecord
 
 NAME = "dvc"
 SOURCE = "dvc"

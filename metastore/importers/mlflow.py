@@ -41,7 +41,7 @@ from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers.runs import AssetSpec, Writer, count_skip, existing
 from metastore.importers.values import from_millis, infer_value
 from metastore.models import Note
-from metastore.store import MetricPoint, RunRecord
+from metastore.records import MetricPoint, RunRecord
 
 NAME = "mlflow"
 

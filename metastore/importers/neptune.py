@@ -51,7 +51,7 @@ from metastore.importers._util import (
     write_run,
 )
 from metastore.models import Note
-from metastore.store import RunRecord
+from metastore.records import RunRecord
 
 NAME = "neptune"
 SOURCE = "neptune"

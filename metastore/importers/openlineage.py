@@ -42,7 +42,7 @@ from metastore.importers._util import (
     write_run,
 )
 from metastore.models import ASSET_KINDS
-from metastore.store import RunRecord
+from metastore.records import RunRecord
 
 NAME = "openlineage"
 SOURCE = "openlineage"

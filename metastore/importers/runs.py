@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from metastore.errors import MetastoreError
 from metastore.models import new_id
-from metastore.store import RunRecord
+from metastore.records import RunRecord
 
 WRITE_ERRORS = (MetastoreError, OSError, ValueError, SQLAlchemyError)
 
@@ -49,16 +49,7 @@ class AssetSpec:
 
 def existing(store, source: str, source_ids: Iterable[str]) -> dict[str, str]:
     """source id → store run id, for the runs of `source` imported before."""
-    source_ids = list(source_ids)
-    bulk = getattr(store, "runs_by_source", None)
-    if bulk is not None:
-        return bulk(source, source_ids)
-    found = {}
-    for sid in source_ids:
-        run = store.find_run_by_source(source, sid)
-        if run is not None:
-            found[sid] = run.id
-    return found
+    return store.runs_by_source(source, list(source_ids))
 
 
 def count_skip(report, where: str | os.PathLike, reason: str) -> None:
@@ -138,7 +129,6 @@ class Writer:
         batch, self.pending = self.pending, []
         if not batch:
             return
-        bulk = getattr(self.store, "create_runs", None)
         for p in batch:
             # a parent that failed to write: import the child without it
             parent = p.record.parent_id
@@ -147,15 +137,14 @@ class Writer:
                     f"{p.where}: its parent run was skipped; imported without a parent"
                 )
                 p.record.parent_id = None
-        if bulk is not None:
-            try:
-                bulk([p.record for p in batch])
-            except WRITE_ERRORS:
-                pass  # find the bad run(s) one by one below
-            else:
-                for p in batch:
-                    self._done(p)
-                return
+        try:
+            self.store.create_runs([p.record for p in batch])
+        except WRITE_ERRORS:
+            pass  # find the bad run(s) one by one below
+        else:
+            for p in batch:
+                self._done(p)
+            return
         for p in batch:
             if p.record.parent_id in self.failed:
                 self.report.warnings.append(

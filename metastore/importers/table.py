@@ -37,7 +37,7 @@ from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers.runs import Writer, count_skip, existing
 from metastore.importers.values import infer_value, parse_time
 from metastore.models import Note
-from metastore.store import MetricPoint, RunRecord
+from metastore.records import MetricPoint, RunRecord
 
 NAME = "csv"
 SUFFIXES = {".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json"}

@@ -33,7 +33,7 @@ from pathlib import Path
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import SourceError, points, utc, write_run
 from metastore.models import Note
-from metastore.store import RunRecord
+from metastore.records import RunRecord
 
 NAME = "tensorboard"
 SOURCE = "tensorboard"

@@ -47,7 +47,7 @@ from metastore.importers._util import (
     write_run,
 )
 from metastore.models import Note
-from metastore.store import MetricPoint, RunRecord
+from metastore.records import MetricPoint, RunRecord
 
 NAME = "wandb"
 SOURCE = "wandb"

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-
 from metastore.models import ASSET_KINDS
 from metastore.query import ast
 from metastore.query.errors import at, closest
@@ -181,56 +179,6 @@ class Catalog:
 
 
 OPEN_CATALOG = Catalog(open=True)
-
-
-def load_catalog(store) -> Catalog:
-    """The metric, param and tag keys in a store."""
-    with store.read() as s:
-        return read_catalog(s.connection())
-
-
-def read_catalog(conn) -> Catalog:
-    """The catalog in one statement. The keys are few and indexed, so each list walks
-    the index from one key to the next (a "loose index scan") instead of reading every
-    row: this stays fast at millions of metric and param rows."""
-    q = conn.dialect.identifier_preparer.quote
-    key = q("key")
-
-    def walk(name: str, table: str) -> str:
-        return (
-            f"{name}(v) AS (SELECT MIN({key}) FROM {table} UNION ALL "
-            f"SELECT (SELECT MIN({key}) FROM {table} WHERE {key} > {name}.v) FROM {name} "
-            f"WHERE {name}.v IS NOT NULL)"
-        )
-
-    sql = (
-        f"WITH RECURSIVE {walk('mk', 'metric_summary')}, {walk('pk', 'param')} "
-        "SELECT 'metric', v FROM mk WHERE v IS NOT NULL "
-        "UNION ALL SELECT 'param', v FROM pk WHERE v IS NOT NULL "
-        f"UNION ALL SELECT entity_type, {key} FROM tag GROUP BY entity_type, {key}"
-    )
-    try:
-        rows = conn.execute(sa.text(sql)).all()
-    except sa.exc.DBAPIError:  # a database without recursive CTEs: read them plainly
-        conn.rollback()
-        rows = conn.execute(sa.text(
-            f"SELECT DISTINCT 'metric', {key} FROM metric_summary UNION ALL "
-            f"SELECT DISTINCT 'param', {key} FROM param UNION ALL "
-            f"SELECT DISTINCT entity_type, {key} FROM tag"
-        )).all()
-    metrics, params, tags = set(), set(), {}
-    for what, k in rows:
-        if what == "metric":
-            metrics.add(k)
-        elif what == "param":
-            params.add(k)
-        else:
-            tags.setdefault(what, set()).add(k)
-    return Catalog(
-        metrics=frozenset(metrics),
-        params=frozenset(params),
-        tags={k: frozenset(v) for k, v in tags.items()},
-    )
 
 
 # ---- bindings -------------------------------------------------------------------------------

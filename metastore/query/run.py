@@ -1,4 +1,9 @@
-"""Run a compiled query through SQLAlchemy and shape the rows into a Result."""
+"""A query's answer as a Result, and the stage that turns compiled SQL rows into one.
+
+Running the SQL is the backend's (`Backend.query`): the SQL backend compiles and
+executes it (`metastore.backends.sql_query`), the HTTP backend asks the server. Both
+hand back a `QueryAnswer`, which becomes the `Result` users see.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-
 from metastore import params as param_codec
 from metastore.query import ast
 from metastore.query.compile import Column, Compiled, compile_query
-from metastore.query.errors import QueryError, at, did_you_mean
+from metastore.query.errors import QueryError
 from metastore.query.parse import parse
-from metastore.query.resolve import load_catalog, read_catalog
+from metastore.records import QueryAnswer
 
 
 class Result:
@@ -28,19 +31,12 @@ class Result:
     `rows` hold Python values (datetimes stay datetimes); `to_dict()` is the JSON-safe
     form (times as ISO text) the CLI and the web server send."""
 
-    def __init__(self, columns: list[str], rows: list[dict[str, Any]], compiled: Compiled):
-        self.columns = columns
-        self.rows = rows
-        self._compiled = compiled
-
-    @property
-    def sql(self) -> str:
-        """The SQL that ran, with the values written in (quoted by sqlglot), for reading."""
-        return _inline_sql(self._compiled)
-
-    @property
-    def dialect(self) -> str:
-        return self._compiled.dialect
+    def __init__(self, answer: QueryAnswer):
+        self.columns = answer.columns
+        self.rows = answer.rows
+        #: The SQL that ran, with the values written in (quoted by sqlglot), for reading.
+        self.sql = answer.sql
+        self.dialect = answer.dialect
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
@@ -89,67 +85,29 @@ def jsonable(v: Any) -> Any:
     return v
 
 
-def compile_text(text: str, dialect: str = "sqlite", *, store=None, experiment: str | None = None) -> str:
-    """SQL text for a query. Without a store, names that are not attributes compile to a
-    lookup in metrics, then params, then tags; with one, they are resolved against its
-    catalog exactly as `store.query` does."""
+def compile_text(
+    text: str, dialect: str = "sqlite", *, catalog=None, experiment: str | None = None
+) -> str:
+    """SQL text for a query. Without a catalog, names that are not attributes compile to
+    a lookup in metrics, then params, then tags; with a store's catalog, they are resolved
+    exactly as its `query` does."""
     query = parse(text)
-    catalog = load_catalog(store) if store is not None else None
     kwargs = {"catalog": catalog} if catalog is not None else {}
     compiled = compile_query(query, dialect, experiment=experiment, inline=True, **kwargs)
     return compiled.sql()
 
 
-def execute(store, text: str, experiment: str | None = None) -> Result:
-    """Answer a query on a store (any SQLStore: SQLite, PostgreSQL, MySQL/MariaDB)."""
-    if not hasattr(store, "reader"):
-        from metastore.store import Store
-
-        if type(store).query is not Store.query:  # e.g. a remote store answers itself
-            return store.query(text, experiment=experiment)
-        raise QueryError(f"queries need a SQL store, not {type(store).__name__}")
-    if not isinstance(text, str):
-        raise QueryError(f"a query is text, not {type(text).__name__}")
-    with store.read() as s:
-        conn = s.connection()
-        if conn.execute(_RUNNING).first() is not None:
-            # a run still says running: mark it crashed first if its process is gone,
-            # so `status` is current (reconcile_crashed is the one place that decides)
-            s.rollback()  # end this read so the query sees what reconciling wrote
-            store.reconcile_crashed()
-            conn = s.connection()
-        if experiment is not None:
-            _check_experiment(conn, experiment)
-        catalog = read_catalog(conn)
-        compiled = _compile_cached(text, store.dialect, catalog, experiment)
-        if store.dialect == "sqlite":
-            _sqlite_functions(conn)
-        _check_refs(conn, compiled, text, experiment)
-        try:
-            raw = None
-            if compiled.shortcut is not None:
-                fast, needed = compiled.shortcut
-                raw = conn.execute(sa.text(fast), compiled.params).all()
-                if len(raw) < needed:
-                    raw = None
-            if raw is None:
-                raw = conn.execute(sa.text(compiled.sql()), compiled.params).all()
-        except sa.exc.DBAPIError as e:
-            raise QueryError(
-                f"the database rejected the query: {getattr(e, 'orig', e)}",
-                text=text,
-                suggestion="this is a bug in metastore if the query is valid; `--sql` shows the SQL",
-            ) from None
-    return Result(*shape(compiled.columns, raw), compiled)
+def execute(backend, text: str, experiment: str | None = None) -> Result:
+    """Answer a query on any backend."""
+    return Result(backend.query(text, experiment=experiment))
 
 
-_RUNNING = sa.text("SELECT 1 FROM run WHERE status = 'running' AND pid IS NOT NULL LIMIT 1")
 _CACHE: OrderedDict[tuple, Compiled] = OrderedDict()
 _CACHE_SIZE = 256
 _CACHE_LOCK = threading.Lock()
 
 
-def _compile_cached(text: str, dialect: str, catalog, experiment) -> Compiled:
+def compile_cached(text: str, dialect: str, catalog, experiment) -> Compiled:
     """Compiled queries are kept (keyed by text, dialect, scope and the catalog they were
     bound against), so a dashboard asking the same question again skips parse and compile."""
     key = (text, dialect, experiment, catalog.key())
@@ -226,57 +184,7 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _sqlite_functions(conn) -> None:
-    """SQLite has no REGEXP function of its own; give it Python's."""
-    raw = conn.connection.driver_connection
-    if getattr(raw, "_metastore_regexp", False):
-        return
-
-    def regexp(pattern, value):
-        if pattern is None or value is None:
-            return None
-        return re.search(pattern, str(value)) is not None
-
-    raw.create_function("regexp", 2, regexp, deterministic=True)
-    try:
-        raw._metastore_regexp = True
-    except AttributeError:
-        pass
-
-
-def _check_experiment(conn, name: str) -> None:
-    """A scope that names no experiment is a mistake, not an empty answer."""
-    names = [r[0] for r in conn.execute(_EXPERIMENTS)]
-    if name not in names:
-        raise QueryError(f"no experiment named {name!r}", suggestion=did_you_mean(name, names))
-
-
-_EXPERIMENTS = sa.text("SELECT name FROM experiment WHERE deleted_at IS NULL")
-
-
-def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> None:
-    """A lineage reference must name something, and a run number only one run."""
-    for ref, sql in compiled.ref_checks:
-        used = {k: v for k, v in compiled.params.items() if f":{k}" in sql}
-        count = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({sql}) AS x"), used).scalar()
-        if count == 1 or (count and ref.kind != "run"):
-            continue
-        if ref.kind == "run":
-            scope = f" in experiment {experiment!r}" if experiment else ""
-            if count == 0:
-                raise at(f"no run {ref.value}{scope}", text, ref.pos,
-                         "refer to a run by number, \"experiment#number\", id or name")
-            raise at(
-                f"run {ref.value} exists in {count} experiments", text, ref.pos,
-                f'say which: run "EXPERIMENT#{ref.value}", or scope the query with --experiment',
-            )
-        names = [r[0] for r in conn.execute(sa.text("SELECT name FROM asset WHERE kind = :k"), {"k": ref.kind})]
-        if ref.value in names:
-            raise at(f"{ref.kind}:{ref.value} has no version {ref.version}", text, ref.pos)
-        raise at(f"no {ref.kind} named {ref.value!r}", text, ref.pos, did_you_mean(str(ref.value), names))
-
-
-def _inline_sql(compiled: Compiled) -> str:
+def inline_sql(compiled: Compiled) -> str:
     sql = compiled.sql()
     if not compiled.params:
         return sql

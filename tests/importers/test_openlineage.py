@@ -249,7 +249,7 @@ def test_export_round_trip(demo_store, sqlite_store, tmp_path):
 
 
 def test_export_parent_failed_and_external_data(sqlite_store, tmp_path):
-    from metastore.store import MetricPoint, RunRecord
+    from metastore.records import MetricPoint, RunRecord
 
     data = tmp_path / "train.csv"
     data.write_text("a,b\n1,2\n")

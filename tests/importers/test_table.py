@@ -157,7 +157,7 @@ def test_a_run_the_store_refuses_is_skipped_alone(store, tmp_path):
 
 def test_bulk_create_runs_with_parents(store):
     from metastore.models import new_id
-    from metastore.store import MetricPoint, RunRecord
+    from metastore.records import MetricPoint, RunRecord
 
     parent_id = new_id()
     ids = store.create_runs(

@@ -348,7 +348,7 @@ def test_a_remote_run_whose_process_died_is_reported_crashed(live):
     import subprocess
     import sys
 
-    from metastore.store import RunRecord
+    from metastore.records import RunRecord
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

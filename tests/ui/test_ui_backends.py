@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from metastore.server.ui import mount_ui
 from metastore.server.ui import pages as ui_pages
-from metastore.store import MetricPoint, RunRecord
+from metastore.records import MetricPoint, RunRecord
 
 # Also through a metastore server: `metastore ui --store http://…` shows a team store.
 THROUGH_SERVER = True

@@ -1,0 +1,260 @@
+"""The store interface: the primitives every backend implements.
+
+A backend is one database (or one server) plus one blob store. The services above
+(tracking, handles, query, lineage, diff, audit, importers, exporters) and the API
+object `metastore.Store` speak only this interface, so a feature written once works on
+SQLite, PostgreSQL, MariaDB and through a metastore server alike. Nothing above this
+layer opens a database session or asks which backend it has.
+
+Primitives are small and many of them are bulk (`create_runs`, `log_metrics`,
+`read_runs`, `walk`): a server answers one request per call, so the interface is cut
+where a call is worth a round trip. Where a service needs SQL (a compiled query, a
+lineage walk), the interface carries the request and the backend executes it: the SQL
+backend compiles and runs it, the HTTP backend sends it to the server.
+
+Every write is one transaction: it fully happens or not at all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from metastore.models import (
+    Asset,
+    AssetVersion,
+    Experiment,
+    LineageEdge,
+    Metric,
+    MetricSummary,
+    Note,
+    Run,
+)
+from metastore.records import MetricPoint, QueryAnswer, RunRecord, RunView, Walk
+
+#: A lineage node: ("run", run id) or ("asset_version", version id).
+NodeKey = tuple[str, str]
+
+
+class Backend(ABC):
+    """One store's primitives. Open one with `metastore.backends.open_backend(url)`."""
+
+    #: The store's URL, without a password.
+    url: str
+    #: "sqlite", "postgresql", "mysql", or "remote" for a server.
+    dialect: str
+    #: Where content lives: put_bytes / put_file / put_directory / open / exists …
+    blobs: Any
+    #: A human description of where the blobs are (a folder, or a server's blob route).
+    blob_root: str
+    #: True when the backend refuses writes (a server with a read-only token).
+    read_only: bool = False
+
+    # -- experiments ----------------------------------------------------------------------
+    @abstractmethod
+    def experiments(self, include_deleted: bool = False) -> list[Experiment]: ...
+
+    @abstractmethod
+    def create_experiment(self, name: str, description: str | None = None) -> Experiment:
+        """Create an experiment (or restore a deleted one of that name); idempotent."""
+
+    @abstractmethod
+    def get_experiment(self, name: str) -> Experiment: ...
+
+    @abstractmethod
+    def delete_experiment(self, name: str) -> None:
+        """Soft-delete an experiment and its runs; `purge` removes them for good."""
+
+    @abstractmethod
+    def experiment_name(self, experiment_id: int) -> str: ...
+
+    @abstractmethod
+    def run_counts(self) -> dict[str, int]:
+        """Live runs per experiment name."""
+
+    # -- runs -----------------------------------------------------------------------------
+    @abstractmethod
+    def create_runs(self, records: Sequence[RunRecord]) -> list[str]:
+        """Create many runs with all their values in one transaction; their ids. A record
+        may name as parent a run earlier in the same list (give both an `id`)."""
+
+    @abstractmethod
+    def runs_by_source(self, source: str, source_ids: Iterable[str]) -> dict[str, str]:
+        """source id → run id for the runs imported from `source` among `source_ids`."""
+
+    @abstractmethod
+    def list_runs(
+        self, experiment: str | None = None, status: str | None = None,
+        include_deleted: bool = False,
+    ) -> list[Run]: ...
+
+    @abstractmethod
+    def read_runs(
+        self, experiment: str | None = None, run_ids: Sequence[str] | None = None,
+        include_deleted: bool = False,
+    ) -> list[RunView]:
+        """Many runs with their params, last metric values, tags, inputs and outputs, in
+        one call (not a call per run): listings, table exports and the audit use it."""
+
+    @abstractmethod
+    def dump_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Whole runs as they were written (every metric point, notes, context, number):
+        what exports carry out and imports write back."""
+
+    @abstractmethod
+    def resolve_run(self, ref: str | int, experiment: str | None = None) -> Run:
+        """A run by id, by number (`4` within `experiment` or the only experiment that
+        has one, or `"diabetes#4"`), or by name."""
+
+    @abstractmethod
+    def set_run_status(self, run_id: str, status: str, ended: datetime | None = None) -> None: ...
+
+    @abstractmethod
+    def heartbeat(self, run_id: str) -> None: ...
+
+    @abstractmethod
+    def reconcile_crashed(self) -> int:
+        """Mark running runs whose process is gone as crashed; how many were."""
+
+    @abstractmethod
+    def delete_run(self, ref: str | int, experiment: str | None = None) -> None: ...
+
+    @abstractmethod
+    def restore_run(self, run_id: str) -> None: ...
+
+    # -- params, metrics, tags, notes -----------------------------------------------------
+    @abstractmethod
+    def log_params(self, run_id: str, values: Mapping[str, Any]) -> None: ...
+
+    @abstractmethod
+    def log_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        """Append many points (any keys, any steps) in one transaction."""
+
+    @abstractmethod
+    def set_tags(self, entity_type: str, entity_id: str, tags: Mapping[str, Any]) -> None: ...
+
+    @abstractmethod
+    def add_note(
+        self, run_id: str, text: str, kind: str = "note", author: str | None = None
+    ) -> Note: ...
+
+    @abstractmethod
+    def get_params(self, run_id: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def get_metric_summaries(self, run_id: str) -> dict[str, MetricSummary]: ...
+
+    @abstractmethod
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    @abstractmethod
+    def get_tags(self, entity_type: str, entity_id: str) -> dict[str, str | None]: ...
+
+    @abstractmethod
+    def get_notes(self, run_id: str) -> list[Note]: ...
+
+    # -- assets and lineage edges ---------------------------------------------------------
+    @abstractmethod
+    def put_asset(
+        self, kind: str, name: str, content=None, *, uri: str | None = None,
+        digest: str | None = None, size: int | None = None, media_type: str | None = None,
+        meta: Mapping[str, Any] | None = None, run_id: str | None = None,
+        relation: str | None = None, role: str | None = None,
+        derived_from: Sequence[str] = (), copy: bool = True,
+    ) -> tuple[Asset, AssetVersion]:
+        """Store content (a file or directory path, or bytes) as a version of the asset
+        kind/name, or register external content by `uri` and `digest`. With `run_id` and
+        `relation` ("used" or "produced") the run is linked to it."""
+
+    @abstractmethod
+    def add_edge(
+        self, src_type: str, src_id: str, dst_type: str, dst_id: str, relation: str,
+        role: str | None = None,
+    ) -> LineageEdge:
+        """Record that data flowed src → dst; refuses an edge that closes a cycle through
+        derived_from edges; adding an existing edge is a no-op."""
+
+    @abstractmethod
+    def list_assets(self, kind: str | None = None) -> list[Asset]: ...
+
+    @abstractmethod
+    def get_asset_version(
+        self, kind: str, name: str, version: int | None = None
+    ) -> tuple[Asset, AssetVersion]: ...
+
+    @abstractmethod
+    def get_version_by_id(self, version_id: str) -> tuple[Asset, AssetVersion]: ...
+
+    @abstractmethod
+    def list_versions(self, kind: str, name: str) -> list[tuple[Asset, AssetVersion]]: ...
+
+    @abstractmethod
+    def run_assets(
+        self, run_id: str, direction: str
+    ) -> list[tuple[Asset, AssetVersion, str | None]]:
+        """The versions a run used (direction "inputs") or produced ("outputs")."""
+
+    @abstractmethod
+    def list_edges(self, run_ids: Sequence[str] | None = None) -> list[LineageEdge]:
+        """Every edge (None), or the edges touching the given runs and the
+        derived_from edges among the versions those touch."""
+
+    @abstractmethod
+    def open_blob(self, digest: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def cache_dir(self) -> Path:
+        """Where content copied out of the blob store is put (`VersionHandle.path()`)."""
+
+    # -- questions ------------------------------------------------------------------------
+    @abstractmethod
+    def query(self, text: str, experiment: str | None = None) -> QueryAnswer:
+        """Answer a query in the query language (compiled and run by the database)."""
+
+    @abstractmethod
+    def compile_query(self, text: str, experiment: str | None = None) -> str:
+        """The SQL `query` would run, names resolved against this store."""
+
+    @abstractmethod
+    def walk(
+        self, starts: Sequence[NodeKey], direction: str, depth: int | None = None
+    ) -> Walk:
+        """The lineage edges within `depth` hops of `starts` going "upstream" or
+        "downstream", and the attributes of every node they touch (soft-deleted runs
+        left out). Depth 0 reaches nothing."""
+
+    # -- maintenance ----------------------------------------------------------------------
+    @abstractmethod
+    def purge(self) -> dict[str, int]:
+        """Remove soft-deleted runs and experiments for good, then the versions only they
+        produced and nothing references, then unreferenced blobs."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    # -- built on the primitives ----------------------------------------------------------
+    def create_run(self, record: RunRecord) -> Run:
+        [run_id] = self.create_runs([record])
+        return self.resolve_run(run_id)
+
+    def find_run_by_source(self, source: str, source_id: str) -> Run | None:
+        run_id = self.runs_by_source(source, [source_id]).get(source_id)
+        return None if run_id is None else self.resolve_run(run_id)
+
+    def link_run_asset(self, run_id: str, version_id: str, relation: str, role=None) -> None:
+        """Record that a run used or produced an existing asset version."""
+        from metastore.errors import InvalidValue
+
+        if relation == "used":
+            self.add_edge("asset_version", version_id, "run", run_id, "used", role)
+        elif relation == "produced":
+            self.add_edge("run", run_id, "asset_version", version_id, "produced", role)
+        else:
+            raise InvalidValue("relation of a run to an asset is 'used' or 'produced'")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

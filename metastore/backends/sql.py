@@ -1,0 +1,1105 @@
+"""The SQL backend: SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy.
+
+Implements `metastore.backends.base.Backend`. It is the only module (with its
+`sql_*` companions) that opens database sessions: the services above reach the
+database through the interface, and the query compiler and lineage walk hand it
+statements to run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, col, delete, select
+
+from metastore import database, params
+from metastore.backends import sql_lineage, sql_query
+from metastore.backends.base import Backend, NodeKey
+from metastore.backends.content import prepare_content
+from metastore.blobs import DIR_MEDIA_TYPE, BlobStore
+from metastore.errors import Ambiguous, Conflict, InvalidValue, NotFound
+from metastore.models import (
+    RELATIONS,
+    RUN_STATUSES,
+    Asset,
+    AssetVersion,
+    Experiment,
+    LineageEdge,
+    Metric,
+    MetricSummary,
+    Note,
+    Param,
+    Project,
+    Run,
+    Tag,
+    utcnow,
+)
+from metastore.records import (
+    MetricPoint,
+    NoteRecord,
+    QueryAnswer,
+    RunRecord,
+    RunView,
+    VersionLink,
+    Walk,
+    validate_key,
+    validate_metric_value,
+)
+
+DEFAULT_PROJECT = "default"
+STALE_AFTER = timedelta(minutes=5)
+
+
+class SQLBackend(Backend):
+    """A store on a SQL database (SQLite, PostgreSQL, MySQL/MariaDB)."""
+
+    def __init__(self, url: str, blobs: str | os.PathLike, *, create: bool = True):
+        self.sa_url = database.normalize_url(url)
+        self.url = database.safe_url(self.sa_url)
+        self.dialect = self.sa_url.get_backend_name()
+        self.reader, self.writer = database.create_engines(self.sa_url)
+        database.check_reachable(self.reader)
+        if create:
+            database.migrate(self.writer)
+        self.blobs = BlobStore(blobs)
+        self.blob_root = str(blobs)
+        self._host = socket.gethostname()
+
+    def close(self) -> None:
+        self.reader.dispose()
+        if self.writer is not self.reader:
+            self.writer.dispose()
+
+    def __repr__(self) -> str:
+        return f"SQLBackend({self.url!r}, blobs={self.blob_root!r})"
+
+    # -- sessions -----------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.reader, expire_on_commit=False) as s:
+            yield s
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction, retried when the database reports a transient lock or
+        a race on a unique key (e.g. two processes creating the same experiment)."""
+        with Session(self.writer, expire_on_commit=False) as s:
+            with s.begin():
+                yield s
+
+    def transact(self, fn, retries: int = 8):
+        """Run fn(session) in a write transaction, retrying transient conflicts."""
+        last: Exception | None = None
+        for _attempt in range(retries):
+            try:
+                with self.write() as s:
+                    return fn(s)
+            except (IntegrityError, OperationalError) as e:
+                if not _transient(e):
+                    raise
+                last = e
+        assert last is not None
+        raise last
+
+    # -- projects and experiments --------------------------------------------------------
+    def _project(self, s: Session, name: str = DEFAULT_PROJECT) -> Project:
+        project = s.exec(select(Project).where(Project.name == name)).first()
+        if project is None:
+            project = Project(name=name)
+            s.add(project)
+            s.flush()
+        return project
+
+    def _experiment(self, s: Session, name: str, create: bool = False) -> Experiment:
+        exp = s.exec(select(Experiment).where(Experiment.name == name)).first()
+        if exp is None or exp.deleted_at is not None:
+            if not create:
+                raise NotFound(
+                    f"no experiment named {name!r}",
+                    hint=_suggest(name, self._experiment_names(s)),
+                )
+            if exp is not None:  # re-using the name of a deleted experiment restores it
+                exp.deleted_at = None
+            else:
+                exp = Experiment(project_id=self._project(s).id, name=name)
+                s.add(exp)
+            s.flush()
+        return exp
+
+    def _experiment_names(self, s: Session) -> list[str]:
+        rows = s.exec(select(Experiment.name).where(col(Experiment.deleted_at).is_(None)))
+        return list(rows)
+
+    def create_experiment(self, name: str, description: str | None = None) -> Experiment:
+        validate_key(name, "experiment")
+
+        def go(s):
+            exp = self._experiment(s, name, create=True)
+            if description is not None:
+                exp.description = description
+            return exp
+
+        return self.transact(go)
+
+    def experiments(self, include_deleted: bool = False) -> list[Experiment]:
+        with self.read() as s:
+            q = select(Experiment).order_by(Experiment.id)
+            if not include_deleted:
+                q = q.where(col(Experiment.deleted_at).is_(None))
+            return list(s.exec(q))
+
+    def get_experiment(self, name: str) -> Experiment:
+        with self.read() as s:
+            return self._experiment(s, name)
+
+    def delete_experiment(self, name: str) -> None:
+        """Soft-delete an experiment and its runs; `purge` removes them for good."""
+
+        def go(s):
+            exp = self._experiment(s, name)
+            now = utcnow()
+            exp.deleted_at = now
+            s.execute(
+                sa.update(Run)
+                .where(Run.experiment_id == exp.id, col(Run.deleted_at).is_(None))
+                .values(deleted_at=now)
+            )
+
+        self.transact(go)
+
+    # -- runs ----------------------------------------------------------------------------
+    def create_runs(self, records: Sequence[RunRecord]) -> list[str]:
+        """Create many runs in one transaction: all of them or none; returns their ids.
+
+        The bulk form of `create_run` for importers (one transaction and a few
+        multi-row INSERTs instead of a round trip per value). A record may name as
+        parent a run earlier in the same list (give both an `id`). On failure nothing
+        is written; write the records one by one with `create_run` to find the bad one.
+        """
+        from metastore.models import new_id
+
+        prepared = []
+        for record in records:
+            validate_key(record.experiment, "experiment")
+            if record.status not in RUN_STATUSES:
+                raise InvalidValue(f"run status must be one of {', '.join(RUN_STATUSES)}")
+            prepared.append(
+                (
+                    record,
+                    record.id or new_id(),
+                    params.encode_all(record.params, validate_key),
+                    [
+                        (validate_key(p.key, "metric"), validate_metric_value(p.key, p.value), p)
+                        for p in record.metrics
+                    ],
+                    {validate_key(k, "tag"): _tag_value(v) for k, v in record.tags.items()},
+                )
+            )
+        if not prepared:
+            return []
+
+        def go(s: Session) -> list[str]:
+            per_exp: dict[str, int] = {}
+            for record, *_ in prepared:
+                per_exp[record.experiment] = per_exp.get(record.experiment, 0) + 1
+            next_number: dict[str, int] = {}
+            exp_ids: dict[str, int] = {}
+            for name, n in per_exp.items():
+                exp = self._experiment(s, name, create=True)
+                s.execute(
+                    sa.update(Experiment)
+                    .where(Experiment.id == exp.id)
+                    .values(last_number=Experiment.last_number + n)
+                )
+                last = s.execute(
+                    sa.select(Experiment.last_number).where(Experiment.id == exp.id)
+                ).scalar_one()
+                next_number[name] = last - n + 1
+                exp_ids[name] = exp.id
+            version_ids = {
+                av_id for record, *_ in prepared for av_id, _ in (*record.inputs, *record.outputs)
+            }
+            found = set()
+            for chunk in _chunks(sorted(version_ids), 500):
+                found.update(s.exec(select(AssetVersion.id).where(col(AssetVersion.id).in_(chunk))))
+            if version_ids - found:
+                raise NotFound(f"no asset version with id {sorted(version_ids - found)[0]}")
+            now = utcnow()
+            runs, param_rows, metric_rows, summary_rows, tag_rows, note_rows, edges = (
+                [], [], [], [], [], [], {}
+            )
+            created_by = []
+            for record, run_id, encoded, points, tags in prepared:
+                number = next_number[record.experiment]
+                next_number[record.experiment] += 1
+                running = record.status == "running"
+                runs.append(
+                    {
+                        "id": run_id,
+                        "experiment_id": exp_ids[record.experiment],
+                        "number": number,
+                        "name": record.name,
+                        "parent_id": record.parent_id,
+                        "status": record.status,
+                        "started": record.started or now,
+                        "ended": record.ended,
+                        "user": record.user,
+                        # Always recorded for a running run, capture or not: they are
+                        # how a killed process is told apart from a run still going.
+                        "host": record.host or (self._host if running else None),
+                        "pid": (record.pid or os.getpid()) if running else None,
+                        "heartbeat": now if running else None,
+                        "git_commit": record.git_commit,
+                        "git_branch": record.git_branch,
+                        "git_dirty": record.git_dirty,
+                        "command": record.command,
+                        "context": json.dumps(record.context, sort_keys=True)
+                        if record.context
+                        else None,
+                        "source": record.source,
+                        "source_id": record.source_id,
+                        "deleted_at": None,
+                    }
+                )
+                for key, (ptype, num, text) in encoded.items():
+                    param_rows.append(
+                        {"run_id": run_id, "key": key, "type": ptype, "num": num, "text": text}
+                    )
+                summaries: dict[str, MetricSummary] = {}
+                metric_rows.extend(_fold_metrics(run_id, points, summaries, now))
+                summary_rows.extend(m.model_dump() for m in summaries.values())
+                for k, v in tags.items():
+                    tag_rows.append({"entity_type": "run", "entity_id": run_id, "key": k, "value": v})
+                for note in record.notes:
+                    note_rows.append(
+                        {
+                            "run_id": run_id,
+                            "time": note.time or now,
+                            "kind": note.kind or "note",
+                            "author": note.author,
+                            "text": note.text,
+                        }
+                    )
+                for av_id, role in record.inputs:
+                    edges.setdefault(
+                        ("asset_version", av_id, "run", run_id, "used"), role
+                    )
+                for av_id, role in record.outputs:
+                    edges.setdefault(("run", run_id, "asset_version", av_id, "produced"), role)
+                    created_by.append({"av": av_id, "run": run_id})
+            s.execute(sa.insert(Run), runs)
+            for model, rows in (
+                (Param, param_rows),
+                (Metric, metric_rows),
+                (MetricSummary, summary_rows),
+                (Tag, tag_rows),
+                (Note, note_rows),
+            ):
+                if rows:
+                    s.execute(sa.insert(model), rows)
+            if edges:
+                s.execute(
+                    sa.insert(LineageEdge),
+                    [
+                        {
+                            "src_type": st, "src_id": si, "dst_type": dt, "dst_id": di,
+                            "relation": rel, "role": role, "created": now,
+                        }
+                        for (st, si, dt, di, rel), role in edges.items()
+                    ],
+                )
+            for row in created_by:
+                s.execute(
+                    sa.update(AssetVersion)
+                    .where(AssetVersion.id == row["av"], col(AssetVersion.created_by).is_(None))
+                    .values(created_by=row["run"])
+                )
+            return [run_id for _, run_id, *_ in prepared]
+
+        return self.transact(go)
+
+    def runs_by_source(self, source: str, source_ids: Iterable[str]) -> dict[str, str]:
+        """source id → run id for the runs imported from `source` among `source_ids`
+        (the bulk form of `find_run_by_source`, for importers)."""
+        wanted = sorted(set(source_ids))
+        found: dict[str, str] = {}
+        with self.read() as s:
+            for chunk in _chunks(wanted, 500):
+                rows = s.execute(
+                    sa.select(Run.source_id, Run.id).where(
+                        Run.source == source, col(Run.source_id).in_(chunk)
+                    )
+                )
+                found.update({sid: rid for sid, rid in rows})
+        return found
+
+    def list_runs(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        include_deleted: bool = False,
+    ) -> list[Run]:
+        self.reconcile_crashed()
+        with self.read() as s:
+            q = select(Run).order_by(Run.experiment_id, Run.number)
+            if experiment is not None:
+                q = q.where(Run.experiment_id == self._experiment(s, experiment).id)
+            if status is not None:
+                q = q.where(Run.status == status)
+            if not include_deleted:
+                q = q.where(col(Run.deleted_at).is_(None))
+            return list(s.exec(q))
+
+    def run_counts(self) -> dict[str, int]:
+        with self.read() as s:
+            rows = s.execute(
+                sa.select(Experiment.name, sa.func.count(Run.id))
+                .join(Run, Run.experiment_id == Experiment.id)
+                .where(col(Run.deleted_at).is_(None), col(Experiment.deleted_at).is_(None))
+                .group_by(Experiment.name)
+            )
+            return {name: n for name, n in rows}
+
+    def read_runs(
+        self, experiment: str | None = None, run_ids: Sequence[str] | None = None,
+        include_deleted: bool = False,
+    ) -> list[RunView]:
+        self.reconcile_crashed()
+        with self.read() as s:
+            q = sa.select(Run, Experiment.name).join(Experiment, Experiment.id == Run.experiment_id)
+            if experiment is not None:
+                q = q.where(Run.experiment_id == self._experiment(s, experiment).id)
+            if not include_deleted:
+                q = q.where(col(Run.deleted_at).is_(None), col(Experiment.deleted_at).is_(None))
+            if run_ids is not None:
+                wanted = list(dict.fromkeys(run_ids))
+                rows = []
+                for chunk in _chunks(wanted, 500):
+                    rows.extend(s.execute(q.where(col(Run.id).in_(chunk))))
+                order = {r: i for i, r in enumerate(wanted)}
+                rows.sort(key=lambda row: order[row[0].id])
+            else:
+                rows = list(s.execute(q.order_by(Run.experiment_id, Run.number)))
+            views = {
+                r.id: RunView.model_validate({**r.model_dump(), "experiment": exp})
+                for r, exp in rows
+            }
+            ids = list(views)
+            for chunk in _chunks(ids, 500):
+                for p in s.exec(select(Param).where(col(Param.run_id).in_(chunk)).order_by(Param.key)):
+                    views[p.run_id].params[p.key] = params.decode(p.type, p.num, p.text)
+                for m in s.exec(
+                    select(MetricSummary).where(col(MetricSummary.run_id).in_(chunk))
+                    .order_by(MetricSummary.key)
+                ):
+                    views[m.run_id].metrics[m.key] = m.last
+                for t in s.exec(
+                    select(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(chunk))
+                    .order_by(Tag.key)
+                ):
+                    views[t.entity_id].tags[t.key] = t.value
+                noted = sa.select(Note.run_id).where(col(Note.run_id).in_(chunk), Note.kind == "note")
+                for (run_id,) in s.execute(noted.distinct()):
+                    views[run_id].has_note = True
+                for direction in ("inputs", "outputs"):
+                    run_end, version_end = ("dst", "src") if direction == "inputs" else ("src", "dst")
+                    e = LineageEdge.__table__.c
+                    links = (
+                        sa.select(e[f"{run_end}_id"], AssetVersion.id, Asset.kind, Asset.name,
+                                  AssetVersion.version, AssetVersion.digest, e.role)
+                        .join(AssetVersion, AssetVersion.id == e[f"{version_end}_id"])
+                        .join(Asset, Asset.id == AssetVersion.asset_id)
+                        .where(e[f"{run_end}_type"] == "run", e[f"{run_end}_id"].in_(chunk),
+                               e[f"{version_end}_type"] == "asset_version")
+                        .order_by(Asset.kind, Asset.name, AssetVersion.version)
+                    )
+                    for run_id, vid, kind, name, version, digest, role in s.execute(links):
+                        getattr(views[run_id], direction).append(VersionLink(
+                            id=vid, kind=kind, name=name, version=version, digest=digest, role=role,
+                        ))
+            return list(views.values())
+
+    def dump_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Whole runs as written (every metric point, notes, context), for exports."""
+        out: dict[str, RunRecord] = {}
+        with self.read() as s:
+            for chunk in _chunks(list(dict.fromkeys(run_ids)), 500):
+                rows = s.execute(
+                    sa.select(Run, Experiment.name)
+                    .join(Experiment, Experiment.id == Run.experiment_id)
+                    .where(col(Run.id).in_(chunk))
+                )
+                for r, exp in rows:
+                    fields = r.model_dump(exclude={"context", "experiment_id", "heartbeat",
+                                                   "deleted_at", "pid", "number"})
+                    out[r.id] = RunRecord(
+                        **fields, experiment=exp, number=r.number,
+                        context=json.loads(r.context) if r.context else None,
+                    )
+                for p in s.exec(select(Param).where(col(Param.run_id).in_(chunk)).order_by(Param.key)):
+                    out[p.run_id].params[p.key] = params.decode(p.type, p.num, p.text)
+                for m in s.exec(
+                    select(Metric).where(col(Metric.run_id).in_(chunk))
+                    .order_by(Metric.run_id, Metric.key, Metric.step, Metric.timestamp, Metric.id)
+                ):
+                    out[m.run_id].metrics.append(
+                        MetricPoint(key=m.key, value=m.value, step=m.step, timestamp=m.timestamp)
+                    )
+                for n in s.exec(
+                    select(Note).where(col(Note.run_id).in_(chunk)).order_by(Note.time, Note.id)
+                ):
+                    out[n.run_id].notes.append(
+                        NoteRecord(text=n.text, kind=n.kind, author=n.author, time=n.time)
+                    )
+                for t in s.exec(
+                    select(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(chunk))
+                    .order_by(Tag.key)
+                ):
+                    out[t.entity_id].tags[t.key] = t.value
+        return [out[i] for i in run_ids if i in out]
+
+    def resolve_run(self, ref: str | int, experiment: str | None = None) -> Run:
+        self.reconcile_crashed()
+        with self.read() as s:
+            return self._resolve_run(s, ref, experiment)
+
+    def _resolve_run(self, s: Session, ref: str | int, experiment: str | None = None) -> Run:
+        text = str(ref).strip()
+        if "#" in text:
+            experiment, _, text = text.rpartition("#")
+        live = col(Run.deleted_at).is_(None)
+        if text.isdigit():
+            q = select(Run).where(Run.number == int(text), live)
+            if experiment is not None:
+                q = q.where(Run.experiment_id == self._experiment(s, experiment).id)
+            found = list(s.exec(q))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                names = sorted(self._experiment_name(s, r.experiment_id) for r in found)
+                raise Ambiguous(
+                    f"run {text} exists in several experiments: {', '.join(names)}",
+                    hint=f"say which, e.g. {names[0]}#{text}",
+                )
+            where = f" in experiment {experiment!r}" if experiment else ""
+            raise NotFound(f"no run number {text}{where}")
+        run = s.get(Run, text.upper()) if len(text) == 26 else None
+        if run is not None and run.deleted_at is None:
+            return run
+        q = select(Run).where(Run.name == text, live)
+        if experiment is not None:
+            q = q.where(Run.experiment_id == self._experiment(s, experiment).id)
+        found = list(s.exec(q.order_by(Run.started)))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            refs = [f"{self._experiment_name(s, r.experiment_id)}#{r.number}" for r in found]
+            raise Ambiguous(
+                f"{len(found)} runs are named {text!r}: {', '.join(refs[:6])}",
+                hint="refer to one by experiment#number or id",
+            )
+        names = list(s.exec(select(Run.name).where(live, col(Run.name).is_not(None))))
+        raise NotFound(f"no run {text!r} (by id, number or name)", hint=_suggest(text, names))
+
+    def _experiment_name(self, s: Session, experiment_id: int) -> str:
+        exp = s.get(Experiment, experiment_id)
+        if exp is None:
+            raise NotFound(f"no experiment with id {experiment_id}")
+        return exp.name
+
+    def experiment_name(self, experiment_id: int) -> str:
+        with self.read() as s:
+            return self._experiment_name(s, experiment_id)
+
+    def set_run_status(self, run_id: str, status: str, ended: datetime | None = None) -> None:
+        if status not in RUN_STATUSES:
+            raise InvalidValue(f"run status must be one of {', '.join(RUN_STATUSES)}")
+
+        def go(s):
+            run = self._run(s, run_id)
+            run.status = status
+            run.ended = None if status == "running" else (ended or utcnow())
+            s.add(run)
+
+        self.transact(go)
+
+    def heartbeat(self, run_id: str) -> None:
+        self.transact(
+            lambda s: s.execute(
+                sa.update(Run)
+                .where(Run.id == run_id, Run.status == "running")
+                .values(heartbeat=utcnow())
+            )
+        )
+
+    def reconcile_crashed(self) -> int:
+        """Mark running runs whose process is gone as crashed: on this host when the
+        recorded pid no longer exists, anywhere when the heartbeat is stale."""
+        with self.read() as s:
+            running = list(
+                s.exec(select(Run).where(Run.status == "running", col(Run.pid).is_not(None)))
+            )
+        stale_before = utcnow() - STALE_AFTER
+        gone = [
+            r
+            for r in running
+            if (r.host == self._host and not _pid_alive(r.pid))
+            or (r.heartbeat is not None and r.heartbeat < stale_before)
+        ]
+        if not gone:
+            return 0
+
+        def go(s):
+            for r in gone:
+                s.execute(
+                    sa.update(Run)
+                    .where(Run.id == r.id, Run.status == "running")
+                    .values(status="crashed", ended=r.heartbeat or r.started)
+                )
+                s.add(
+                    Note(
+                        run_id=r.id,
+                        kind="event",
+                        author="metastore",
+                        text=f"process {r.pid} on {r.host} stopped without ending the run",
+                    )
+                )
+
+        self.transact(go)
+        return len(gone)
+
+    def _run(self, s: Session, run_id: str) -> Run:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"no run with id {run_id}")
+        return run
+
+    def delete_run(self, ref: str | int, experiment: str | None = None) -> None:
+        """Soft-delete a run: hidden everywhere until restored; `purge` removes it."""
+
+        def go(s):
+            run = self._resolve_run(s, ref, experiment)
+            run.deleted_at = utcnow()
+            s.add(run)
+
+        self.transact(go)
+
+    def restore_run(self, run_id: str) -> None:
+        def go(s):
+            run = self._run(s, run_id)
+            run.deleted_at = None
+            s.add(run)
+
+        self.transact(go)
+
+    # -- params, metrics, tags, notes ----------------------------------------------------
+    def log_params(self, run_id: str, values: Mapping[str, Any]) -> None:
+        rows = params.encode_all(values, validate_key)
+
+        def go(s):
+            existing = {
+                p.key: p
+                for p in s.exec(
+                    select(Param).where(Param.run_id == run_id, col(Param.key).in_(list(rows)))
+                )
+            }
+            for key, (ptype, num, text) in rows.items():
+                old = existing.get(key)
+                if old is not None:
+                    if (old.type, old.text) != (ptype, text):
+                        raise Conflict(
+                            f"param {key!r} is already {params.decode(old.type, old.num, old.text)!r}"
+                            f" on this run; params do not change within a run",
+                            hint="log the changed value as a new run, or as a metric",
+                        )
+                    continue
+                s.add(Param(run_id=run_id, key=key, type=ptype, num=num, text=text))
+
+        self.transact(go)
+
+    def log_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        checked = [
+            (validate_key(p.key, "metric"), validate_metric_value(p.key, p.value), p)
+            for p in points
+        ]
+        self.transact(lambda s: self._add_metrics(s, run_id, checked))
+
+    def _add_metrics(self, s: Session, run_id: str, points) -> None:
+        if not points:
+            return
+        keys = sorted({k for k, _, _ in points})
+        summaries = {
+            m.key: m
+            for m in s.exec(
+                select(MetricSummary).where(
+                    MetricSummary.run_id == run_id, col(MetricSummary.key).in_(keys)
+                )
+            )
+        }
+        rows = _fold_metrics(run_id, points, summaries, utcnow())
+        s.add_all(summaries.values())
+        s.execute(sa.insert(Metric), rows)
+
+    def set_tags(self, entity_type: str, entity_id: str, tags: Mapping[str, Any]) -> None:
+        for k in tags:
+            validate_key(k, "tag")
+
+        def go(s):
+            for k, v in tags.items():
+                tag = s.get(Tag, (entity_type, str(entity_id), k))
+                if tag is None:
+                    tag = Tag(entity_type=entity_type, entity_id=str(entity_id), key=k)
+                tag.value = _tag_value(v)
+                s.add(tag)
+
+        self.transact(go)
+
+    def add_note(
+        self, run_id: str, text: str, kind: str = "note", author: str | None = None
+    ) -> Note:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidValue("a note needs some text")
+
+        def go(s):
+            self._run(s, run_id)
+            note = Note(run_id=run_id, text=text, kind=kind, author=author)
+            s.add(note)
+            return note
+
+        return self.transact(go)
+
+    def get_params(self, run_id: str) -> dict[str, Any]:
+        with self.read() as s:
+            rows = s.exec(select(Param).where(Param.run_id == run_id).order_by(Param.key))
+            return {p.key: params.decode(p.type, p.num, p.text) for p in rows}
+
+    def get_metric_summaries(self, run_id: str) -> dict[str, MetricSummary]:
+        with self.read() as s:
+            rows = s.exec(
+                select(MetricSummary)
+                .where(MetricSummary.run_id == run_id)
+                .order_by(MetricSummary.key)
+            )
+            return {m.key: m for m in rows}
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        with self.read() as s:
+            return list(
+                s.exec(
+                    select(Metric)
+                    .where(Metric.run_id == run_id, Metric.key == key)
+                    .order_by(Metric.step, Metric.timestamp, Metric.id)
+                )
+            )
+
+    def get_tags(self, entity_type: str, entity_id: str) -> dict[str, str | None]:
+        with self.read() as s:
+            rows = s.exec(
+                select(Tag)
+                .where(Tag.entity_type == entity_type, Tag.entity_id == str(entity_id))
+                .order_by(Tag.key)
+            )
+            return {t.key: t.value for t in rows}
+
+    def get_notes(self, run_id: str) -> list[Note]:
+        with self.read() as s:
+            return list(
+                s.exec(select(Note).where(Note.run_id == run_id).order_by(Note.time, Note.id))
+            )
+
+    # -- assets --------------------------------------------------------------------------
+    def put_asset(
+        self,
+        kind: str,
+        name: str,
+        content: str | os.PathLike | bytes | None = None,
+        *,
+        uri: str | None = None,
+        digest: str | None = None,
+        size: int | None = None,
+        media_type: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        relation: str | None = None,
+        role: str | None = None,
+        derived_from: Sequence[str] = (),
+        copy: bool = True,
+    ) -> tuple[Asset, AssetVersion]:
+        """Store content (a file or directory path, or bytes) as a version of the asset
+        kind/name, or register external content by `uri` and `digest` without its bytes.
+        With `run_id` and `relation` ("used" or "produced") the run is linked to it."""
+        digest, size, uri, media_type, meta = prepare_content(
+            self.blobs, kind, name, content, uri=uri, digest=digest, size=size,
+            media_type=media_type, meta=meta, relation=relation, copy=copy,
+        )
+
+        def go(s):
+            asset = s.exec(
+                select(Asset).where(Asset.kind == kind, Asset.name == name)
+            ).first()
+            if asset is None:
+                asset = Asset(project_id=self._project(s).id, kind=kind, name=name)
+                s.add(asset)
+                s.flush()
+            else:
+                _lock(s, Asset, asset.id)
+            av = s.exec(
+                select(AssetVersion).where(
+                    AssetVersion.asset_id == asset.id, AssetVersion.digest == digest
+                )
+            ).first()
+            if av is None:
+                latest = s.execute(
+                    sa.select(sa.func.max(AssetVersion.version)).where(
+                        AssetVersion.asset_id == asset.id
+                    )
+                ).scalar()
+                av = AssetVersion(
+                    asset_id=asset.id,
+                    version=(latest or 0) + 1,
+                    digest=digest,
+                    size=size,
+                    uri=uri,
+                    media_type=media_type,
+                    meta=json.dumps(meta, sort_keys=True, default=str) if meta else None,
+                    created_by=run_id if relation == "produced" else None,
+                )
+                s.add(av)
+                s.flush()
+            if run_id is not None and relation == "used":
+                self._add_edge(s, "asset_version", av.id, "run", run_id, "used", role)
+            elif run_id is not None and relation == "produced":
+                self._add_edge(s, "run", run_id, "asset_version", av.id, "produced", role)
+            for up in derived_from:
+                if up == av.id:  # unchanged content "derived from itself": nothing to record
+                    continue
+                self._add_edge(s, "asset_version", up, "asset_version", av.id, "derived_from", role)
+            return asset, av
+
+        return self.transact(go)
+
+    def add_edge(
+        self, src_type: str, src_id: str, dst_type: str, dst_id: str, relation: str, role=None
+    ) -> LineageEdge:
+        return self.transact(
+            lambda s: self._add_edge(
+                s, src_type, src_id, dst_type, dst_id, relation, role, check_cycle=True
+            )
+        )
+
+    def _add_edge(
+        self, s, src_type, src_id, dst_type, dst_id, relation, role, check_cycle=False
+    ) -> LineageEdge:
+        """Edges a run records as it goes (used, produced) cannot close a cycle through
+        versions alone, so only derived_from edges and edges added after the fact are
+        checked: a recursive walk per edge is not paid inside a training loop."""
+        if relation not in RELATIONS:
+            raise InvalidValue(f"relation must be one of {', '.join(RELATIONS)}")
+        for t, i in ((src_type, src_id), (dst_type, dst_id)):
+            model = Run if t == "run" else AssetVersion if t == "asset_version" else None
+            if model is None:
+                raise InvalidValue(f"lineage ends are runs or asset versions, not {t!r}")
+            if s.get(model, i) is None:
+                raise NotFound(f"no {t.replace('_', ' ')} with id {i}")
+        edge = s.exec(
+            select(LineageEdge).where(
+                LineageEdge.src_type == src_type,
+                LineageEdge.src_id == src_id,
+                LineageEdge.dst_type == dst_type,
+                LineageEdge.dst_id == dst_id,
+                LineageEdge.relation == relation,
+            )
+        ).first()
+        if edge is None:
+            if check_cycle or relation == "derived_from":
+                sql_lineage.check_no_cycle(s, (src_type, src_id), (dst_type, dst_id))
+            edge = LineageEdge(
+                src_type=src_type,
+                src_id=src_id,
+                dst_type=dst_type,
+                dst_id=dst_id,
+                relation=relation,
+                role=role,
+            )
+            s.add(edge)
+            s.flush()
+        return edge
+
+    def list_edges(self, run_ids: Sequence[str] | None = None) -> list[LineageEdge]:
+        with self.read() as s:
+            edges = list(s.exec(select(LineageEdge).order_by(LineageEdge.id)))
+        if run_ids is None:
+            return edges
+        return _edges_of_runs(edges, set(run_ids))
+
+    def query(self, text: str, experiment: str | None = None) -> QueryAnswer:
+        return sql_query.run_query(self, text, experiment)
+
+    def compile_query(self, text: str, experiment: str | None = None) -> str:
+        return sql_query.compile_query_text(self, text, experiment)
+
+    def walk(self, starts: Sequence[NodeKey], direction: str, depth: int | None = None) -> Walk:
+        with self.read() as s:
+            return sql_lineage.walk(s, [tuple(n) for n in starts], direction, depth)
+
+    def list_assets(self, kind: str | None = None) -> list[Asset]:
+        with self.read() as s:
+            q = select(Asset).order_by(Asset.kind, Asset.name)
+            if kind is not None:
+                q = q.where(Asset.kind == kind)
+            return list(s.exec(q))
+
+    def get_asset_version(
+        self, kind: str, name: str, version: int | None = None
+    ) -> tuple[Asset, AssetVersion]:
+        with self.read() as s:
+            asset = s.exec(select(Asset).where(Asset.kind == kind, Asset.name == name)).first()
+            if asset is None:
+                known = [
+                    f"{a.kind}:{a.name}"
+                    for a in s.exec(select(Asset).where(Asset.kind == kind))
+                ]
+                raise NotFound(f"no {kind} named {name!r}", hint=_suggest(f"{kind}:{name}", known))
+            q = select(AssetVersion).where(AssetVersion.asset_id == asset.id)
+            if version is None:
+                av = s.exec(q.order_by(col(AssetVersion.version).desc())).first()
+            else:
+                av = s.exec(q.where(AssetVersion.version == int(version))).first()
+            if av is None:
+                raise NotFound(f"{kind} {name!r} has no version {version}")
+            return asset, av
+
+    def get_version_by_id(self, version_id: str) -> tuple[Asset, AssetVersion]:
+        with self.read() as s:
+            av = s.get(AssetVersion, version_id)
+            if av is None:
+                raise NotFound(f"no asset version with id {version_id}")
+            return s.get(Asset, av.asset_id), av
+
+    def list_versions(self, kind: str, name: str) -> list[tuple[Asset, AssetVersion]]:
+        asset, _ = self.get_asset_version(kind, name)
+        with self.read() as s:
+            rows = s.exec(
+                select(AssetVersion)
+                .where(AssetVersion.asset_id == asset.id)
+                .order_by(AssetVersion.version)
+            )
+            return [(asset, v) for v in rows]
+
+    def run_assets(self, run_id: str, direction: str) -> list[tuple[Asset, AssetVersion, str | None]]:
+        """The asset versions a run used (direction "inputs") or produced ("outputs")."""
+        with self.read() as s:
+            if direction == "inputs":
+                cond = (
+                    (LineageEdge.dst_type == "run")
+                    & (LineageEdge.dst_id == run_id)
+                    & (LineageEdge.src_type == "asset_version")
+                    & (LineageEdge.src_id == AssetVersion.id)
+                )
+            else:
+                cond = (
+                    (LineageEdge.src_type == "run")
+                    & (LineageEdge.src_id == run_id)
+                    & (LineageEdge.dst_type == "asset_version")
+                    & (LineageEdge.dst_id == AssetVersion.id)
+                )
+            rows = s.execute(
+                sa.select(Asset, AssetVersion, LineageEdge.role)
+                .join(AssetVersion, AssetVersion.asset_id == Asset.id)
+                .join(LineageEdge, cond)
+                .order_by(Asset.kind, Asset.name, AssetVersion.version)
+            )
+            return [(a, v, role) for a, v, role in rows]
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        return self.blobs.open(digest)
+
+    def cache_dir(self) -> Path:
+        """Where `VersionHandle.path()` puts content copied out of the blob store."""
+        local = self.blobs.local_path("0" * 64)
+        if local is not None:
+            return Path(self.blob_root).resolve().parent / "cache"
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "metastore-cache"
+
+    # -- purge and garbage collection ----------------------------------------------------
+    def purge(self) -> dict[str, int]:
+        """Remove soft-deleted runs and experiments for good, then the asset versions only
+        they produced and nothing else references, then unreferenced blobs."""
+
+        def go(s):
+            run_ids = list(s.exec(select(Run.id).where(col(Run.deleted_at).is_not(None))))
+            counts = {"runs": len(run_ids), "experiments": 0, "versions": 0}
+            for chunk in _chunks(run_ids, 500):
+                orphan_versions = list(
+                    s.exec(
+                        select(AssetVersion.id).where(col(AssetVersion.created_by).in_(chunk))
+                    )
+                )
+                for model in (Param, Metric, MetricSummary, Note):
+                    s.execute(delete(model).where(col(model.run_id).in_(chunk)))
+                s.execute(
+                    delete(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(chunk))
+                )
+                s.execute(
+                    delete(LineageEdge).where(
+                        ((LineageEdge.src_type == "run") & col(LineageEdge.src_id).in_(chunk))
+                        | ((LineageEdge.dst_type == "run") & col(LineageEdge.dst_id).in_(chunk))
+                    )
+                )
+                s.execute(
+                    sa.update(Run).where(col(Run.parent_id).in_(chunk)).values(parent_id=None)
+                )
+                s.execute(sa.update(AssetVersion).where(col(AssetVersion.created_by).in_(chunk)).values(created_by=None))
+                s.execute(delete(Run).where(col(Run.id).in_(chunk)))
+                for av_id in orphan_versions:
+                    referenced = s.exec(
+                        select(LineageEdge.id).where(
+                            (LineageEdge.src_id == av_id) | (LineageEdge.dst_id == av_id)
+                        )
+                    ).first()
+                    if referenced is None:
+                        s.execute(delete(AssetVersion).where(AssetVersion.id == av_id))
+                        counts["versions"] += 1
+            exps = list(s.exec(select(Experiment).where(col(Experiment.deleted_at).is_not(None))))
+            for exp in exps:
+                if s.exec(select(Run.id).where(Run.experiment_id == exp.id)).first() is None:
+                    s.delete(exp)
+                    counts["experiments"] += 1
+            return counts
+
+        counts = self.transact(go)
+        counts["blobs"] = self.gc_blobs()
+        return counts
+
+    def gc_blobs(self) -> int:
+        """Delete blobs no asset version references (directly or through a manifest)."""
+        with self.read() as s:
+            versions = list(s.exec(select(AssetVersion).where(AssetVersion.uri == "blob:")))
+        keep = set()
+        for v in versions:
+            keep.add(v.digest)
+            if v.media_type == DIR_MEDIA_TYPE and self.blobs.exists(v.digest):
+                keep.update(self.blobs.manifest_digests(v.digest))
+        removed = 0
+        for digest in list(self.blobs.digests()):
+            if digest not in keep:
+                self.blobs.delete(digest)
+                removed += 1
+        return removed
+
+
+def _fold_metrics(run_id: str, points, summaries: dict[str, MetricSummary], now) -> list[dict]:
+    """Metric rows for checked (key, value, point) triples, each folded into its key's
+    summary in `summaries` (created when absent). A point without a step follows its
+    metric's last step; `last` is the value at the highest step."""
+    rows = []
+    for key, value, p in points:
+        summary = summaries.get(key)
+        step = p.step if p.step is not None else (summary.last_step + 1 if summary else 0)
+        rows.append(
+            {"run_id": run_id, "key": key, "step": int(step), "timestamp": p.timestamp or now,
+             "value": value}
+        )
+        if summary is None:
+            summary = summaries[key] = MetricSummary(
+                run_id=run_id, key=key, last=value, last_step=step, first=value, min=value,
+                max=value, count=0,
+            )
+        if step >= summary.last_step:
+            summary.last, summary.last_step = value, step
+        summary.min = min(summary.min, value)
+        summary.max = max(summary.max, value)
+        summary.count += 1
+    return rows
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _edges_of_runs(edges: list[LineageEdge], run_ids: set[str]) -> list[LineageEdge]:
+    """The edges touching `run_ids`, plus every derived_from edge upstream of the
+    versions those touch (so a dataset's ancestry travels with the runs)."""
+    keep: list[LineageEdge] = []
+    versions: set[str] = set()
+    for e in edges:
+        if e.relation == "derived_from":
+            continue
+        if (e.src_type == "run" and e.src_id not in run_ids) or (
+            e.dst_type == "run" and e.dst_id not in run_ids
+        ):
+            continue
+        keep.append(e)
+        versions.update(
+            i for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id)) if t == "asset_version"
+        )
+    derived = [e for e in edges if e.relation == "derived_from"]
+    frontier, taken = set(versions), set()
+    while frontier:
+        nxt = set()
+        for e in derived:
+            if e.dst_id in frontier and e.id not in taken:
+                taken.add(e.id)
+                keep.append(e)
+                if e.src_id not in versions:
+                    versions.add(e.src_id)
+                    nxt.add(e.src_id)
+        frontier = nxt
+    return sorted(keep, key=lambda e: e.id)
+
+
+def _transient(e: Exception) -> bool:
+    text = str(getattr(e, "orig", e)).lower()
+    return any(
+        word in text
+        for word in ("locked", "deadlock", "busy", "unique", "duplicate", "serialization")
+    )
+
+
+def _lock(s: Session, model, pk) -> None:
+    """Row lock on PostgreSQL/MySQL so concurrent version numbering serialises."""
+    if s.get_bind().dialect.name != "sqlite":
+        s.execute(sa.select(model.id).where(model.id == pk).with_for_update())
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tag_value(v: Any) -> str | None:
+    if v is None:
+        return None
+    text = v if isinstance(v, str) else json.dumps(v, default=str)
+    if len(text) > 500:
+        raise InvalidValue("tag values are at most 500 characters; use a note for longer text")
+    return text
+
+
+def _chunks(items: list, n: int):
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None

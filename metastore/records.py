@@ -1,0 +1,214 @@
+"""The shapes that cross a boundary, defined once.
+
+A run written in one call, a metric point, a note, a run read back with its values:
+the Python API, the store backends, the server's request and response bodies, the HTTP
+client and the JSON outputs all use these pydantic models, so a field added here reaches
+every door. The meta-model's tables (`metastore.models`) are the other half of the
+bottom layer; these records are what travels, those rows are what is stored.
+
+Validation that must give the same answer locally and through a server lives here too
+(`validate_key`, `validate_metric_value`): the server checks with the very same code.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from metastore.errors import InvalidValue
+from metastore.models import RUN_STATUSES
+
+#: Steps beyond this do not fit every database's BIGINT once summed or offset.
+MAX_STEP = 2**62
+MAX_TEXT = 250
+KEY_FORBIDDEN = set("\n\r\t\x00")
+
+RunStatus = Literal["running", "finished", "failed", "killed", "crashed"]
+assert RunStatus.__args__ == RUN_STATUSES  # type: ignore[attr-defined]
+
+
+def validate_key(key: str, what: str, *, allow_slash: bool = True) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidValue(f"{what} key must be a non-empty string, got {key!r}")
+    if key != key.strip() or KEY_FORBIDDEN & set(key):
+        raise InvalidValue(f"{what} key {key!r} has leading/trailing spaces or control characters")
+    if len(key) > 250:
+        raise InvalidValue(f"{what} key is longer than 250 characters: {key[:40]!r}…")
+    if not allow_slash and "/" in key:
+        raise InvalidValue(
+            f"{what} key {key!r} contains '/'",
+            hint="use '.' or '_' to structure param names, e.g. 'optimizer.lr'",
+        )
+    return key
+
+
+def validate_metric_value(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidValue(f"metric {key!r} must be a number, got {value!r}") from e
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise InvalidValue(f"metric {key!r} must be a finite number, got {value!r}")
+    return number
+
+
+class Record(BaseModel):
+    """Base of every record: rows of the tables validate into records by attribute."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def build(cls, **fields):
+        """Construct, turning pydantic's error into the InvalidValue users get elsewhere."""
+        try:
+            return cls(**fields)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidValue(f"{cls.__name__} {where}: {first['msg']}") from None
+
+
+class MetricPoint(Record):
+    """One value of a metric; without a step it follows the metric's last step."""
+
+    key: str
+    # Any, not float: validate_metric_value gives the same message locally and remotely.
+    value: Any
+    step: int | None = Field(default=None, ge=-MAX_STEP, le=MAX_STEP)
+    timestamp: datetime | None = None
+
+
+class NoteRecord(Record):
+    """A note or event on a run."""
+
+    text: str
+    kind: str = Field(default="note", max_length=16)
+    author: str | None = Field(default=None, max_length=MAX_TEXT)
+    time: datetime | None = None
+
+
+class RunRecord(Record):
+    """A whole run, written in one transaction: by importers, bundles, `start_run`,
+    and the server's `POST /api/runs`. `inputs`/`outputs` are (asset version id, role)."""
+
+    model_config = ConfigDict(from_attributes=True, validate_assignment=False)
+
+    experiment: str
+    name: str | None = Field(default=None, max_length=MAX_TEXT)
+    status: RunStatus = "finished"
+    started: datetime | None = None
+    ended: datetime | None = None
+    user: str | None = Field(default=None, max_length=MAX_TEXT)
+    host: str | None = Field(default=None, max_length=MAX_TEXT)
+    git_commit: str | None = Field(default=None, max_length=64)
+    git_branch: str | None = Field(default=None, max_length=MAX_TEXT)
+    git_dirty: bool | None = None
+    command: str | None = None
+    context: dict[str, Any] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: list[MetricPoint] = Field(default_factory=list)
+    tags: dict[str, Any] = Field(default_factory=dict)
+    notes: list[NoteRecord] = Field(default_factory=list)
+    inputs: list[tuple[str, str | None]] = Field(default_factory=list)
+    outputs: list[tuple[str, str | None]] = Field(default_factory=list)
+    source: str | None = Field(default=None, max_length=32)
+    source_id: str | None = Field(default=None, max_length=MAX_TEXT)
+    parent_id: str | None = Field(default=None, max_length=26)
+    id: str | None = Field(default=None, min_length=26, max_length=26)
+    #: The run's number in its experiment when read back (`dump_runs`); a new run is
+    #: numbered by the store, so this is ignored on writing.
+    number: int | None = None
+    #: The recording process, when it is not the one writing (a run created through a
+    #: server): how a killed process is told apart from a run still going.
+    pid: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+class VersionLink(Record):
+    """An asset version as a run sees it: what it is, and the role it played."""
+
+    id: str
+    kind: str
+    name: str
+    version: int
+    digest: str
+    role: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@{self.version}"
+
+
+class RunView(Record):
+    """A run read back with what hangs off it, in one call for many runs
+    (`Backend.read_runs`): the rows of `metastore runs`, table exports, the audit."""
+
+    id: str
+    experiment: str
+    number: int
+    name: str | None = None
+    parent_id: str | None = None
+    status: RunStatus
+    started: datetime
+    ended: datetime | None = None
+    user: str | None = None
+    host: str | None = None
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_dirty: bool | None = None
+    command: str | None = None
+    source: str | None = None
+    source_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: The last value of each metric.
+    metrics: dict[str, float] = Field(default_factory=dict)
+    tags: dict[str, str | None] = Field(default_factory=dict)
+    has_note: bool = False
+    inputs: list[VersionLink] = Field(default_factory=list)
+    outputs: list[VersionLink] = Field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.experiment}#{self.number}"
+
+    @property
+    def duration(self) -> float | None:
+        return (self.ended - self.started).total_seconds() if self.ended else None
+
+
+class QueryAnswer(Record):
+    """A compiled query's answer as it crosses a boundary: the column names, the rows,
+    and the SQL that produced them on the store's dialect."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    sql: str | None = None
+    dialect: str
+
+
+class WalkEdge(Record):
+    """One lineage edge reached by a walk; node ends are (type, id)."""
+
+    src_type: str
+    src_id: str
+    dst_type: str
+    dst_id: str
+    relation: str
+    role: str | None = None
+
+
+class WalkNode(Record):
+    """A node reached by a walk with the fields a graph shows (`kind`, `label`, …)."""
+
+    type: str
+    id: str
+    attributes: dict[str, Any]
+
+
+class Walk(Record):
+    """What a lineage walk reached: nodes with their attributes, and the edges."""
+
+    nodes: list[WalkNode]
+    edges: list[WalkEdge]
