@@ -167,7 +167,7 @@ def generate(n_runs: int, seed: int = 7) -> Shape:
 
 def load(store, shape: Shape) -> float:
     t0 = time.perf_counter()
-    with store.write() as s:
+    with store.backend.write() as s:
         s.execute(sa.text("INSERT INTO project (id, name, created) VALUES (1, 'default', :t)"), {"t": NOW})
         s.execute(
             sa.text("INSERT INTO experiment (id, project_id, name, created, last_number) "
@@ -182,7 +182,7 @@ def load(store, shape: Shape) -> float:
     versions = [(v, a, n, d, "blob:", NOW) for v, a, n, d in shape.versions]
     edges = [(*e, NOW) for e in shape.edges]
     if store.dialect == "sqlite":
-        conn = sqlite3.connect(store.sa_url.database)
+        conn = sqlite3.connect(store.backend.sa_url.database)
         with conn:
             conn.executemany("INSERT INTO run (id, experiment_id, number, status, started) VALUES (?,?,?,?,?)", runs)
             conn.executemany("INSERT INTO asset_version (id, asset_id, version, digest, uri, created) VALUES (?,?,?,?,?,?)", versions)
@@ -192,7 +192,7 @@ def load(store, shape: Shape) -> float:
     else:
         import psycopg
 
-        url = store.sa_url.set(drivername="postgresql")
+        url = store.backend.sa_url.set(drivername="postgresql")
         with psycopg.connect(url.render_as_string(hide_password=False)) as conn:
             with conn.cursor() as cur:
                 for table, cols, rows in (
@@ -242,7 +242,7 @@ def nx_walk(graph: nx.DiGraph, start: str, direction: str, depth: int | None) ->
 def load_networkx(store) -> tuple[float, nx.DiGraph]:
     t0 = time.perf_counter()
     graph = nx.DiGraph()
-    with store.read() as s:
+    with store.backend.read() as s:
         result = s.execute(sa.text("SELECT src_id, dst_id FROM lineage_edge")).yield_per(50_000)
         graph.add_edges_from(result)
     return time.perf_counter() - t0, graph
@@ -258,7 +258,7 @@ def bench(store, shape: Shape, repeats: int) -> list[dict]:
     for label, (node, direction) in shape.starts.items():
         for depth in (3, 10, None):
             cpu: list[float] = []
-            with store.read() as s:
+            with store.backend.read() as s:
                 sql_ms, found = median_ms(
                     lambda s=s, n=node, d=direction, k=depth: walk_edges(s, [n], d, k), repeats,
                     cpu,

@@ -21,7 +21,7 @@ and the time to parse and compile one query to SQL. Targets: metastore at least 
 faster than MLflow at 10,000 runs, within 1.5x of the hand-written SQL, and parse +
 compile under 2 ms.
 
-Loading: metastore records through `store.create_run` (one transaction per run, the
+Loading: metastore records through `store.backend.create_run` (one transaction per run, the
 importers' path). MLflow records the first run through its client, then the benchmark
 copies that run's rows (runs, params, metrics, latest_metrics, tags) with new ids and
 values: the rows are exactly what MLflow writes, and loading 10,000 runs through its
@@ -98,7 +98,7 @@ def load_metastore(url: str, n: int):
     for started, params, metrics, loss in synthetic_runs(n):
         points = [MetricPoint(k, v, 0, started) for k, v in metrics.items()]
         points += [MetricPoint("loss", v, step, started) for step, v in enumerate(loss)]
-        store.create_run(
+        store.backend.create_run(
             RunRecord(experiment="bench", status="finished", started=started,
                       ended=started + timedelta(seconds=1), params=params, metrics=points)
         )
@@ -183,7 +183,7 @@ def bench(n: int, repeat: int, folder: Path) -> dict:
 
     def sql(text):
         def go():
-            with store.read() as s:
+            with store.backend.read() as s:
                 return [dict(r._mapping) for r in s.connection().execute(sa.text(text))]
         return go
 

@@ -368,9 +368,9 @@ def lineage(
     from metastore.refs import resolve
 
     s = open_store(store, create=False)
-    node = resolve(s, ref, experiment)
+    node = resolve(s.backend, ref, experiment)
     if to is not None:
-        graph = s.path(node, resolve(s, to, experiment))
+        graph = s.path(node, resolve(s.backend, to, experiment))
         if graph is None:
             raise MetastoreError(f"no lineage path between {ref} and {to} (in either direction)")
     else:
@@ -415,7 +415,7 @@ def link(
     from metastore.refs import resolve
 
     s = open_store(store, create=False)
-    up, down = resolve(s, upstream), resolve(s, downstream)
+    up, down = resolve(s.backend, upstream), resolve(s.backend, downstream)
     s.link(up, down, relation=relation, role=role)
     graph = s.path(up, down)
     labels = list(graph) if graph is not None else [upstream, downstream]
@@ -601,7 +601,7 @@ def import_(
     bar, progress = _progress_bar(enabled=format != "json" and err.is_terminal)
     with bar:
         report = import_path(
-            s, target, source, experiment=experiment, dry_run=dry_run, copy=copy,
+            s.backend, target, source, experiment=experiment, dry_run=dry_run, copy=copy,
             progress=progress, **extra,
         )
     if dry_run and format != "json":
@@ -630,7 +630,7 @@ def export_(
 
     s = open_store(store, create=False)
     fmt = to or guess_format(out)
-    counts = export(s, out, format=fmt, experiment=experiment, run=run)
+    counts = export(s.backend, out, format=fmt, experiment=experiment, run=run)
     what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
     console.print(f"Wrote {fmt} {out}: {what}", highlight=False, markup=False)
 
@@ -685,7 +685,7 @@ def server(
     shown = f"[{host}]" if ":" in host else host
     console.print(
         f"metastore server on http://{shown}:{port}/ (API docs at /api/docs), store {s.url},"
-        f" blobs {s.blob_root}, " + ("no authentication" if no_auth else "tokens required"),
+        f" blobs {s.backend.blob_root}, " + ("no authentication" if no_auth else "tokens required"),
         highlight=False,
         soft_wrap=True,
     )

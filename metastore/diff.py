@@ -98,7 +98,7 @@ def _run(store: Backend, ref, experiment: str | None) -> RunHandle:
 
     if isinstance(ref, RunHandle):
         return ref
-    return store.get_run(ref, experiment=experiment)
+    return RunHandle(store, store.resolve_run(ref, experiment))
 
 
 def _summary(run: RunHandle) -> dict[str, Any]:

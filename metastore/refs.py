@@ -111,7 +111,7 @@ def _version(store: Backend, kind: str, rest: str) -> Node:
         _, av = store.get_asset_version(kind, name, number)
     except NotFound as e:
         if f"{kind}:{name}" in _asset_refs(store):  # the asset exists, the version not
-            known = [v.version for v in store.versions(kind, name)]
+            known = [v.version for _, v in store.list_versions(kind, name)]
             e.hint = f"{kind}:{name} has versions {', '.join(map(str, known))}"
         elif e.hint is None:
             e.hint = _did_you_mean(f"{kind}:{name}", _asset_refs(store))
@@ -121,7 +121,7 @@ def _version(store: Backend, kind: str, rest: str) -> Node:
 
 def _version_by_name(store: Backend, text: str) -> Node:
     name, _, version = text.partition("@")
-    kinds = [a.kind for a in store.assets() if a.name == name]
+    kinds = [a.kind for a in store.list_assets() if a.name == name]
     if len(kinds) == 1:
         return _version(store, kinds[0], f"{name}@{version}")
     if len(kinds) > 1:
@@ -131,13 +131,13 @@ def _version_by_name(store: Backend, text: str) -> Node:
         )
     raise NotFound(
         f"no asset named {name!r}",
-        hint=_did_you_mean(name, [a.name for a in store.assets()])
+        hint=_did_you_mean(name, [a.name for a in store.list_assets()])
         or "write asset versions as kind:name@version, e.g. model:regressor@3",
     )
 
 
 def _asset_refs(store: Backend) -> list[str]:
-    return [f"{a.kind}:{a.name}" for a in store.assets()]
+    return [f"{a.kind}:{a.name}" for a in store.list_assets()]
 
 
 def _candidates(store: Backend) -> list[str]:

@@ -116,7 +116,7 @@ def test_stale_heartbeat_from_another_host_is_crashed(sqlite_store):
     from metastore.backends.sql import STALE_AFTER
 
     run = sqlite_store.start_run(experiment="e", capture=False)
-    with sqlite_store.write() as s:
+    with sqlite_store.backend.write() as s:
         s.execute(
             sa.update(Run).where(Run.id == run.id).values(
                 host="elsewhere", heartbeat=utcnow() - STALE_AFTER - STALE_AFTER

@@ -34,7 +34,7 @@ def test_code_expects_the_migrations_head():
 
 
 def test_migrations_produce_the_models_schema(store):
-    with store.writer.connect() as conn:
+    with store.backend.writer.connect() as conn:
         ctx = MigrationContext.configure(conn)
         diff = compare_metadata(ctx, SQLModel.metadata)
     assert diff == [], "models.py changed without a migration (alembic revision --autogenerate)"
@@ -67,10 +67,10 @@ def test_store_opens_after_a_later_schema_change(tmp_path, monkeypatch):
     monkeypatch.setattr(database, "SCHEMA_REVISION", "9999")
     with metastore.open(url, blobs=tmp_path / "b") as store:
         assert store.get_run(run.id).metrics["rmse"] == 1.5
-        with store.reader.connect() as conn:
+        with store.backend.reader.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("run")}
         assert "future" in columns
-        assert database.current_revision(store.reader) == "9999"
+        assert database.current_revision(store.backend.reader) == "9999"
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])

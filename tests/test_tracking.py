@@ -144,7 +144,7 @@ def test_corrupt_blob_is_detected(sqlite_store):
 
     with sqlite_store.start_run(experiment="e", capture=False) as run:
         v = run.log_asset(b"precious", kind="model", name="m")
-    sqlite_store.blobs.local_path(v.digest).write_bytes(b"tampered")
+    sqlite_store.backend.blobs.local_path(v.digest).write_bytes(b"tampered")
     with pytest.raises(IntegrityFailure):
         v.read_bytes()
 
@@ -155,11 +155,11 @@ def test_bulk_and_single_run_creation_record_the_same_liveness(sqlite_store):
     writing process's pid, so a dead client was never marked crashed."""
     from metastore.records import RunRecord
 
-    [bulk_id] = sqlite_store.create_runs(
+    [bulk_id] = sqlite_store.backend.create_runs(
         [RunRecord(experiment="e", status="running", pid=4_000_000, host="elsewhere")]
     )
-    single = sqlite_store.create_run(RunRecord(experiment="e", status="running", pid=4_000_000))
-    with sqlite_store.read() as s:
+    single = sqlite_store.backend.create_run(RunRecord(experiment="e", status="running", pid=4_000_000))
+    with sqlite_store.backend.read() as s:
         from metastore.models import Run
 
         bulk = s.get(Run, bulk_id)

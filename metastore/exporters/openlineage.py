@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from metastore.errors import InvalidValue
+from metastore.handles import RunHandle
 
 SPEC_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 PRODUCER = "https://github.com/metastore/metastore"
@@ -135,7 +136,7 @@ def run_events(store, run, namespace: str = "metastore") -> list[dict]:
             tags=[{"key": k, "value": v or "", "source": "METASTORE"} for k, v in tags.items()]
         )
     if row.parent_id:
-        parent = store.get_run(row.parent_id)
+        parent = RunHandle(store, store.resolve_run(row.parent_id))
         run_facets["parent"] = _facet(
             run={"runId": run_uuid(parent.row.id)},
             job={"namespace": namespace, "name": parent.experiment},
@@ -186,9 +187,9 @@ def iter_events(
 ) -> Iterator[dict]:
     """Events for one run (`run`: id, number or name), an experiment, or every run."""
     if run is not None:
-        handles: Iterable = [store.get_run(run, experiment)]
+        handles: Iterable = [RunHandle(store, store.resolve_run(run, experiment))]
     else:
-        handles = store.runs(experiment)
+        handles = [RunHandle(store, r) for r in store.list_runs(experiment)]
     # parents first, so a consumer (and our own importer) can link children to them
     handles = sorted(handles, key=lambda h: (h.row.parent_id is not None, h.row.started))
     for handle in handles:

@@ -200,7 +200,7 @@ def _put_version(store, folder: Path, a: AssetVersionEntry) -> str:
 
 def _exists(store, run_id: str) -> bool:
     try:
-        return store.get_run(run_id).id == run_id
+        return store.resolve_run(run_id).id == run_id
     except NotFound:
         return False
 

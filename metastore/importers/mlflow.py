@@ -274,7 +274,7 @@ def _delete_deleted_experiments(store, runs: list[SourceRun]) -> None:
     """An experiment deleted in MLflow is soft-deleted here too, once nothing live is in it."""
     for name in sorted({r.experiment for r in runs if r.experiment_deleted}):
         try:
-            if not store.runs(name):
+            if not store.list_runs(name):
                 store.delete_experiment(name)
         except MetastoreError:
             continue

@@ -45,14 +45,14 @@ def version_edges(store) -> set:
         for v in store.versions(asset.kind, asset.name):
             meta = (v.kind, v.name, v.version, v.digest, v.size, v.media_type, json.dumps(v.meta, sort_keys=True))
             edges.add(("version",) + meta)
-            with store.read() as s:
+            with store.backend.read() as s:
                 from sqlmodel import select
 
                 from metastore.models import LineageEdge
 
                 for e in s.exec(select(LineageEdge).where(LineageEdge.dst_id == v.id, LineageEdge.relation == "derived_from")):
-                    _, up = store.get_version_by_id(e.src_id)
-                    a, _ = store.get_version_by_id(e.src_id)
+                    _, up = store.backend.get_version_by_id(e.src_id)
+                    a, _ = store.backend.get_version_by_id(e.src_id)
                     edges.add(("derived", f"{a.kind}:{a.name}@{up.version}", v.ref, e.role))
     return edges
 

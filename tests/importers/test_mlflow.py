@@ -57,7 +57,7 @@ def check_wine(store, artifacts: Path) -> None:
     assert outputs["notes.txt"].read_bytes() == notes_file.read_bytes()
     assert outputs["notes.txt"].created_by == enet.id
     assert outputs["cfg"].is_directory
-    cfg = outputs["cfg"].path(store.cache_dir() / "cfg-check")
+    cfg = outputs["cfg"].path(store.backend.cache_dir() / "cfg-check")
     assert (cfg / "config.json").read_text() == '{"alpha": 0.5}\n'
     [data] = enet.inputs
     assert (data.kind, data.name, data.role) == ("dataset", "wine-data", "training")
@@ -143,7 +143,7 @@ def test_no_copy_references_artifacts(sqlite_store, mlruns):
     notes = next(v for v in enet.outputs if v.name == "notes.txt")
     assert notes.uri.startswith("file://") and notes.uri.endswith("/artifacts/notes.txt")
     assert notes.read_bytes() == b"hello from mlflow\n"
-    assert not list(Path(sqlite_store.blob_root).rglob("sha256/*/*"))
+    assert not list(Path(sqlite_store.backend.blob_root).rglob("sha256/*/*"))
 
 
 def test_moved_stores_find_their_artifacts(sqlite_store, mlruns, mlflow_db):
@@ -222,7 +222,7 @@ def test_logged_model_becomes_a_model_version(sqlite_store, mlflow_with_model):
     [model] = [v for v in run.outputs if v.kind == "model"]
     assert model.name == "regressor" and model.is_directory
     assert model.meta["mlflow_model_id"].startswith("m-")
-    files = model.path(sqlite_store.cache_dir() / "model-check")
+    files = model.path(sqlite_store.backend.cache_dir() / "model-check")
     assert (files / "MLmodel").is_file() and (files / "model.skops").is_file()
 
 

@@ -114,7 +114,7 @@ def test_import_client_events(store, client_events):
     assert report.complete
     assert "still running" in report.skipped[0][1]
 
-    train = store.get_run(store.find_run_by_source("openlineage", ids["train"]).id)
+    train = store.get_run(store.backend.find_run_by_source("openlineage", ids["train"]).id)
     assert train.experiment == "train_wine"
     assert train.status == "finished"
     assert train.started == datetime(2026, 3, 1, 12, 0)
@@ -129,7 +129,7 @@ def test_import_client_events(store, client_events):
     assert model.name == "s3://models/wine/model.pkl"
     assert model.digest == f"olrun:{ids['train']}"
 
-    evaluate = store.get_run(store.find_run_by_source("openlineage", ids["evaluate"]).id)
+    evaluate = store.get_run(store.backend.find_run_by_source("openlineage", ids["evaluate"]).id)
     assert evaluate.status == "failed"
     assert evaluate.parent_id == train.id
     # the unversioned input is the version the training run wrote
@@ -169,7 +169,7 @@ def test_malformed_events_skip_their_run_only(sqlite_store):
     assert "broken.ndjson:6" in reasons  # not JSON, no run id to blame
     assert "truncated.json" in reasons  # run 4444…
     run = sqlite_store.get_run(
-        sqlite_store.find_run_by_source("openlineage", "11111111-1111-4111-8111-111111111111").id
+        sqlite_store.backend.find_run_by_source("openlineage", "11111111-1111-4111-8111-111111111111").id
     )
     assert {r.source_id for r in sqlite_store.runs()} == {run.source_id, "66666666-6666-4666-8666-666666666666"}
     [out] = run.outputs
@@ -254,8 +254,8 @@ def test_export_parent_failed_and_external_data(sqlite_store, tmp_path):
     data = tmp_path / "train.csv"
     data.write_text("a,b\n1,2\n")
     _, csv_version = sqlite_store.put_asset("dataset", "train", data, copy=False)
-    parent = sqlite_store.create_run(RunRecord(experiment="sweep", name="sweep", ended=T0.replace(tzinfo=None)))
-    child = sqlite_store.create_run(RunRecord(
+    parent = sqlite_store.backend.create_run(RunRecord(experiment="sweep", name="sweep", ended=T0.replace(tzinfo=None)))
+    child = sqlite_store.backend.create_run(RunRecord(
         experiment="sweep", name="trial-1", status="failed", parent_id=parent.id,
         started=T0.replace(tzinfo=None), ended=T0.replace(tzinfo=None) + timedelta(minutes=1),
         params={"lr": 0.1, "layers": [2, 3], "use_bn": False}, tags={"stage": "dev"},

@@ -160,7 +160,7 @@ def test_bulk_create_runs_with_parents(store):
     from metastore.records import MetricPoint, RunRecord
 
     parent_id = new_id()
-    ids = store.create_runs(
+    ids = store.backend.create_runs(
         [
             RunRecord(experiment="bulk", name="parent", id=parent_id, params={"a": 1},
                       metrics=[MetricPoint("loss", 0.5, step=0), MetricPoint("loss", 0.25, step=1)]),
@@ -173,4 +173,4 @@ def test_bulk_create_runs_with_parents(store):
     assert (parent.number, child.number) == (1, 2) and child.parent_id == parent_id
     assert parent.metrics == {"loss": 0.25} and parent.metric_summary("loss").count == 2
     assert child.tags == {"t": "v"} and store.runs("other")[0].number == 1
-    assert store.runs_by_source("x", ["a"]) == {}
+    assert store.backend.runs_by_source("x", ["a"]) == {}

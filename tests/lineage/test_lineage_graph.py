@@ -84,7 +84,7 @@ def test_deleted_runs_are_left_out(sqlite_store, record_pipeline):
     g = store.lineage("dataset:clean", direction="downstream")
     assert "exp#3" not in g and "model:regressor@2" not in g and "exp#2" in g
     assert store.path("dataset:clean", "model:regressor@2") is None
-    store.restore_run(pipeline.b.id)
+    store.backend.restore_run(pipeline.b.id)
     assert "model:regressor@2" in store.lineage("dataset:clean", direction="downstream")
     assert list(store.path("dataset:clean", "model:regressor@2"))[1] == "exp#3"
 

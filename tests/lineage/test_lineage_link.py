@@ -87,7 +87,7 @@ def test_traversal_survives_cycles(store):
 
 def _insert_cycle_of_derivations(store):
     ids = [store.put_asset("dataset", f"x{i}", f"x{i}".encode())[1].id for i in range(3)]
-    with store.write() as s:
+    with store.backend.write() as s:
         s.execute(sa.insert(LineageEdge), [
             {"src_type": "asset_version", "src_id": ids[i], "dst_type": "asset_version",
              "dst_id": ids[(i + 1) % 3], "relation": "derived_from"}
@@ -101,7 +101,7 @@ def test_very_deep_chains(store):
     ids = [new_id() for _ in range(length + 1)]
     _, first = store.put_asset("model", "gen", b"gen-0")
     ids[0] = first.id
-    with store.write() as s:
+    with store.backend.write() as s:
         asset_id = first.asset_id
         s.execute(sa.text(
             "INSERT INTO asset_version (id, asset_id, version, digest, uri, created) "

@@ -281,7 +281,7 @@ def test_deleted_runs_and_experiments_are_invisible(demo_store):
 
 def test_tags(demo_store):
     h = demo_store.get_run(2)
-    demo_store.set_tags("run", h.id, {"stage": "prod", "owner": "ana"})
+    demo_store.backend.set_tags("run", h.id, {"stage": "prod", "owner": "ana"})
     got = demo_store.query('runs where stage = "prod" show number, stage, tags.stage')
     assert got.rows == [{"number": 2, "stage": "prod", "tags.stage": "prod"}]
     assert numbers(demo_store.query("runs where tags.stage is null")) == [n for n in range(1, 13) if n != 2]
@@ -302,7 +302,7 @@ def test_running_and_crashed_status_is_current(demo_store):
 
     from metastore.models import Run
 
-    with demo_store.write() as s:  # a run whose process died without ending it
+    with demo_store.backend.write() as s:  # a run whose process died without ending it
         run = s.get(Run, demo_store.get_run(12).id)
         run.status, run.ended, run.pid, run.host = "running", None, 2**22 + 12345, demo_store._host
     assert os.getpid() != 2**22 + 12345

@@ -210,7 +210,7 @@ def test_compile_with_a_store_uses_its_catalog(demo_store):
 
 def test_open_catalog_sql_gives_the_same_answers(demo_store):
     """SQL compiled without a store (names looked up at run time) answers the same."""
-    with demo_store.read() as s:
+    with demo_store.backend.read() as s:
         conn = s.connection()
         for n, text in QUESTIONS.items():
             sql = compile_text(text, "sqlite")
@@ -226,7 +226,7 @@ def test_duckdb_runs_the_ten_questions(demo_store):
     from metastore.models import SQLModel
 
     con = duckdb.connect()
-    with demo_store.read() as s:
+    with demo_store.backend.read() as s:
         conn = s.connection()
         for table in SQLModel.metadata.sorted_tables:
             ddl = str(CreateTable(table).compile(dialect=postgresql.dialect()))

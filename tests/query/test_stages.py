@@ -69,7 +69,7 @@ def test_resolve_names():
 
 
 def test_read_catalog(demo_store):
-    with demo_store.read() as s:
+    with demo_store.backend.read() as s:
         catalog = read_catalog(s.connection())
     assert {"rmse", "r2", "mae", "loss"} <= catalog.metrics
     assert {"algorithm", "features", "normalize", "seed"} <= catalog.params

@@ -79,13 +79,13 @@ def test_rows_round_trip_as_the_same_models(live):
     with live.remote() as remote:
         with remote.start_run(experiment="e", capture=False) as run:
             v = run.log_asset(b"w", kind="model", name="m", meta={"framework": "sklearn"})
-        got = remote.resolve_run(run.id)
-        assert isinstance(got, Run) and got == live.store.resolve_run(run.id)
+        got = remote.backend.resolve_run(run.id)
+        assert isinstance(got, Run) and got == live.store.backend.resolve_run(run.id)
         exp = remote.get_experiment("e")
         assert isinstance(exp, Experiment) and exp == live.store.get_experiment("e")
-        a, av = remote.get_version_by_id(v.id)
+        a, av = remote.backend.get_version_by_id(v.id)
         assert isinstance(a, Asset) and isinstance(av, AssetVersion)
-        assert (a, av) == live.store.get_version_by_id(v.id)
+        assert (a, av) == live.store.backend.get_version_by_id(v.id)
         assert v.meta == {"framework": "sklearn"}
 
 
@@ -107,8 +107,8 @@ def test_tags_on_other_entities_and_run_details(live):
         with remote.start_run(experiment="e", tags={"team": "vision"}, capture=False) as run:
             run.log_metric("acc", 0.9)
         exp = remote.get_experiment("e")
-        remote.set_tags("experiment", exp.id, {"owner": "ana", "budget": 3})
-        assert remote.get_tags("experiment", exp.id) == {"budget": "3", "owner": "ana"}
+        remote.backend.set_tags("experiment", exp.id, {"owner": "ana", "budget": 3})
+        assert remote.backend.get_tags("experiment", exp.id) == {"budget": "3", "owner": "ana"}
         assert remote.get_run(run.id).tags == {"team": "vision"}
     with live.client() as c:
         details = c.get(f"/api/runs/{run.id}/details").json()
@@ -135,7 +135,7 @@ def test_content_is_uploaded_once(live):
         with remote.start_run(experiment="e", capture=False) as run:
             run.log_asset(data, kind="model", name="m")
             run.log_asset(data, kind="model", name="copy")
-    assert list(live.store.blobs.digests()) == [hashlib.sha256(data).hexdigest()]
+    assert list(live.store.backend.blobs.digests()) == [hashlib.sha256(data).hexdigest()]
 
 
 def test_lineage_through_the_server(live):
@@ -340,7 +340,7 @@ def test_server_over_an_fsspec_blob_root(tmp_path):
             with remote.start_run(experiment="e", capture=False) as run:
                 v = run.log_asset(b"weights", kind="model", name="m")
             assert remote.get_asset("model", "m").read_bytes() == b"weights"
-        assert local.blobs.local_path(v.digest) is None and local.blobs.exists(v.digest)
+        assert local.backend.blobs.local_path(v.digest) is None and local.backend.blobs.exists(v.digest)
 
 
 def test_a_remote_run_whose_process_died_is_reported_crashed(live):
@@ -353,8 +353,8 @@ def test_a_remote_run_whose_process_died_is_reported_crashed(live):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     with live.remote() as remote:
-        alive = remote.create_run(RunRecord(experiment="e", status="running"))
-        dead = remote.create_run(RunRecord(experiment="e", status="running", pid=gone.pid))
+        alive = remote.backend.create_run(RunRecord(experiment="e", status="running"))
+        dead = remote.backend.create_run(RunRecord(experiment="e", status="running", pid=gone.pid))
         assert remote.get_run(alive.id).status == "running"
         assert remote.get_run(dead.id).status == "crashed"
         assert any("stopped without ending" in n.text for n in remote.get_run(dead.id).notes)
@@ -402,4 +402,4 @@ def test_experiment_by_id_out_of_range_or_missing_is_a_client_error(live, local)
         assert c.get("/api/experiments/by-id/0").status_code == 422
         assert c.get("/api/experiments/by-id/999999").status_code == 404
     with pytest.raises(NotFound, match="no experiment with id 999999"):
-        local.experiment_name(999999)
+        local.backend.experiment_name(999999)

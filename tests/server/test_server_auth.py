@@ -81,7 +81,7 @@ def test_read_only_token_reads_but_cannot_write(live):
 
 
 def test_tokens_are_stored_hashed_and_revocation_is_immediate(live):
-    with live.store.read() as s:
+    with live.store.backend.read() as s:
         rows = {t.name: t for t in s.exec(select(ApiToken))}
     assert rows["writer"].token_hash == hashlib.sha256(live.token.encode()).hexdigest()
     assert all(live.token not in (t.token_hash, t.name) for t in rows.values())

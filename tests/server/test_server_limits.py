@@ -54,7 +54,7 @@ def test_oversized_blob_upload_is_413_and_nothing_is_stored(live):
 
         r = c.put(f"/api/blobs/{digest}", content=chunks())
         assert r.status_code == 413
-    assert not live.store.blobs.exists(digest)
+    assert not live.store.backend.blobs.exists(digest)
 
 
 def test_blob_larger_than_a_json_body_uploads_fine(live):
@@ -63,7 +63,7 @@ def test_blob_larger_than_a_json_body_uploads_fine(live):
         with remote.start_run(experiment="e", capture=False) as run:
             v = run.log_asset(data, kind="model", name="big")
         assert remote.get_asset("model", "big").read_bytes() == data
-    assert live.store.blobs.read_bytes(v.digest) == data
+    assert live.store.backend.blobs.read_bytes(v.digest) == data
 
 
 def test_remote_client_reports_the_limit(live):
@@ -81,8 +81,8 @@ def test_upload_must_hash_to_its_digest(live):
         assert r.json()["error"]["type"] == "IntegrityFailure"
         for bad in ("abc", "G" * 64, "A" * 64):
             assert c.put(f"/api/blobs/{bad}", content=b"x").status_code == 400
-    assert not live.store.blobs.exists(wrong)
-    assert list(live.store.blobs.digests()) == []
+    assert not live.store.backend.blobs.exists(wrong)
+    assert list(live.store.backend.blobs.digests()) == []
 
 
 def test_version_naming_a_blob_never_uploaded_is_refused(live):
@@ -91,7 +91,7 @@ def test_version_naming_a_blob_never_uploaded_is_refused(live):
         r = c.post("/api/assets", json={"kind": "model", "name": "m", "uri": "blob:", "digest": missing})
         assert r.status_code == 400
         assert "has not been uploaded" in r.json()["error"]["message"]
-    assert live.store.list_assets() == []
+    assert live.store.backend.list_assets() == []
 
 
 def test_query_text_has_a_size_limit(live):

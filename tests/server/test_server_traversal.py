@@ -67,7 +67,7 @@ def test_a_symlink_planted_in_the_blob_root_is_not_followed_out(live, secret):
     # Even a digest that names the secret's real content is refused when the blob file
     # is a link leading out of the root.
     digest = hashlib.sha256(SECRET).hexdigest()
-    link = live.store.blobs.local_path(digest)
+    link = live.store.backend.blobs.local_path(digest)
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(secret)
     status, body = raw_get(live.url, f"/api/blobs/{digest}", live.token)
@@ -104,6 +104,6 @@ def test_a_corrupt_blob_is_not_served(live):
     with live.remote() as remote:
         with remote.start_run(experiment="e", capture=False) as run:
             v = run.log_asset(b"precious", kind="model", name="m")
-    live.store.blobs.local_path(v.digest).write_bytes(b"tampered")
+    live.store.backend.blobs.local_path(v.digest).write_bytes(b"tampered")
     status, body = raw_get(live.url, f"/api/blobs/{v.digest}", live.token)
     assert status == 422 and b"tampered" not in body

@@ -24,7 +24,7 @@ def client_for(store) -> TestClient:
 
 def test_pages_on_each_backend(store):
     for i, (lr, opt) in enumerate([(0.1, "adam"), (0.01, "sgd"), (0.001, "adam")]):
-        store.create_run(
+        store.backend.create_run(
             RunRecord(
                 experiment="sweep", name=f"run-{i}",
                 params={"lr": lr, "optimizer": opt, "layers": [64, 32], "dropout": i == 1},
@@ -32,7 +32,7 @@ def test_pages_on_each_backend(store):
                 + [MetricPoint("accuracy", 0.8 + i / 20)],
             )
         )
-    store.create_run(RunRecord(experiment="sweep", name="crashed", status="failed"))
+    store.backend.create_run(RunRecord(experiment="sweep", name="crashed", status="failed"))
     c = client_for(store)
     home = c.get("/")
     assert home.status_code == 200 and "sweep" in home.text
@@ -57,7 +57,7 @@ def test_an_empty_store_says_how_to_begin(sqlite_store):
 def test_long_tables_show_the_first_rows_and_offer_the_rest(sqlite_store, monkeypatch):
     monkeypatch.setattr(ui_pages, "MAX_TABLE_ROWS", 3)
     for i in range(5):
-        sqlite_store.create_run(
+        sqlite_store.backend.create_run(
             RunRecord(experiment="many", params={"i": i}, metrics=[MetricPoint("loss", i)])
         )
     c = client_for(sqlite_store)
