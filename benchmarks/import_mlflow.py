@@ -75,10 +75,10 @@ def main() -> None:
     path = source / ("mlruns" if (source / "mlruns").is_dir() and args.layout == "files" else "mlflow.db")
     store = metastore.open(f"sqlite:///{work / 'metastore' / 'metastore.db'}")
     started = time.perf_counter()
-    report = import_path(store, path, "mlflow")
+    report = import_path(store.backend, path, "mlflow")
     import_seconds = time.perf_counter() - started
     again_started = time.perf_counter()
-    again = import_path(store, path, "mlflow")
+    again = import_path(store.backend, path, "mlflow")
     again_seconds = time.perf_counter() - again_started
     store.close()
 

@@ -12,7 +12,7 @@ and predictions; half the runs fine-tune an earlier run's model, so models deriv
 models in chains of up to 50. That is about ten edges per run.
 
 Then, from several start nodes, it times upstream and downstream walks of depth 3, 10 and
-unbounded: `sql` is the recursive CTE alone (`metastore.lineage.walk_edges`), `graph`
+unbounded: `sql` is the recursive CTE alone (`metastore.backends.sql_lineage.walk_edges`), `graph`
 is `store.lineage()` (the CTE, the nodes' attributes, the networkx graph; timed up to
 50,000 edges, "nan" beyond), and `nx` is
 the same walk by networkx over every edge loaded into memory beforehand (the loading
@@ -42,7 +42,8 @@ import networkx as nx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 import metastore  # noqa: E402
-from metastore.lineage import lineage_graph, walk_edges  # noqa: E402
+from metastore.backends.sql_lineage import walk_edges  # noqa: E402
+from metastore.lineage import lineage_graph  # noqa: E402
 from metastore.refs import RUN, VERSION, Node  # noqa: E402
 
 PG_ADMIN = os.environ.get("METASTORE_BENCH_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
@@ -260,14 +261,14 @@ def bench(store, shape: Shape, repeats: int) -> list[dict]:
             cpu: list[float] = []
             with store.backend.read() as s:
                 sql_ms, found = median_ms(
-                    lambda s=s, n=node, d=direction, k=depth: walk_edges(s, [n], d, k), repeats,
+                    lambda s=s, n=node, d=direction, k=depth: walk_edges(s, [(n.type, n.id)], d, k), repeats,
                     cpu,
                 )
             sql_cpu = cpu[0] if store.dialect == "sqlite" else float("nan")
             graph_ms = float("nan")
             if len(found) <= GRAPH_LIMIT:  # beyond, building Python objects dominates
                 graph_ms, _ = median_ms(
-                    lambda n=node, d=direction, k=depth: lineage_graph(store, n, d, k),
+                    lambda n=node, d=direction, k=depth: lineage_graph(store.backend, n, d, k),
                     repeats,
                 )
             nx_ms, nx_edges = median_ms(

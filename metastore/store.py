@@ -249,12 +249,13 @@ class Store:
 
         return export(self.backend, out, format=format, experiment=experiment)
 
-    def import_(self, path, **options):
+    def import_(self, path, source: str | None = None, **options):
         """Bring runs in from another tool's files (MLflow, DVC, W&B, TensorBoard,
-        Neptune, OpenLineage, CSV/JSON, a bundle); the import report."""
+        Neptune, OpenLineage, CSV/JSON, a bundle) or an MLflow database URL; `source`
+        names the tool when it cannot be told from the files. The import report."""
         from metastore.importers import import_path
 
-        return import_path(self.backend, path, **options)
+        return import_path(self.backend, path, source, **options)
 
     # -- maintenance ----------------------------------------------------------------------
     def purge(self) -> dict[str, int]:

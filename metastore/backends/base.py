@@ -178,6 +178,13 @@ class Backend(ABC):
         derived_from edges; adding an existing edge is a no-op."""
 
     @abstractmethod
+    def link_run_asset(
+        self, run_id: str, version_id: str, relation: str, role: str | None = None
+    ) -> None:
+        """Record that a run used or produced an existing version, as it goes: unlike
+        `add_edge`, no cycle check (cycles through runs are allowed, see lineage)."""
+
+    @abstractmethod
     def list_assets(self, kind: str | None = None) -> list[Asset]: ...
 
     @abstractmethod
@@ -244,17 +251,6 @@ class Backend(ABC):
     def find_run_by_source(self, source: str, source_id: str) -> Run | None:
         run_id = self.runs_by_source(source, [source_id]).get(source_id)
         return None if run_id is None else self.resolve_run(run_id)
-
-    def link_run_asset(self, run_id: str, version_id: str, relation: str, role=None) -> None:
-        """Record that a run used or produced an existing asset version."""
-        from metastore.errors import InvalidValue
-
-        if relation == "used":
-            self.add_edge("asset_version", version_id, "run", run_id, "used", role)
-        elif relation == "produced":
-            self.add_edge("run", run_id, "asset_version", version_id, "produced", role)
-        else:
-            raise InvalidValue("relation of a run to an asset is 'used' or 'produced'")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -787,6 +787,15 @@ class SQLBackend(Backend):
 
         return self.transact(go)
 
+    def link_run_asset(self, run_id: str, version_id: str, relation: str, role=None) -> None:
+        if relation == "used":
+            ends = ("asset_version", version_id, "run", run_id)
+        elif relation == "produced":
+            ends = ("run", run_id, "asset_version", version_id)
+        else:
+            raise InvalidValue("relation of a run to an asset is 'used' or 'produced'")
+        self.transact(lambda s: self._add_edge(s, *ends, relation, role))
+
     def add_edge(
         self, src_type: str, src_id: str, dst_type: str, dst_id: str, relation: str, role=None
     ) -> LineageEdge:

@@ -153,8 +153,9 @@ def import_path(
     if "://" in str(path) and source in (None, "mlflow"):
         from metastore.importers import mlflow
 
-        if extra:
-            raise InvalidValue(f"{', '.join(sorted(extra))}: not options of the mlflow importer")
+        unknown = set(extra) - {"artifact_root"}
+        if unknown:
+            raise InvalidValue(f"{', '.join(sorted(unknown))}: not options of the mlflow importer")
         return mlflow.import_url(
             store, str(path), experiment=experiment, dry_run=dry_run, copy=copy,
             progress=progress, **extra,

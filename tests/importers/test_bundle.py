@@ -73,18 +73,18 @@ def validate_bundle(folder: Path) -> None:
 
 def test_round_trip(demo_store, store, tmp_path):
     bundle = tmp_path / "bundle"
-    counts = export_bundle(demo_store, bundle)
+    counts = export_bundle(demo_store.backend, bundle)
     assert counts["runs"] == 12 and counts["blobs"] > 0 and counts["edges"] > 0
     validate_bundle(bundle)
     assert detect(bundle) == "bundle"
-    report = import_path(store, bundle)
+    report = import_path(store.backend, bundle)
     assert (report.found, report.imported, report.skipped) == (12, 12, [])
     assert snapshot(store) == snapshot(demo_store)
     assert version_edges(store) == version_edges(demo_store)
     # content travels, verified by digest
     model = store.get_run("diabetes#4").outputs[0]
     assert model.read_bytes() == demo_store.get_run("diabetes#4").outputs[0].read_bytes()
-    again = import_path(store, bundle)
+    again = import_path(store.backend, bundle)
     assert (again.imported, again.already_present) == (0, 12)
 
 
@@ -92,11 +92,11 @@ def test_tar_gz_and_one_experiment(demo_store, sqlite_store, tmp_path):
     with demo_store.start_run(experiment="other", name="lonely") as run:
         run.log_metric("x", 1.0)
     archive = tmp_path / "diabetes.tar.gz"
-    export(demo_store, archive, experiment="diabetes")
+    export(demo_store.backend, archive, experiment="diabetes")
     with tarfile.open(archive) as tar:
         assert "bundle.json" in tar.getnames()
     assert detect(archive) == "bundle"
-    report = import_path(sqlite_store, archive, "bundle")
+    report = import_path(sqlite_store.backend, archive, "bundle")
     assert report.imported == 12
     assert [e.name for e in sqlite_store.experiments()] == ["diabetes"]
     assert snapshot(sqlite_store) == snapshot(demo_store, "diabetes")
@@ -119,9 +119,9 @@ def test_directories_and_long_histories_survive(sqlite_store, tmp_path):
         with src.start_run(experiment="e", name="child", parent=parent) as child:
             child.use_asset(folder, kind="model", name="net", role="base")
     bundle = tmp_path / "b"
-    export_bundle(src, bundle)
+    export_bundle(src.backend, bundle)
     validate_bundle(bundle)
-    import_path(sqlite_store, bundle)
+    import_path(sqlite_store.backend, bundle)
     import math
 
     got_nan = sqlite_store.get_run("parent").params.pop("nan")
@@ -140,12 +140,12 @@ def test_directories_and_long_histories_survive(sqlite_store, tmp_path):
 
 def test_corrupt_bundle_lines_are_skipped(demo_store, sqlite_store, tmp_path):
     bundle = tmp_path / "bundle"
-    export_bundle(demo_store, bundle)
+    export_bundle(demo_store.backend, bundle)
     lines = (bundle / "runs.jsonl").read_text().splitlines()
     lines[3] = lines[3][: len(lines[3]) // 2]  # truncated
     lines[5] = lines[5].replace('"status":"finished"', '"status":"exploded"')
     (bundle / "runs.jsonl").write_text("\n".join(lines) + "\n")
-    report = import_path(sqlite_store, bundle)
+    report = import_path(sqlite_store.backend, bundle)
     assert report.found == 12 and report.imported == 10 and report.complete
     text = "\n".join(f"{w}: {r}" for w, r in report.skipped)
     assert "runs.jsonl line 4: is not a valid RunEntry" in text
@@ -158,35 +158,35 @@ def test_bundle_refuses_to_overwrite(demo_store, tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "f").write_text("keep me")
     with pytest.raises(InvalidValue, match="not an empty directory"):
-        export_bundle(demo_store, tmp_path / "x")
+        export_bundle(demo_store.backend, tmp_path / "x")
 
 
 def test_table_export_csv_and_parquet(demo_store, sqlite_store, tmp_path):
     import pandas as pd
 
-    counts = export(demo_store, tmp_path / "runs.csv")
+    counts = export(demo_store.backend, tmp_path / "runs.csv")
     assert counts["runs"] == 12
     frame = pd.read_csv(tmp_path / "runs.csv")
     assert list(frame["run"][:2]) == ["diabetes#1", "diabetes#2"]
     assert {"params.algorithm", "params.n_estimators", "metrics.rmse", "metrics.loss"} <= set(frame.columns)
     assert frame["metrics.rmse"].dtype == float
-    export(demo_store, tmp_path / "runs.parquet", experiment="diabetes")
+    export(demo_store.backend, tmp_path / "runs.parquet", experiment="diabetes")
     parquet = pd.read_parquet(tmp_path / "runs.parquet")
     assert len(parquet) == 12 and parquet["params.normalize"].dtype == bool
     rmse = {r.ref: r.metrics["rmse"] for r in demo_store.runs()}
     assert dict(zip(parquet["run"], parquet["metrics.rmse"], strict=True)) == rmse
     # the CSV export is what the csv importer reads
-    report = import_path(sqlite_store, tmp_path / "runs.csv", experiment="again")
+    report = import_path(sqlite_store.backend, tmp_path / "runs.csv", experiment="again")
     assert report.imported == 12
     assert sqlite_store.get_run("again#1").params == demo_store.get_run("diabetes#1").params
 
 
 def test_bundle_into_another_experiment_keeps_run_ids(demo_store, sqlite_store, tmp_path):
     bundle = tmp_path / "b"
-    export_bundle(demo_store, bundle, experiment="diabetes")
-    report = import_path(sqlite_store, bundle, experiment="copy")
+    export_bundle(demo_store.backend, bundle, experiment="diabetes")
+    report = import_path(sqlite_store.backend, bundle, experiment="copy")
     assert report.imported == 12
     assert [e.name for e in sqlite_store.experiments()] == ["copy"]
     assert {r.id for r in sqlite_store.runs("copy")} == {r.id for r in demo_store.runs("diabetes")}
-    dry = import_path(sqlite_store, bundle, dry_run=True)
+    dry = import_path(sqlite_store.backend, bundle, dry_run=True)
     assert (dry.imported, dry.already_present) == (0, 12)

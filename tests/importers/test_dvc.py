@@ -118,7 +118,7 @@ def test_detect(repo):
 
 @real_dvc
 def test_import_repository(store, repo):
-    report = import_path(store, repo, "dvc")
+    report = import_path(store.backend, repo, "dvc")
     assert (report.found, report.imported, report.skipped) == (2, 2, [])
     runs = {r.name: r for r in store.runs("wine")}
     assert set(runs) == {"main", "lr-05"}
@@ -164,7 +164,7 @@ def test_import_repository(store, repo):
         ("data/raw.csv", "data/prepared", "prepare"), ("data/prepared", "model.pkl", "train")
     }
 
-    again = import_path(store, repo, "dvc")
+    again = import_path(store.backend, repo, "dvc")
     assert (again.imported, again.already_present) == (0, 2)
     assert len(store.runs()) == 2
 
@@ -172,7 +172,7 @@ def test_import_repository(store, repo):
 @real_dvc
 def test_exp_show_json_then_repository(sqlite_store, repo):
     show = repo.parent / "exp_show.json"
-    report = import_path(sqlite_store, show)
+    report = import_path(sqlite_store.backend, show)
     assert (report.found, report.imported) == (2, 2)
     runs = {r.name: r for r in sqlite_store.runs()}
     exp = runs["lr-05"]
@@ -182,7 +182,7 @@ def test_exp_show_json_then_repository(sqlite_store, repo):
     assert exp.metric_summary("acc").last_step == 1
     assert {v.name for v in exp.outputs} == {"data/prepared", "model.pkl"}
     # the same experiments, read from git, are recognised
-    again = import_path(sqlite_store, repo, "dvc")
+    again = import_path(sqlite_store.backend, repo, "dvc")
     assert (again.imported, again.already_present) == (0, 2)
 
 
@@ -190,12 +190,12 @@ def test_exp_show_json_then_repository(sqlite_store, repo):
 def test_new_experiment_is_added(sqlite_store, repo, tmp_path):
     copy = tmp_path / "wine"
     shutil.copytree(repo, copy)
-    assert import_path(sqlite_store, copy, "dvc").imported == 2
+    assert import_path(sqlite_store.backend, copy, "dvc").imported == 2
     # a new experiment commit: the baseline with other params (what `dvc exp run` makes)
     git = ["git", "-C", str(copy)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     _commit_experiment(copy, head, "lr-2", {"params.yaml": "train:\n  lr: 2.0\n  epochs: 1\n"})
-    report = import_path(sqlite_store, copy, "dvc")
+    report = import_path(sqlite_store.backend, copy, "dvc")
     assert (report.found, report.imported, report.already_present) == (3, 1, 2)
     assert sqlite_store.get_run("lr-2").params["train.lr"] == 2.0
 
@@ -227,7 +227,7 @@ def test_broken_experiment_commit_is_skipped(sqlite_store, repo, tmp_path):
     head = subprocess.run(["git", "-C", str(copy), "rev-parse", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()
     sha = _commit_experiment(copy, head, "broken", {"dvclive/metrics.json": '{"acc": 0.9, "step": '})
-    report = import_path(sqlite_store, copy, "dvc")
+    report = import_path(sqlite_store.backend, copy, "dvc")
     assert (report.found, report.imported, len(report.skipped)) == (3, 2, 1)
     assert report.complete
     where, reason = report.skipped[0]
@@ -239,33 +239,33 @@ def test_broken_experiment_commit_is_skipped(sqlite_store, repo, tmp_path):
 def test_plain_folder(sqlite_store, repo, tmp_path):
     folder = tmp_path / "copied-run"
     shutil.copytree(repo, folder, ignore=shutil.ignore_patterns(".git"))
-    report = import_path(sqlite_store, folder, "dvc")
+    report = import_path(sqlite_store.backend, folder, "dvc")
     assert (report.found, report.imported) == (1, 1)
     [run] = sqlite_store.runs()
     assert run.name == "copied-run"
     assert run.params["train.lr"] == 0.5  # `dvc exp run` left its results in the workspace
     assert [m.step for m in run.metric_history("acc")] == [0, 1]
     assert {v.name for v in run.outputs} == {"data/prepared", "model.pkl"}
-    assert import_path(sqlite_store, folder, "dvc").already_present == 1
+    assert import_path(sqlite_store.backend, folder, "dvc").already_present == 1
     # a standalone dvclive folder
     live = tmp_path / "live-only"
     shutil.copytree(repo / "dvclive", live)
     assert detect(live) == "dvc"
-    assert import_path(sqlite_store, live).imported == 1
+    assert import_path(sqlite_store.backend, live).imported == 1
     assert sqlite_store.get_run("live-only").params == {"seed": 7}
 
 
 def test_malformed_folder_and_exp_show(sqlite_store, tmp_path):
     folder = tmp_path / "broken"
     shutil.copytree(DATA / "broken_folder", folder)  # outside any git repository
-    report = import_path(sqlite_store, folder, "dvc")
+    report = import_path(sqlite_store.backend, folder, "dvc")
     assert (report.found, report.imported, len(report.skipped)) == (1, 0, 1)
     assert "dvc.lock" in report.skipped[0][0] and "not valid YAML" in report.skipped[0][1]
     assert sqlite_store.runs() == []
 
     show = tmp_path / "exp_show_errors.json"
     shutil.copy(DATA / "exp_show_errors.json", show)
-    report = import_path(sqlite_store, show, "dvc")
+    report = import_path(sqlite_store.backend, show, "dvc")
     assert (report.found, report.imported, len(report.skipped)) == (3, 2, 1)
     assert report.complete
     assert "YAML file structure is corrupted" in report.skipped[0][1]
@@ -276,7 +276,7 @@ def test_malformed_folder_and_exp_show(sqlite_store, tmp_path):
     assert sqlite_store.get_run("no-metrics").metrics == {}
 
     with pytest.raises(ImportFailed, match="not readable"):
-        import_path(sqlite_store, DATA / "exp_show_truncated.json", "dvc")
+        import_path(sqlite_store.backend, DATA / "exp_show_truncated.json", "dvc")
 
 
 @real_dvc
@@ -289,8 +289,8 @@ def test_lineage_cycle_is_a_warning_not_a_lost_run(sqlite_store, tmp_path):
     """Run two derives a.csv from b.csv, which run one derived from that same a.csv: the
     edge would close a cycle, so it is left out with a warning and the run still imports."""
     shutil.copytree(DATA / "cycle", tmp_path / "cycle")
-    assert import_path(sqlite_store, tmp_path / "cycle" / "one", "dvc").imported == 1
-    report = import_path(sqlite_store, tmp_path / "cycle" / "two", "dvc")
+    assert import_path(sqlite_store.backend, tmp_path / "cycle" / "one", "dvc").imported == 1
+    report = import_path(sqlite_store.backend, tmp_path / "cycle" / "two", "dvc")
     assert report.imported == 1 and report.skipped == []
     assert any("cycle" in w for w in report.warnings)
     two = sqlite_store.get_run("two")
@@ -299,7 +299,7 @@ def test_lineage_cycle_is_a_warning_not_a_lost_run(sqlite_store, tmp_path):
 
 def test_dvc1_lock_file(sqlite_store, tmp_path):
     shutil.copytree(DATA / "dvc1_folder", tmp_path / "old-run")
-    report = import_path(sqlite_store, tmp_path / "old-run", "dvc")
+    report = import_path(sqlite_store.backend, tmp_path / "old-run", "dvc")
     assert report.imported == 1
     run = sqlite_store.get_run("old-run")
     assert run.params == {"alpha": 0.5} and run.command == "python train.py"
@@ -315,7 +315,7 @@ def test_exp_show_json_of_dvc2(sqlite_store, tmp_path):
     show.parent.mkdir()
     shutil.copy(DATA / "exp_show_dvc2.json", show)
     assert detect(show) == "dvc"
-    report = import_path(sqlite_store, show, "dvc")
+    report = import_path(sqlite_store.backend, show, "dvc")
     assert (report.found, report.imported) == (2, 2)
     base, exp = sqlite_store.get_run("master"), sqlite_store.get_run("exp-1f2e3")
     assert exp.parent_id == base.id and exp.experiment == "repo"

@@ -83,7 +83,7 @@ def artifact_folder(root: Path, run_name: str) -> Path:
 
 def test_file_store(store, mlruns):
     assert detect(mlruns) == "mlflow"
-    report = import_path(store, mlruns)
+    report = import_path(store.backend, mlruns)
     assert (report.found, report.imported, report.already_present, report.skipped) == (5, 5, 0, [])
     assert report.params == 11 and report.metrics == 8 and report.assets == 3
     assert any("'weird'" in w and "NaN" in w for w in report.warnings)
@@ -93,52 +93,52 @@ def test_file_store(store, mlruns):
 def test_sql_store(store, mlflow_db):
     assert detect(mlflow_db) == "mlflow"
     assert detect(mlflow_db.parent) == "mlflow"  # a project folder holding mlflow.db
-    report = import_path(store, mlflow_db)
+    report = import_path(store.backend, mlflow_db)
     assert (report.found, report.imported, report.skipped) == (5, 5, [])
     assert report.params == 11 and report.metrics == 8 and report.assets == 3
     check_wine(store, artifact_folder(mlflow_db.parent, "enet"))
 
 
 def test_sql_store_by_url(sqlite_store, mlflow_db):
-    report = mlflow_importer.import_url(sqlite_store, f"sqlite:///{mlflow_db}", experiment="legacy")
+    report = mlflow_importer.import_url(sqlite_store.backend, f"sqlite:///{mlflow_db}", experiment="legacy")
     assert report.imported == 5 and report.complete
     assert {r.name for r in sqlite_store.runs("legacy")} >= {"enet", "sweep"}
 
 
 def test_import_path_takes_a_database_url_like_the_cli(sqlite_store, mlflow_db):
-    report = import_path(sqlite_store, f"sqlite:///{mlflow_db}")
+    report = import_path(sqlite_store.backend, f"sqlite:///{mlflow_db}")
     assert report.source == "mlflow" and report.imported == 5 and report.complete
     with pytest.raises(InvalidValue, match="not options of the mlflow importer"):
-        import_path(sqlite_store, f"sqlite:///{mlflow_db}", params=["lr"])
+        import_path(sqlite_store.backend, f"sqlite:///{mlflow_db}", params=["lr"])
 
 
 def test_sql_store_is_opened_read_only(sqlite_store, mlflow_db):
     before = sha256(mlflow_db)
-    import_path(sqlite_store, mlflow_db)
+    import_path(sqlite_store.backend, mlflow_db)
     assert sha256(mlflow_db) == before
 
 
 def test_import_twice_then_new_runs(sqlite_store, mlruns, add_mlflow_runs):
-    first = import_path(sqlite_store, mlruns)
-    again = import_path(sqlite_store, mlruns)
+    first = import_path(sqlite_store.backend, mlruns)
+    again = import_path(sqlite_store.backend, mlruns)
     assert (again.found, again.imported, again.already_present) == (5, 0, 5)
     assert again.params == again.metrics == again.assets == 0
     assert len(sqlite_store.runs("wine")) == 5
     add_mlflow_runs(mlruns)
-    third = import_path(sqlite_store, mlruns)
+    third = import_path(sqlite_store.backend, mlruns)
     assert (third.found, third.imported, third.already_present) == (7, 2, 5)
     assert [r.name for r in sqlite_store.runs("wine")][-2:] == ["late-0", "late-1"]
     assert set(third.run_ids).isdisjoint(first.run_ids)
 
 
 def test_dry_run_writes_nothing(sqlite_store, mlruns):
-    report = import_path(sqlite_store, mlruns, dry_run=True)
+    report = import_path(sqlite_store.backend, mlruns, dry_run=True)
     assert (report.found, report.imported, report.params, report.metrics) == (5, 5, 11, 8)
     assert sqlite_store.runs() == [] and sqlite_store.assets() == []
 
 
 def test_no_copy_references_artifacts(sqlite_store, mlruns):
-    import_path(sqlite_store, mlruns, copy=False)
+    import_path(sqlite_store.backend, mlruns, copy=False)
     enet = by_name(sqlite_store)["enet"]
     notes = next(v for v in enet.outputs if v.name == "notes.txt")
     assert notes.uri.startswith("file://") and notes.uri.endswith("/artifacts/notes.txt")
@@ -156,8 +156,8 @@ def test_moved_stores_find_their_artifacts(sqlite_store, mlruns, mlflow_db):
     con.execute("update runs set artifact_uri = replace(artifact_uri, 'file:///', 'file:///gone/')")
     con.commit()
     con.close()
-    import_path(sqlite_store, mlruns, experiment="files")
-    import_path(sqlite_store, mlflow_db, experiment="sql")
+    import_path(sqlite_store.backend, mlruns, experiment="files")
+    import_path(sqlite_store.backend, mlflow_db, experiment="sql")
     for exp in ("files", "sql"):
         enet = by_name(sqlite_store, exp)["enet"]
         assert {v.name for v in enet.outputs} == {"notes.txt", "cfg"}
@@ -166,7 +166,7 @@ def test_moved_stores_find_their_artifacts(sqlite_store, mlruns, mlflow_db):
 def test_malformed_runs_are_skipped_loudly(store, tmp_path):
     root = tmp_path / "mlruns"
     shutil.copytree(BROKEN, root)
-    report = import_path(store, root)
+    report = import_path(store.backend, root)
     assert report.found == 8
     assert report.imported == 4 and report.already_present == 0
     assert len(report.skipped) == 4 and report.complete
@@ -197,7 +197,7 @@ def test_malformed_runs_are_skipped_loudly(store, tmp_path):
     # the skipped ones come in once repaired, the others are already present
     meta = root / "1" / ("b" * 32) / "meta.yaml"
     meta.write_text((root / "1" / ("a" * 32) / "meta.yaml").read_text().replace("a" * 32, "b" * 32))
-    again = import_path(store, root)
+    again = import_path(store.backend, root)
     assert (again.imported, again.already_present, len(again.skipped)) == (1, 4, 3)
 
 
@@ -214,7 +214,7 @@ def test_detect_rejects_other_folders(tmp_path):
 
 @pytest.mark.slow
 def test_logged_model_becomes_a_model_version(sqlite_store, mlflow_with_model):
-    report = import_path(sqlite_store, mlflow_with_model)
+    report = import_path(sqlite_store.backend, mlflow_with_model)
     assert report.imported == 1 and report.complete
     [run] = sqlite_store.runs("models")
     # log_model appended the metric line again: kept once
@@ -253,7 +253,7 @@ def test_sql_store_on_postgresql(sqlite_store, tmp_path):
         subprocess.run([sys.executable, str(script), url, str(tmp_path)], cwd=tmp_path, env=env,
                        check=True, capture_output=True, timeout=600)
         plain = url.replace("postgresql+psycopg://", "postgresql://")
-        report = mlflow_importer.import_url(sqlite_store, plain)
+        report = mlflow_importer.import_url(sqlite_store.backend, plain)
         assert (report.found, report.imported, report.skipped) == (5, 5, [])
         check_wine(sqlite_store, artifact_folder(tmp_path, "enet"))
     finally:

@@ -115,7 +115,7 @@ def test_detect(export):
 
 
 def test_import_export(store, export):
-    report = import_path(store, export, "neptune")
+    report = import_path(store.backend, export, "neptune")
     assert (report.found, report.imported, report.skipped) == (2, 2, [])
     runs = {r.name: r for r in store.runs("resnet-sweep")}
     one, two = runs["CV-1"], runs["CV-2"]
@@ -147,7 +147,7 @@ def test_import_export(store, export):
     assert [m.step for m in two.metric_history("train/loss")] == [0, 5, 10, 15, 20]
     assert two.tags["neptune.step_scale.train/loss"] == "10"
 
-    again = import_path(store, export, "neptune")
+    again = import_path(store.backend, export, "neptune")
     assert (again.imported, again.already_present) == (0, 2)
 
 
@@ -157,7 +157,7 @@ def test_incomplete_and_corrupt_runs(sqlite_store, export, tmp_path):
     shutil.copy(DATA / "exports" / "data" / PROJECT_DIR / "CV-7_part_0.parquet", data / PROJECT_DIR)
     # an export interrupted mid-run leaves .tmp parts and no part_0
     (data / PROJECT_DIR / "CV-9_part_1.parquet.tmp").write_bytes(b"partial")
-    report = import_path(sqlite_store, data, "neptune")
+    report = import_path(sqlite_store.backend, data, "neptune")
     assert (report.found, report.imported, len(report.skipped)) == (4, 2, 2)
     assert report.complete
     reasons = dict(report.skipped)
@@ -171,7 +171,7 @@ def test_files_path_option_and_no_copy(sqlite_store, export, tmp_path):
     shutil.copytree(export.parent / "files", moved)
     data = tmp_path / "data"
     shutil.copytree(export, data)
-    report = import_path(sqlite_store, data / PROJECT_DIR, "neptune", copy=False, files_path=str(moved))
+    report = import_path(sqlite_store.backend, data / PROJECT_DIR, "neptune", copy=False, files_path=str(moved))
     assert report.imported == 2
     weights = sqlite_store.get_run("CV-1").outputs
     [w] = [v for v in weights if v.name == "model/weights"]

@@ -109,7 +109,7 @@ def test_detects_events(client_events):
 
 def test_import_client_events(store, client_events):
     path, ids = client_events
-    report = import_path(store, path, "openlineage")
+    report = import_path(store.backend, path, "openlineage")
     assert (report.found, report.imported, len(report.skipped)) == (3, 2, 1)
     assert report.complete
     assert "still running" in report.skipped[0][1]
@@ -136,7 +136,7 @@ def test_import_client_events(store, client_events):
     assert [v.digest for v in evaluate.inputs] == [model.digest]
     assert "ValueError: bad input" in evaluate.notes[0].text
 
-    again = import_path(store, path, "openlineage")
+    again = import_path(store.backend, path, "openlineage")
     assert (again.imported, again.already_present, len(again.skipped)) == (0, 2, 1)
     assert len(store.runs()) == 2
 
@@ -150,17 +150,17 @@ def test_run_imported_once_it_ends(sqlite_store, tmp_path):
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
     }
     events.write_text(json.dumps(start) + "\n")
-    first = import_path(sqlite_store, events, "openlineage")
+    first = import_path(sqlite_store.backend, events, "openlineage")
     assert (first.found, first.imported, len(first.skipped)) == (1, 0, 1)
     with events.open("a") as fh:
         fh.write(json.dumps({**start, "eventType": "ABORT", "eventTime": "2026-01-01T01:00:00Z"}) + "\n")
-    second = import_path(sqlite_store, events, "openlineage")
+    second = import_path(sqlite_store.backend, events, "openlineage")
     assert second.imported == 1
     assert sqlite_store.runs()[0].status == "killed"
 
 
 def test_malformed_events_skip_their_run_only(sqlite_store):
-    report = import_path(sqlite_store, DATA, "openlineage")  # static/ holds one good run more
+    report = import_path(sqlite_store.backend, DATA, "openlineage")  # static/ holds one good run more
     assert report.found == 6 and report.imported == 2 and len(report.skipped) == 4
     assert report.complete
     reasons = " | ".join(f"{w}: {r}" for w, r in report.skipped)
@@ -184,7 +184,7 @@ def test_malformed_events_skip_their_run_only(sqlite_store):
 
 def test_dry_run_writes_nothing(sqlite_store, client_events):
     path, _ = client_events
-    report = import_path(sqlite_store, path, "openlineage", dry_run=True)
+    report = import_path(sqlite_store.backend, path, "openlineage", dry_run=True)
     assert report.imported == 2 and report.assets == 3
     assert sqlite_store.runs() == [] and sqlite_store.assets() == []
 
@@ -200,7 +200,7 @@ def test_run_uuid_is_the_ulid():
 
 def test_export_events_follow_the_spec(demo_store):
     buf = io.StringIO()
-    n = export_openlineage(demo_store, buf, experiment="diabetes")
+    n = export_openlineage(demo_store.backend, buf, experiment="diabetes")
     events = [json.loads(line) for line in buf.getvalue().splitlines()]
     assert n == len(events) == 24  # START + COMPLETE for each of the 12 runs
     for e in events:
@@ -217,13 +217,13 @@ def test_export_events_follow_the_spec(demo_store):
 
     one = demo_store.runs()[0]
     single = io.StringIO()
-    assert export_openlineage(demo_store, single, run=one.id) == 2
+    assert export_openlineage(demo_store.backend, single, run=one.id) == 2
 
 
 def test_export_round_trip(demo_store, sqlite_store, tmp_path):
     out = tmp_path / "lineage.ndjson"
-    export_openlineage(demo_store, out, experiment="diabetes")
-    report = import_path(sqlite_store, out, "openlineage")
+    export_openlineage(demo_store.backend, out, experiment="diabetes")
+    report = import_path(sqlite_store.backend, out, "openlineage")
     assert report.imported == 12 and report.complete
     for original in demo_store.runs("diabetes"):
         copy = sqlite_store.get_run(original.id)  # the run id travels with the events
@@ -242,10 +242,10 @@ def test_export_round_trip(demo_store, sqlite_store, tmp_path):
                 (v.kind, v.name, v.digest) for v in getattr(original, side)
             )
     # importing the export into the store it came from finds every run already there
-    back = import_path(demo_store, out, "openlineage")
+    back = import_path(demo_store.backend, out, "openlineage")
     assert (back.imported, back.already_present) == (0, 12)
     # and into the copy again
-    assert import_path(sqlite_store, out, "openlineage").already_present == 12
+    assert import_path(sqlite_store.backend, out, "openlineage").already_present == 12
 
 
 def test_export_parent_failed_and_external_data(sqlite_store, tmp_path):
@@ -253,17 +253,17 @@ def test_export_parent_failed_and_external_data(sqlite_store, tmp_path):
 
     data = tmp_path / "train.csv"
     data.write_text("a,b\n1,2\n")
-    _, csv_version = sqlite_store.put_asset("dataset", "train", data, copy=False)
+    csv_version = sqlite_store.put_asset("dataset", "train", data, copy=False)
     parent = sqlite_store.backend.create_run(RunRecord(experiment="sweep", name="sweep", ended=T0.replace(tzinfo=None)))
     child = sqlite_store.backend.create_run(RunRecord(
         experiment="sweep", name="trial-1", status="failed", parent_id=parent.id,
         started=T0.replace(tzinfo=None), ended=T0.replace(tzinfo=None) + timedelta(minutes=1),
         params={"lr": 0.1, "layers": [2, 3], "use_bn": False}, tags={"stage": "dev"},
-        metrics=[MetricPoint("loss", 1.5, 0, T0.replace(tzinfo=None))],
+        metrics=[MetricPoint(key="loss", value=1.5, step=0, timestamp=T0.replace(tzinfo=None))],
         inputs=[(csv_version.id, "train")],
     ))
     buf = io.StringIO()
-    export_openlineage(sqlite_store, buf, experiment="sweep")
+    export_openlineage(sqlite_store.backend, buf, experiment="sweep")
     events = [json.loads(line) for line in buf.getvalue().splitlines()]
     assert [e["eventType"] for e in events] == ["START", "COMPLETE", "START", "FAIL"]
     fail = events[-1]
@@ -275,7 +275,7 @@ def test_export_parent_failed_and_external_data(sqlite_store, tmp_path):
     out = tmp_path / "sweep.ndjson"
     out.write_text(buf.getvalue())
     other = metastore.open(f"sqlite:///{tmp_path / 'other' / 'm.db'}")
-    report = import_path(other, out, "openlineage")
+    report = import_path(other.backend, out, "openlineage")
     assert report.imported == 2
     copy = other.get_run(child.id)
     assert copy.parent_id == parent.id and copy.status == "failed"
@@ -309,6 +309,6 @@ def test_cli_export_then_import(demo_store_path, tmp_path):
 
 
 def test_static_events_are_not_runs(sqlite_store):
-    report = import_path(sqlite_store, DATA / "static", "openlineage")
+    report = import_path(sqlite_store.backend, DATA / "static", "openlineage")
     assert (report.found, report.imported, report.skipped) == (1, 1, [])
     assert any("2 static DatasetEvent/JobEvent" in w for w in report.warnings)

@@ -32,7 +32,7 @@ def test_infer_value(text, value):
 def test_spreadsheet_by_hand(store):
     path = CSV / "spreadsheet.csv"
     assert detect(path) == "csv"
-    report = import_path(store, path, metrics=["acc", "loss"])
+    report = import_path(store.backend, path, metrics=["acc", "loss"])
     assert (report.found, report.imported, report.skipped) == (3, 3, [])
     runs = {r.name: r for r in store.runs("spreadsheet")}
     assert runs["baseline"].params == {
@@ -48,20 +48,20 @@ def test_spreadsheet_by_hand(store):
 
 
 def test_params_option_makes_the_rest_metrics(sqlite_store):
-    import_path(sqlite_store, CSV / "spreadsheet.csv", params="lr,batch,optimizer,use_bn")
+    import_path(sqlite_store.backend, CSV / "spreadsheet.csv", params="lr,batch,optimizer,use_bn")
     run = sqlite_store.get_run("baseline")
     assert set(run.params) == {"lr", "batch", "optimizer", "use_bn"}
     assert run.metrics == {"acc": 0.81, "loss": 0.52}
 
 
 def test_unprefixed_columns_default_to_params_with_a_warning(sqlite_store):
-    report = import_path(sqlite_store, CSV / "spreadsheet.csv")
+    report = import_path(sqlite_store.backend, CSV / "spreadsheet.csv")
     assert sqlite_store.get_run("baseline").params["acc"] == 0.81
     assert any("acc" in w and "--metrics" in w for w in report.warnings)
 
 
 def test_mlflow_search_runs_export(sqlite_store):
-    report = import_path(sqlite_store, CSV / "search_runs.csv", experiment="mlflow-export")
+    report = import_path(sqlite_store.backend, CSV / "search_runs.csv", experiment="mlflow-export")
     assert report.imported == 2
     runs = {r.name: r for r in sqlite_store.runs("mlflow-export")}
     enet = runs["enet-0"]
@@ -77,7 +77,7 @@ def test_mlflow_search_runs_export(sqlite_store):
 def test_json_lines(sqlite_store):
     path = CSV / "runs.jsonl"
     assert detect(path) == "csv"
-    report = import_path(sqlite_store, path)
+    report = import_path(sqlite_store.backend, path)
     assert report.found == 4 and report.imported == 2 and len(report.skipped) == 2
     assert report.complete
     text = "\n".join(f"{w}: {r}" for w, r in report.skipped)
@@ -92,7 +92,7 @@ def test_json_lines(sqlite_store):
 
 
 def test_malformed_rows_are_skipped_and_counted(store):
-    report = import_path(store, CSV / "broken.csv")
+    report = import_path(store.backend, CSV / "broken.csv")
     assert report.found == 5 and report.imported == 1 and len(report.skipped) == 4
     assert report.complete
     text = "\n".join(f"{w}: {r}" for w, r in report.skipped)
@@ -105,36 +105,36 @@ def test_malformed_rows_are_skipped_and_counted(store):
 def test_idempotent_and_new_rows(sqlite_store, tmp_path):
     path = tmp_path / "runs.csv"
     shutil.copy(CSV / "spreadsheet.csv", path)
-    import_path(sqlite_store, path, metrics="acc,loss")
-    again = import_path(sqlite_store, path, metrics="acc,loss")
+    import_path(sqlite_store.backend, path, metrics="acc,loss")
+    again = import_path(sqlite_store.backend, path, metrics="acc,loss")
     assert (again.imported, again.already_present) == (0, 3)
     with open(path, "a") as f:
         f.write("sgd again,0.1,32,sgd,true,0.81,0.52,first try\n")
         f.write("sgd again,0.1,32,sgd,true,0.81,0.52,first try\n")  # a repeat is a new run
-    third = import_path(sqlite_store, path, metrics="acc,loss")
+    third = import_path(sqlite_store.backend, path, metrics="acc,loss")
     assert (third.imported, third.already_present) == (2, 3)
     assert len(sqlite_store.runs("runs")) == 5
 
 
 def test_dry_run(sqlite_store):
-    report = import_path(sqlite_store, CSV / "spreadsheet.csv", dry_run=True)
+    report = import_path(sqlite_store.backend, CSV / "spreadsheet.csv", dry_run=True)
     assert report.imported == 3 and sqlite_store.runs() == []
 
 
 def test_unreadable_files_fail_whole(sqlite_store, tmp_path):
     with pytest.raises(ImportFailed, match="not UTF-8"):
-        import_path(sqlite_store, CSV / "not_utf8.csv", "csv")
+        import_path(sqlite_store.backend, CSV / "not_utf8.csv", "csv")
     dup = tmp_path / "dup.csv"
     dup.write_text("a,b,a\n1,2,3\n")
     with pytest.raises(ImportFailed, match="appear twice: a"):
-        import_path(sqlite_store, dup)
+        import_path(sqlite_store.backend, dup)
 
 
 def test_tsv_and_semicolons(sqlite_store, tmp_path):
     (tmp_path / "t.tsv").write_text("name\tparams.lr\tmetrics.acc\nx\t0.1\t0.5\n")
     (tmp_path / "s.csv").write_text("name;params.lr;metrics.acc\ny;0.2;0.6\n")
-    import_path(sqlite_store, tmp_path / "t.tsv")
-    import_path(sqlite_store, tmp_path / "s.csv")
+    import_path(sqlite_store.backend, tmp_path / "t.tsv")
+    import_path(sqlite_store.backend, tmp_path / "s.csv")
     assert sqlite_store.get_run("x").metrics == {"acc": 0.5}
     assert sqlite_store.get_run("y").params == {"lr": 0.2}
 
@@ -147,7 +147,7 @@ def test_a_run_the_store_refuses_is_skipped_alone(store, tmp_path):
     rows += [f"run-{i},0.{i},fine" for i in range(5)]
     rows.insert(3, "too-long,0.9," + "x" * 600)
     path.write_text("\n".join(rows) + "\n")
-    report = import_path(store, path)
+    report = import_path(store.backend, path)
     assert (report.found, report.imported) == (6, 5) and report.complete
     [(where, why)] = report.skipped
     assert where.endswith("mixed.csv line 4") and "at most 500 characters" in why
@@ -163,7 +163,7 @@ def test_bulk_create_runs_with_parents(store):
     ids = store.backend.create_runs(
         [
             RunRecord(experiment="bulk", name="parent", id=parent_id, params={"a": 1},
-                      metrics=[MetricPoint("loss", 0.5, step=0), MetricPoint("loss", 0.25, step=1)]),
+                      metrics=[MetricPoint(key="loss", value=0.5, step=0), MetricPoint(key="loss", value=0.25, step=1)]),
             RunRecord(experiment="bulk", name="child", parent_id=parent_id, tags={"t": "v"}),
             RunRecord(experiment="other", name="alone"),
         ]

@@ -54,7 +54,7 @@ def test_detect(logdir):
 
 
 def test_import_logdir(store, logdir):
-    report = import_path(store, logdir, "tensorboard")
+    report = import_path(store.backend, logdir, "tensorboard")
     assert (report.found, report.imported, report.skipped) == (3, 3, [])
     assert report.complete
     runs = {r.name: r for r in store.runs("runs")}
@@ -85,23 +85,23 @@ def test_import_logdir(store, logdir):
     ]
     assert report.metrics == 5 + 5 + 1 + 3 + 4
 
-    again = import_path(store, logdir, "tensorboard")
+    again = import_path(store.backend, logdir, "tensorboard")
     assert (again.imported, again.already_present) == (0, 3)
     # importing one run folder alone recognises it too
-    assert import_path(store, logdir / "tf2", "tensorboard").already_present == 1
+    assert import_path(store.backend, logdir / "tf2", "tensorboard").already_present == 1
     assert len(store.runs()) == 3
 
 
 def test_new_runs_are_added(sqlite_store, logdir, tmp_path):
     copy = tmp_path / "runs"
     shutil.copytree(logdir, copy)
-    assert import_path(sqlite_store, copy).imported == 3
+    assert import_path(sqlite_store.backend, copy).imported == 3
     from tensorboardX import SummaryWriter
 
     w = SummaryWriter(str(copy / "later"))
     w.add_scalar("loss", 1.0, 0)
     w.close()
-    report = import_path(sqlite_store, copy)
+    report = import_path(sqlite_store.backend, copy)
     assert (report.imported, report.already_present) == (1, 3)
 
 
@@ -114,7 +114,7 @@ def test_malformed_and_truncated(sqlite_store, logdir, tmp_path):
     shutil.copytree(logdir / "exp0", cut, ignore=shutil.ignore_patterns("1*"))
     f = next(cut.glob("events*"))
     f.write_bytes(f.read_bytes()[:-7])
-    report = import_path(sqlite_store, root, "tensorboard")
+    report = import_path(sqlite_store.backend, root, "tensorboard")
     assert (report.found, report.imported, len(report.skipped)) == (3, 2, 1)
     assert report.complete
     where, reason = report.skipped[0]
@@ -126,6 +126,6 @@ def test_malformed_and_truncated(sqlite_store, logdir, tmp_path):
 
 
 def test_dry_run(sqlite_store, logdir):
-    report = import_path(sqlite_store, logdir, "tensorboard", dry_run=True)
+    report = import_path(sqlite_store.backend, logdir, "tensorboard", dry_run=True)
     assert report.imported == 3 and report.metrics == 18
     assert sqlite_store.runs() == []

@@ -76,7 +76,7 @@ def test_detect(wandb_dir):
 
 
 def test_import_offline_runs(store, wandb_dir):
-    report = import_path(store, wandb_dir, "wandb")
+    report = import_path(store.backend, wandb_dir, "wandb")
     # latest-run is a link to one of the two, not a third run
     assert (report.found, report.imported, report.skipped) == (2, 2, [])
     runs = runs_by_name(store)
@@ -114,7 +114,7 @@ def test_import_offline_runs(store, wandb_dir):
     assert diverged.status == "failed"
     assert [m.value for m in diverged.metric_history("loss")] == [5.0, 50.0]
 
-    again = import_path(store, wandb_dir, "wandb")
+    again = import_path(store.backend, wandb_dir, "wandb")
     assert (again.imported, again.already_present) == (0, 2)
     assert len(store.runs()) == 2
 
@@ -131,7 +131,7 @@ def test_killed_runs(sqlite_store, wandb_dir, tmp_path):
     f.write_bytes(f.read_bytes()[:32768])
     g = next(small.glob("*.wandb"))
     g.write_bytes(g.read_bytes()[:7])
-    report = import_path(sqlite_store, root, "wandb")
+    report = import_path(sqlite_store.backend, root, "wandb")
     assert (report.found, report.imported, len(report.skipped)) == (2, 1, 1)
     assert report.complete
     assert "holds no run" in report.skipped[0][1] and small.name in report.skipped[0][0]
@@ -151,7 +151,7 @@ def test_corrupt_record_skips_the_run(sqlite_store, wandb_dir, tmp_path):
     data = bytearray(f.read_bytes())
     data[200] ^= 0xFF
     f.write_bytes(bytes(data))
-    report = import_path(sqlite_store, root, "wandb")
+    report = import_path(sqlite_store.backend, root, "wandb")
     assert (report.imported, len(report.skipped)) == (1, 1)
     assert "checksum" in report.skipped[0][1] and str(f) in report.skipped[0][0]
     assert [r.name for r in sqlite_store.runs()] == ["diverged"]
@@ -159,7 +159,7 @@ def test_corrupt_record_skips_the_run(sqlite_store, wandb_dir, tmp_path):
 
 
 def test_old_file_layout_and_malformed(sqlite_store):
-    report = import_path(sqlite_store, DATA / "wandb", "wandb", experiment="legacy")
+    report = import_path(sqlite_store.backend, DATA / "wandb", "wandb", experiment="legacy")
     assert (report.found, report.imported, len(report.skipped)) == (3, 1, 2)
     assert report.complete
     reasons = dict(report.skipped)
@@ -181,7 +181,7 @@ def test_old_file_layout_and_malformed(sqlite_store):
 
 
 def test_no_copy_references_files(sqlite_store):
-    import_path(sqlite_store, DATA / "wandb", "wandb", copy=False)
+    import_path(sqlite_store.backend, DATA / "wandb", "wandb", copy=False)
     [run] = sqlite_store.runs()
     [log] = run.outputs
     assert log.uri.startswith("file://") and log.uri.endswith("output.log")

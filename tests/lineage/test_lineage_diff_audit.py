@@ -69,7 +69,7 @@ def test_diff_two_runs(store):
     assert "~ dataset:data @1 -> @2" in text and "~ numpy 1.26.0 -> 2.0.0" in text
     assert "+ torch==2.3.0" in text and "- plot:residuals@1 (only in e#1)" in text
     assert json.loads(json.dumps(d.to_dict()))["params"]["added"] == {"momentum": 0.9}
-    same = diff_runs(store, a, a)
+    same = diff_runs(store.backend, a, a)
     assert same.identical_config and "same params and the same input versions" in format_text(same)
 
 
@@ -100,7 +100,7 @@ def test_audit_checklist_and_duplicates(store):
                               "missing": {"code": 0, "data": 0, "environment": 0, "seed": 0,
                                           "model": 1, "note": 2},
                               "duplicates": 1}
-    everything = audit(store)
+    everything = audit(store.backend)
     [lone] = [r for r in everything.runs if r.ref == "other#1"]
     assert lone.missing == list(CHECKS) and lone.duplicate_of is None
 

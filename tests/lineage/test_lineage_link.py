@@ -12,7 +12,7 @@ from metastore.models import LineageEdge, new_id
 
 def test_link_an_external_base_model_to_a_fine_tuned_one(store):
     # A public pre-trained checkpoint, registered by URI and digest without its bytes.
-    _, base = store.put_asset(
+    base = store.put_asset(
         "model", "bert-base", uri="hf://bert-base-uncased", digest="ab" * 32, size=440_000_000
     )
     with store.start_run(experiment="tune", capture=False) as run:
@@ -33,7 +33,7 @@ def test_link_refuses_cycles_and_wrong_ends(store):
     with store.start_run(experiment="e", capture=False) as run:
         raw = run.use_asset(b"raw", kind="dataset", name="raw")
         model = run.log_asset(b"m", kind="model", name="m")
-    _, other = store.put_asset("dataset", "clean", b"clean")
+    other = store.put_asset("dataset", "clean", b"clean")
     store.link(raw, "dataset:clean")
     with pytest.raises(Conflict, match="cycle"):
         store.link("dataset:clean", "dataset:raw")  # raw -> clean already
@@ -86,7 +86,7 @@ def test_traversal_survives_cycles(store):
 
 
 def _insert_cycle_of_derivations(store):
-    ids = [store.put_asset("dataset", f"x{i}", f"x{i}".encode())[1].id for i in range(3)]
+    ids = [store.put_asset("dataset", f"x{i}", f"x{i}".encode()).id for i in range(3)]
     with store.backend.write() as s:
         s.execute(sa.insert(LineageEdge), [
             {"src_type": "asset_version", "src_id": ids[i], "dst_type": "asset_version",
@@ -99,10 +99,10 @@ def test_very_deep_chains(store):
     """A chain of 1,500 derivations: deeper than MariaDB's default recursion limit."""
     length = 1500
     ids = [new_id() for _ in range(length + 1)]
-    _, first = store.put_asset("model", "gen", b"gen-0")
+    first = store.put_asset("model", "gen", b"gen-0")
     ids[0] = first.id
     with store.backend.write() as s:
-        asset_id = first.asset_id
+        asset_id = first.row.asset_id
         s.execute(sa.text(
             "INSERT INTO asset_version (id, asset_id, version, digest, uri, created) "
             "VALUES (:id, :asset_id, :version, :digest, 'blob:', :created)"

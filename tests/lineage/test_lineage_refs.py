@@ -16,14 +16,14 @@ def store(sqlite_store, record_pipeline):
 
 def test_every_form_resolves(store):
     a = store.get_run("exp#2")
-    assert resolve(store, "exp#2") == Node(RUN, a.id) == resolve(store, a)
-    assert resolve(store, 2, experiment="exp") == Node(RUN, a.id)
-    assert resolve(store, a.id.lower()) == Node(RUN, a.id)
+    assert resolve(store.backend, "exp#2") == Node(RUN, a.id) == resolve(store.backend, a)
+    assert resolve(store.backend, 2, experiment="exp") == Node(RUN, a.id)
+    assert resolve(store.backend, a.id.lower()) == Node(RUN, a.id)
     m1 = store.get_asset("model", "regressor", 1)
-    assert resolve(store, "model:regressor@1") == Node(VERSION, m1.id)
-    assert resolve(store, "model:regressor@v1") == Node(VERSION, m1.id)
-    assert resolve(store, m1.id) == Node(VERSION, m1.id)
-    assert resolve(store, "model:regressor") == resolve(store, "model:regressor@2")
+    assert resolve(store.backend, "model:regressor@1") == Node(VERSION, m1.id)
+    assert resolve(store.backend, "model:regressor@v1") == Node(VERSION, m1.id)
+    assert resolve(store.backend, m1.id) == Node(VERSION, m1.id)
+    assert resolve(store.backend, "model:regressor") == resolve(store.backend, "model:regressor@2")
 
 
 @pytest.mark.parametrize(

@@ -304,6 +304,6 @@ def test_running_and_crashed_status_is_current(demo_store):
 
     with demo_store.backend.write() as s:  # a run whose process died without ending it
         run = s.get(Run, demo_store.get_run(12).id)
-        run.status, run.ended, run.pid, run.host = "running", None, 2**22 + 12345, demo_store._host
+        run.status, run.ended, run.pid, run.host = "running", None, 2**22 + 12345, demo_store.backend._host
     assert os.getpid() != 2**22 + 12345
     assert numbers(demo_store.query('runs where status = "crashed"')) == [12]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import metastore
 from metastore.demo import QUESTIONS
 from metastore.query import QueryError, compile_text
+from metastore.backends.sql_query import read_catalog
 from metastore.query.parse import parse
 
 
@@ -201,7 +202,7 @@ def test_compiles_for_every_dialect(dialect):
 
 def test_compile_with_a_store_uses_its_catalog(demo_store):
     open_sql = compile_text(QUESTIONS[9])
-    bound = compile_text(QUESTIONS[9], store=demo_store)
+    bound = demo_store.query_sql(QUESTIONS[9])
     assert bound.count("JOIN") < open_sql.count("JOIN")  # no guessing metric/param/tag
     assert metastore.compile(QUESTIONS[9], dialect="postgres") == compile_text(QUESTIONS[9], "postgres")
     with pytest.raises(QueryError, match="unknown SQL dialect"):
@@ -235,9 +236,11 @@ def test_duckdb_runs_the_ten_questions(demo_store):
             if rows:
                 marks = ", ".join("?" for _ in table.columns)
                 con.executemany(f"INSERT INTO {table.name} VALUES ({marks})", rows)
+    with demo_store.backend.read() as s:
+        catalog = read_catalog(s.connection())
     for n, text in QUESTIONS.items():
         want = demo_store.query(text)
-        got = con.execute(compile_text(text, "duckdb", store=demo_store)).fetchall()
+        got = con.execute(compile_text(text, "duckdb", catalog=catalog)).fetchall()
         assert len(got) == len(want), n
         flat = [v for r in want.rows for v in r.values() if not isinstance(v, bool)]
         flat_got = [v for r in got for v in r]

@@ -8,7 +8,8 @@ from metastore.query import ast
 from metastore.query.compile import compile_query
 from metastore.query.errors import QueryError
 from metastore.query.parse import parse
-from metastore.query.resolve import Catalog, MetricRef, ParamRef, TagRef, bind, read_catalog
+from metastore.backends.sql_query import read_catalog
+from metastore.query.resolve import Catalog, MetricRef, ParamRef, TagRef, bind
 
 
 def test_parse_builds_the_typed_tree():
@@ -104,4 +105,4 @@ def test_result_sql_is_what_compile_prints(demo_store, text):
     """The server shows `Result.sql` and `query_sql` side by side: they must agree."""
     from metastore.query import compile_text
 
-    assert demo_store.query(text).sql == compile_text(text, "sqlite", store=demo_store)
+    assert demo_store.query(text).sql == demo_store.query_sql(text)

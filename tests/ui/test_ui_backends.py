@@ -28,8 +28,8 @@ def test_pages_on_each_backend(store):
             RunRecord(
                 experiment="sweep", name=f"run-{i}",
                 params={"lr": lr, "optimizer": opt, "layers": [64, 32], "dropout": i == 1},
-                metrics=[MetricPoint("val_loss", 1.0 / (i + 1) + s / 10, step=s) for s in range(3)]
-                + [MetricPoint("accuracy", 0.8 + i / 20)],
+                metrics=[MetricPoint(key="val_loss", value=1.0 / (i + 1) + s / 10, step=s) for s in range(3)]
+                + [MetricPoint(key="accuracy", value=0.8 + i / 20)],
             )
         )
     store.backend.create_run(RunRecord(experiment="sweep", name="crashed", status="failed"))
@@ -58,7 +58,7 @@ def test_long_tables_show_the_first_rows_and_offer_the_rest(sqlite_store, monkey
     monkeypatch.setattr(ui_pages, "MAX_TABLE_ROWS", 3)
     for i in range(5):
         sqlite_store.backend.create_run(
-            RunRecord(experiment="many", params={"i": i}, metrics=[MetricPoint("loss", i)])
+            RunRecord(experiment="many", params={"i": i}, metrics=[MetricPoint(key="loss", value=i)])
         )
     c = client_for(sqlite_store)
     html = c.get("/experiments/many").text
