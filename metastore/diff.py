@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from metastore.errors import MetastoreError
 
 if TYPE_CHECKING:
-    from metastore.handles import RunHandle, VersionHandle
     from metastore.backends.base import Backend
+    from metastore.handles import RunHandle, VersionHandle
 
 LOWER_IS_BETTER = re.compile(
     r"loss|err|rmse|mse|mae|mape|smape|perplexity|wer|cer|latency|time|duration|cost|fpr|fnr",

@@ -112,8 +112,8 @@ def test_killed_process_leaves_a_crashed_run_with_its_data(store_url, tmp_path):
 def test_stale_heartbeat_from_another_host_is_crashed(sqlite_store):
     import sqlalchemy as sa
 
-    from metastore.models import Run, utcnow
     from metastore.backends.sql import STALE_AFTER
+    from metastore.models import Run, utcnow
 
     run = sqlite_store.start_run(experiment="e", capture=False)
     with sqlite_store.backend.write() as s:

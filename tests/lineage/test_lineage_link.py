@@ -33,7 +33,7 @@ def test_link_refuses_cycles_and_wrong_ends(store):
     with store.start_run(experiment="e", capture=False) as run:
         raw = run.use_asset(b"raw", kind="dataset", name="raw")
         model = run.log_asset(b"m", kind="model", name="m")
-    other = store.put_asset("dataset", "clean", b"clean")
+    store.put_asset("dataset", "clean", b"clean")
     store.link(raw, "dataset:clean")
     with pytest.raises(Conflict, match="cycle"):
         store.link("dataset:clean", "dataset:raw")  # raw -> clean already

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import metastore
+from metastore.backends.sql_query import read_catalog
 from metastore.demo import QUESTIONS
 from metastore.query import QueryError, compile_text
-from metastore.backends.sql_query import read_catalog
 from metastore.query.parse import parse
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from metastore.backends.sql_query import read_catalog
 from metastore.query import ast
 from metastore.query.compile import compile_query
 from metastore.query.errors import QueryError
 from metastore.query.parse import parse
-from metastore.backends.sql_query import read_catalog
 from metastore.query.resolve import Catalog, MetricRef, ParamRef, TagRef, bind
 
 
@@ -103,6 +103,5 @@ def test_result_sql_shows_the_values(demo_store):
 )
 def test_result_sql_is_what_compile_prints(demo_store, text):
     """The server shows `Result.sql` and `query_sql` side by side: they must agree."""
-    from metastore.query import compile_text
 
     assert demo_store.query(text).sql == demo_store.query_sql(text)

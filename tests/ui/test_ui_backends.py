@@ -8,9 +8,9 @@ import re
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from metastore.records import MetricPoint, RunRecord
 from metastore.server.ui import mount_ui
 from metastore.server.ui import pages as ui_pages
-from metastore.records import MetricPoint, RunRecord
 
 # Also through a metastore server: `metastore ui --store http://…` shows a team store.
 THROUGH_SERVER = True
