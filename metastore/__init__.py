@@ -10,8 +10,7 @@
 
 from metastore.errors import InvalidValue, MetastoreError, NotFound  # noqa: F401
 from metastore.store import Store, open  # noqa: A004, F401
-
-__version__ = "0.1.0"
+from metastore.version import __version__  # noqa: F401
 
 
 def compile(text: str, dialect: str = "sqlite") -> str:  # noqa: A001

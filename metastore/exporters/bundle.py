@@ -226,7 +226,7 @@ def export_bundle(store, out: str | os.PathLike, experiment: str | None = None) 
 
 
 def _write(store, target: Path, experiment: str | None) -> dict:
-    from metastore import __version__
+    from metastore.version import __version__
 
     target.mkdir(parents=True, exist_ok=True)
     if experiment is not None:

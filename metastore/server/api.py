@@ -197,7 +197,7 @@ def health() -> dict[str, str]:
 @router.get("/session", response_model=SessionOut, tags=["server"])
 def session(request: Request):
     """Who the token stands for and whether it may write."""
-    from metastore import __version__
+    from metastore.version import __version__
 
     principal = request.scope.get("state", {}).get("principal")
     return SessionOut(

@@ -79,7 +79,7 @@ def create_app(
     """The application serving `store`: REST API under /api/, the login form, and the
     web UI when `ui` (and the UI package is installed). With `auth` every request needs a
     token; the caller decides whether running without is safe (see `run_server`)."""
-    from metastore import __version__
+    from metastore.version import __version__
 
     app = FastAPI(
         title="metastore",
