@@ -21,10 +21,8 @@ MYSQL_ADMIN = os.environ.get("METASTORE_TEST_MYSQL", "mysql+pymysql://root@127.0
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["sqlite", "postgres", "mysql"]
 #: "remote" runs a test through a metastore server (uvicorn on a loopback port, over a
-#: SQLite store, with a token). Only modules that opt in get it: those listed here, and
-#: any module that sets `THROUGH_SERVER = True`.
+#: SQLite store, with a token): every test that takes `store` runs on each backend.
 REMOTE = "remote"
-THROUGH_SERVER_MODULES = {"test_tracking.py"}
 
 
 def _server_or_skip(admin_url: str, name: str) -> sa.Engine:
@@ -86,23 +84,6 @@ def backend(request) -> str:
     return request.param
 
 
-def pytest_collection_modifyitems(config, items):
-    """Keep the "remote" backend only for modules that opt in to running through a server."""
-    keep, drop = [], []
-    for item in items:
-        spec = getattr(item, "callspec", None)
-        remote = spec is not None and spec.params.get("backend") == REMOTE
-        module = getattr(item, "module", None)
-        opted_in = module is not None and (
-            Path(module.__file__).name in THROUGH_SERVER_MODULES
-            or getattr(module, "THROUGH_SERVER", False)
-        )
-        (drop if remote and not opted_in else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-
-
 @pytest.fixture
 def store_url(backend, tmp_path):
     url, drop = make_database(backend, tmp_path)
@@ -112,8 +93,8 @@ def store_url(backend, tmp_path):
 
 @pytest.fixture
 def store(backend, store_url, tmp_path):
-    """An empty store on each backend (SQLite, PostgreSQL, MariaDB, and through a
-    metastore server for modules that opt in)."""
+    """An empty store on each backend: SQLite, PostgreSQL, MariaDB, and through a
+    metastore server (over SQLite)."""
     import metastore
 
     s = metastore.open(store_url, blobs=tmp_path / "blobs")

@@ -16,7 +16,6 @@ from metastore.importers import detect, import_path
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-THROUGH_SERVER = True  # importers speak the Store interface: run them through a server too
 DATA = Path(__file__).parent.parent / "data" / "neptune"
 PROJECT = "acme/vision"
 PROJECT_DIR = "acme-vision_3f9a"

@@ -16,7 +16,6 @@ import metastore
 from metastore.exporters.openlineage import export_openlineage, run_uuid
 from metastore.importers import detect, import_path
 
-THROUGH_SERVER = True  # importers speak the Store interface: run them through a server too
 DATA = Path(__file__).parent.parent / "data" / "openlineage"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

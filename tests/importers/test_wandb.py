@@ -15,7 +15,6 @@ import pytest
 
 from metastore.importers import detect, import_path
 
-THROUGH_SERVER = True  # importers speak the Store interface: run them through a server too
 DATA = Path(__file__).parent.parent / "data" / "wandb"
 
 SCRIPT = textwrap.dedent(

@@ -12,7 +12,6 @@ from metastore.cli import app
 from metastore.diff import diff_runs, format_text, metric_goal, parse_requirements
 
 #: Also run the `store` tests through a metastore server (tests/conftest.py).
-THROUGH_SERVER = True
 
 def _two_runs(store):
     with store.start_run(experiment="e", name="base", capture=False) as a:

@@ -8,7 +8,6 @@ import pytest
 from metastore.errors import InvalidValue
 
 #: Also run the `store` tests through a metastore server (tests/conftest.py).
-THROUGH_SERVER = True
 
 def test_upstream_of_a_model_is_its_data_code_and_environment(store, pipeline):
     g = store.lineage("model:regressor@1", direction="upstream")

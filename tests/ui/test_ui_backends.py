@@ -13,7 +13,6 @@ from metastore.server.ui import mount_ui
 from metastore.server.ui import pages as ui_pages
 
 # Also through a metastore server: `metastore ui --store http://…` shows a team store.
-THROUGH_SERVER = True
 
 
 def client_for(store) -> TestClient:
