@@ -90,14 +90,11 @@ class NoteRecord(Record):
     time: datetime | None = None
 
 
-class RunRecord(Record):
-    """A whole run, written in one transaction: by importers, bundles, `start_run`,
-    and the server's `POST /api/runs`. `inputs`/`outputs` are (asset version id, role)."""
+class RunFields(Record):
+    """What describes a run itself, shared by the shapes it travels in."""
 
-    model_config = ConfigDict(from_attributes=True, validate_assignment=False)
-
-    experiment: str
     name: str | None = Field(default=None, max_length=MAX_TEXT)
+    parent_id: str | None = Field(default=None, max_length=26)
     status: RunStatus = "finished"
     started: datetime | None = None
     ended: datetime | None = None
@@ -107,6 +104,16 @@ class RunRecord(Record):
     git_branch: str | None = Field(default=None, max_length=MAX_TEXT)
     git_dirty: bool | None = None
     command: str | None = None
+    source: str | None = Field(default=None, max_length=32)
+    source_id: str | None = Field(default=None, max_length=MAX_TEXT)
+
+
+class RunRecord(RunFields):
+    """A whole run, written in one transaction: by importers, bundles, `start_run`,
+    and the server's `POST /api/runs`; and read back whole by `Backend.dump_runs`.
+    `inputs`/`outputs` are (asset version id, role)."""
+
+    experiment: str
     context: dict[str, Any] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: list[MetricPoint] = Field(default_factory=list)
@@ -114,9 +121,6 @@ class RunRecord(Record):
     notes: list[NoteRecord] = Field(default_factory=list)
     inputs: list[tuple[str, str | None]] = Field(default_factory=list)
     outputs: list[tuple[str, str | None]] = Field(default_factory=list)
-    source: str | None = Field(default=None, max_length=32)
-    source_id: str | None = Field(default=None, max_length=MAX_TEXT)
-    parent_id: str | None = Field(default=None, max_length=26)
     id: str | None = Field(default=None, min_length=26, max_length=26)
     #: The run's number in its experiment when read back (`dump_runs`); a new run is
     #: numbered by the store, so this is ignored on writing.
@@ -141,26 +145,15 @@ class VersionLink(Record):
         return f"{self.kind}:{self.name}@{self.version}"
 
 
-class RunView(Record):
+class RunView(RunFields):
     """A run read back with what hangs off it, in one call for many runs
     (`Backend.read_runs`): the rows of `metastore runs`, table exports, the audit."""
 
     id: str
     experiment: str
     number: int
-    name: str | None = None
-    parent_id: str | None = None
     status: RunStatus
     started: datetime
-    ended: datetime | None = None
-    user: str | None = None
-    host: str | None = None
-    git_commit: str | None = None
-    git_branch: str | None = None
-    git_dirty: bool | None = None
-    command: str | None = None
-    source: str | None = None
-    source_id: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     #: The last value of each metric.
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from metastore import params as param_codec
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
-from metastore.records import RunRecord
+from metastore.records import MetricPoint, NoteRecord, RunFields, RunRecord, RunStatus
 
 FORMAT = "metastore-bundle"
 VERSION = 1
@@ -61,20 +61,18 @@ class ParamEntry(_Record):
     value: Any = None
 
 
-class MetricEntry(_Record):
+class MetricEntry(MetricPoint):
     """One point of a metric's history."""
 
-    key: str
+    model_config = _Record.model_config
     step: int
     timestamp: datetime
     value: float
 
 
-class NoteEntry(_Record):
+class NoteEntry(NoteRecord):
+    model_config = _Record.model_config
     time: datetime
-    kind: str = "note"
-    author: str | None = None
-    text: str
 
 
 class ExperimentEntry(_Record):
@@ -84,26 +82,18 @@ class ExperimentEntry(_Record):
     tags: dict[str, str | None] = Field(default_factory=dict)
 
 
-class RunEntry(_Record):
-    """A run with everything that hangs off it, except lineage (in edges.jsonl)."""
+class RunEntry(RunFields):
+    """A run with everything that hangs off it, except lineage (in edges.jsonl): the
+    run's own fields as every record has them (`metastore.records.RunFields`), with
+    params typed exactly and whole metric histories."""
 
+    model_config = _Record.model_config
     id: str
     experiment: str
     number: int
-    name: str | None = None
-    parent_id: str | None = None
-    status: Literal["running", "finished", "failed", "killed", "crashed"]
+    status: RunStatus
     started: datetime
-    ended: datetime | None = None
-    user: str | None = None
-    host: str | None = None
-    git_commit: str | None = None
-    git_branch: str | None = None
-    git_dirty: bool | None = None
-    command: str | None = None
     context: dict[str, Any] | None = None
-    source: str | None = None
-    source_id: str | None = None
     params: list[ParamEntry] = Field(default_factory=list)
     metrics: list[MetricEntry] = Field(default_factory=list)
     tags: dict[str, str | None] = Field(default_factory=dict)
@@ -317,20 +307,23 @@ def _chunks(items: list, n: int) -> Iterable[list]:
 
 
 def _run_entry(r: RunRecord) -> RunEntry:
+    """Times leave as UTC with their zone, as every record of the bundle has them."""
+    fields = r.model_dump(include=set(RunFields.model_fields) | {"id", "experiment", "number",
+                                                                 "context", "tags"})
+    fields["started"], fields["ended"] = _utc(r.started), _utc(r.ended)
     return RunEntry(
-        id=r.id, experiment=r.experiment, number=r.number, name=r.name,
-        parent_id=r.parent_id, status=r.status, started=_utc(r.started), ended=_utc(r.ended),
-        user=r.user, host=r.host, git_commit=r.git_commit, git_branch=r.git_branch,
-        git_dirty=r.git_dirty, command=r.command, context=r.context,
-        source=r.source, source_id=r.source_id,
+        **fields,
         params=[_param(k, v) for k, v in sorted(r.params.items())],
-        metrics=[
-            MetricEntry(key=m.key, step=m.step, timestamp=_utc(m.timestamp), value=m.value)
-            for m in r.metrics
-        ],
-        tags=r.tags,
-        notes=[NoteEntry(time=_utc(n.time), kind=n.kind, author=n.author, text=n.text)
-               for n in r.notes],
+        metrics=[{**m.model_dump(), "timestamp": _utc(m.timestamp)} for m in r.metrics],
+        notes=[{**n.model_dump(), "time": _utc(n.time)} for n in r.notes],
+    )
+
+
+def run_record(entry: RunEntry) -> RunRecord:
+    """The RunRecord a bundle's run entry describes (lineage aside)."""
+    return RunRecord(
+        **entry.model_dump(exclude={"params", "number"}),
+        params={p.key: param_codec.decode(p.type, None, p.text) for p in entry.params},
     )
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from metastore import params as param_codec
 from metastore.blobs import DIR_MEDIA_TYPE, sha256_file
 from metastore.errors import MetastoreError, NotFound
 from metastore.exporters.bundle import (
@@ -38,11 +37,11 @@ from metastore.exporters.bundle import (
     EdgeEntry,
     RunEntry,
     is_bundle_dir,
+    run_record,
 )
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers.runs import Writer, count_skip
-from metastore.models import Note
-from metastore.records import MetricPoint, RunRecord
+from metastore.records import RunRecord
 
 NAME = "bundle"
 
@@ -228,33 +227,15 @@ def _record(store, entry: RunEntry, where, edges, version_ids, options, report, 
     if parent is not None and not options.dry_run and parent not in queued and not _exists(store, parent):
         report.warnings.append(f"{where}: parent run {parent} is not in the store; imported without it")
         parent = None
-    return RunRecord(
-        id=entry.id,
-        experiment=options.experiment or entry.experiment,
-        name=entry.name,
-        status=entry.status,
-        started=_naive(entry.started),
-        ended=_naive(entry.ended),
-        user=entry.user,
-        host=entry.host,
-        git_commit=entry.git_commit,
-        git_branch=entry.git_branch,
-        git_dirty=entry.git_dirty,
-        command=entry.command,
-        context=entry.context,
-        params={p.key: param_codec.decode(p.type, None, p.text) for p in entry.params},
-        metrics=[
-            MetricPoint(key=m.key, value=m.value, step=m.step, timestamp=_naive(m.timestamp))
-            for m in entry.metrics
-        ],
-        tags=entry.tags,
-        notes=[Note(time=_naive(n.time), kind=n.kind, author=n.author, text=n.text) for n in entry.notes],
-        inputs=inputs,
-        outputs=outputs,
-        source=entry.source,
-        source_id=entry.source_id,
-        parent_id=parent,
-    )
+    record = run_record(entry)
+    record.experiment = options.experiment or entry.experiment
+    record.started, record.ended = _naive(entry.started), _naive(entry.ended)
+    for point in record.metrics:
+        point.timestamp = _naive(point.timestamp)
+    for note in record.notes:
+        note.time = _naive(note.time)
+    record.inputs, record.outputs, record.parent_id = inputs, outputs, parent
+    return record
 
 
 def _naive(t):
