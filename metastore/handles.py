@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
 from metastore.models import Asset, AssetVersion, Metric, Note, Run
+from metastore.records import NoteRecord, RunDetail, RunFields, VersionRecord
 
 if TYPE_CHECKING:
     from metastore.backends.base import Backend
@@ -101,38 +102,23 @@ class RunHandle:
             for a, v, role in self.store.run_assets(self.row.id, "outputs")
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything about the run as plain JSON-ready data."""
+    def detail(self) -> RunDetail:
+        """Everything recorded about the run, as one record."""
         r = self.row
-        return {
-            "id": r.id,
-            "experiment": self.experiment,
-            "number": r.number,
-            "name": r.name,
-            "status": r.status,
-            "started": _iso(r.started),
-            "ended": _iso(r.ended),
-            "duration": self.duration,
-            "user": r.user,
-            "host": r.host,
-            "git_commit": r.git_commit,
-            "git_branch": r.git_branch,
-            "git_dirty": r.git_dirty,
-            "command": r.command,
-            "parent_id": r.parent_id,
-            "source": r.source,
-            "source_id": r.source_id,
-            "params": self.params,
-            "metrics": self.metrics,
-            "tags": self.tags,
-            "notes": [
-                {"time": _iso(n.time), "kind": n.kind, "author": n.author, "text": n.text}
-                for n in self.notes
-            ],
-            "inputs": [v.to_dict() for v in self.inputs],
-            "outputs": [v.to_dict() for v in self.outputs],
-            "context": self.context,
-        }
+        notes = self.notes
+        return RunDetail(
+            **r.model_dump(include=set(RunFields.model_fields) | {"id", "number"}),
+            experiment=self.experiment, params=self.params,
+            metrics=self.metrics, tags=self.tags, context=self.context,
+            notes=[NoteRecord.model_validate(n) for n in notes],
+            has_note=any(n.kind == "note" for n in notes),
+            inputs=[v.record() for v in self.inputs],
+            outputs=[v.record() for v in self.outputs],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything about the run as plain JSON-ready data (times as UTC ISO text)."""
+        return _plain(self.detail().model_dump())
 
 
 class VersionHandle:
@@ -225,21 +211,15 @@ class VersionHandle:
         tmp.rename(target)
         return target
 
+    def record(self) -> VersionRecord:
+        return VersionRecord(
+            id=self.row.id, kind=self.kind, name=self.name, version=self.version,
+            digest=self.digest, size=self.size, uri=self.uri, media_type=self.media_type,
+            meta=self.meta, created=self.created, created_by=self.created_by, role=self.role,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.row.id,
-            "kind": self.kind,
-            "name": self.name,
-            "version": self.version,
-            "digest": self.digest,
-            "size": self.size,
-            "uri": self.uri,
-            "media_type": self.media_type,
-            "meta": self.meta,
-            "created": _iso(self.created),
-            "created_by": self.created_by,
-            "role": self.role,
-        }
+        return _plain(self.record().model_dump())
 
 
 def _complete(target: Path) -> bool:
@@ -256,5 +236,12 @@ def _open_external(uri: str) -> BinaryIO:
     )
 
 
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() + "Z" if t is not None else None
+def _plain(value: Any) -> Any:
+    """JSON-ready data; stored times are naive UTC, written with their zone."""
+    if isinstance(value, datetime):
+        return value.isoformat() + "Z"
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

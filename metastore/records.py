@@ -16,7 +16,7 @@ import math
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 from metastore.errors import InvalidValue
 from metastore.models import RUN_STATUSES
@@ -145,6 +145,17 @@ class VersionLink(Record):
         return f"{self.kind}:{self.name}@{self.version}"
 
 
+class VersionRecord(VersionLink):
+    """An asset version with all it records: the JSON form of a version."""
+
+    size: int | None = None
+    uri: str
+    media_type: str | None = None
+    meta: dict[str, Any] | None = None
+    created: datetime | None = None
+    created_by: str | None = None
+
+
 class RunView(RunFields):
     """A run read back with what hangs off it, in one call for many runs
     (`Backend.read_runs`): the rows of `metastore runs`, table exports, the audit."""
@@ -162,13 +173,25 @@ class RunView(RunFields):
     inputs: list[VersionLink] = Field(default_factory=list)
     outputs: list[VersionLink] = Field(default_factory=list)
 
+    @computed_field
     @property
     def ref(self) -> str:
         return f"{self.experiment}#{self.number}"
 
+    @computed_field
     @property
     def duration(self) -> float | None:
+        """Seconds from start to end (None while running)."""
         return (self.ended - self.started).total_seconds() if self.ended else None
+
+
+class RunDetail(RunView):
+    """One run with everything recorded about it: what `metastore show` prints."""
+
+    context: dict[str, Any] | None = None
+    notes: list[NoteRecord] = Field(default_factory=list)
+    inputs: list[VersionRecord] = Field(default_factory=list)
+    outputs: list[VersionRecord] = Field(default_factory=list)
 
 
 class QueryAnswer(Record):
