@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
 from metastore.models import Asset, AssetVersion, Metric, Note, Run
-from metastore.records import NoteRecord, RunDetail, RunFields, VersionRecord
+from metastore.records import NoteRecord, RunDetail, RunFields, VersionLink
 
 if TYPE_CHECKING:
     from metastore.backends.base import Backend
@@ -211,8 +211,8 @@ class VersionHandle:
         tmp.rename(target)
         return target
 
-    def record(self) -> VersionRecord:
-        return VersionRecord(
+    def record(self) -> VersionLink:
+        return VersionLink(
             id=self.row.id, kind=self.kind, name=self.name, version=self.version,
             digest=self.digest, size=self.size, uri=self.uri, media_type=self.media_type,
             meta=self.meta, created=self.created, created_by=self.created_by, role=self.role,

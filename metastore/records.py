@@ -130,30 +130,30 @@ class RunRecord(RunFields):
     pid: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
-class VersionLink(Record):
-    """An asset version as a run sees it: what it is, and the role it played."""
+class VersionRecord(Record):
+    """An asset version with all it records: the JSON form of a version."""
 
     id: str
     kind: str
     name: str
     version: int
     digest: str
-    role: str | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}:{self.name}@{self.version}"
-
-
-class VersionRecord(VersionLink):
-    """An asset version with all it records: the JSON form of a version."""
-
     size: int | None = None
     uri: str
     media_type: str | None = None
     meta: dict[str, Any] | None = None
     created: datetime | None = None
     created_by: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@{self.version}"
+
+
+class VersionLink(VersionRecord):
+    """An asset version as a run sees it: the version, and the role it played."""
+
+    role: str | None = None
 
 
 class RunView(RunFields):
@@ -190,8 +190,6 @@ class RunDetail(RunView):
 
     context: dict[str, Any] | None = None
     notes: list[NoteRecord] = Field(default_factory=list)
-    inputs: list[VersionRecord] = Field(default_factory=list)
-    outputs: list[VersionRecord] = Field(default_factory=list)
 
 
 class QueryAnswer(Record):

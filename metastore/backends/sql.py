@@ -414,18 +414,17 @@ class SQLBackend(Backend):
                     run_end, version_end = ("dst", "src") if direction == "inputs" else ("src", "dst")
                     e = LineageEdge.__table__.c
                     links = (
-                        sa.select(e[f"{run_end}_id"], AssetVersion.id, Asset.kind, Asset.name,
-                                  AssetVersion.version, AssetVersion.digest, e.role)
+                        sa.select(e[f"{run_end}_id"], e.role, Asset.kind, Asset.name, AssetVersion)
                         .join(AssetVersion, AssetVersion.id == e[f"{version_end}_id"])
                         .join(Asset, Asset.id == AssetVersion.asset_id)
                         .where(e[f"{run_end}_type"] == "run", e[f"{run_end}_id"].in_(chunk),
                                e[f"{version_end}_type"] == "asset_version")
                         .order_by(Asset.kind, Asset.name, AssetVersion.version)
                     )
-                    for run_id, vid, kind, name, version, digest, role in s.execute(links):
-                        getattr(views[run_id], direction).append(VersionLink(
-                            id=vid, kind=kind, name=name, version=version, digest=digest, role=role,
-                        ))
+                    for run_id, role, kind, name, av in s.execute(links):
+                        getattr(views[run_id], direction).append(
+                            _version_link(kind, name, av, role)
+                        )
             return list(views.values())
 
     def dump_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
@@ -1034,6 +1033,13 @@ def _fold_metrics(run_id: str, points, summaries: dict[str, MetricSummary], now)
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _version_link(kind: str, name: str, av: AssetVersion, role: str | None) -> VersionLink:
+    return VersionLink(
+        **av.model_dump(exclude={"asset_id", "meta"}), kind=kind, name=name, role=role,
+        meta=json.loads(av.meta) if av.meta else None,
+    )
 
 
 def _edges_of_runs(edges: list[LineageEdge], run_ids: set[str]) -> list[LineageEdge]:

@@ -32,7 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from metastore import params as param_codec
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
-from metastore.records import MetricPoint, NoteRecord, RunFields, RunRecord, RunStatus
+from metastore.records import (
+    MetricPoint,
+    NoteRecord,
+    RunFields,
+    RunRecord,
+    RunStatus,
+    VersionRecord,
+)
 
 FORMAT = "metastore-bundle"
 VERSION = 1
@@ -100,21 +107,11 @@ class RunEntry(RunFields):
     notes: list[NoteEntry] = Field(default_factory=list)
 
 
-class AssetVersionEntry(_Record):
+class AssetVersionEntry(VersionRecord):
     """One asset version. `uri` "blob:" means the content is in the bundle's blobs/
     under its digest (a directory: its manifest blob and every file's blob)."""
 
-    id: str
-    kind: str
-    name: str
-    version: int
-    digest: str
-    size: int | None = None
-    uri: str
-    media_type: str | None = None
-    meta: dict[str, Any] | None = None
-    created: datetime | None = None
-    created_by: str | None = None
+    model_config = _Record.model_config
 
 
 class EdgeEntry(_Record):
