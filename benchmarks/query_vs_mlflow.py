@@ -96,8 +96,8 @@ def load_metastore(url: str, n: int):
 
     store = metastore.open(url)
     for started, params, metrics, loss in synthetic_runs(n):
-        points = [MetricPoint(k, v, 0, started) for k, v in metrics.items()]
-        points += [MetricPoint("loss", v, step, started) for step, v in enumerate(loss)]
+        points = [MetricPoint(key=k, value=v, step=0, timestamp=started) for k, v in metrics.items()]
+        points += [MetricPoint(key="loss", value=v, step=step, timestamp=started) for step, v in enumerate(loss)]
         store.backend.create_run(
             RunRecord(experiment="bench", status="finished", started=started,
                       ended=started + timedelta(seconds=1), params=params, metrics=points)
@@ -171,7 +171,7 @@ def bench(n: int, repeat: int, folder: Path) -> dict:
 
     from metastore.query.compile import compile_query
     from metastore.query.parse import parse
-    from metastore.query.resolve import load_catalog
+    from metastore.backends.sql_query import read_catalog
 
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -207,6 +207,10 @@ def bench(n: int, repeat: int, folder: Path) -> dict:
             f"{handmade * 1e3:7.2f} ms | rows {len(res):>5} | MLflow/metastore {theirs / ours:6.1f}x"
             f" | metastore/SQL {ours / handmade:5.2f}x"
         )
+    def load_catalog(store):
+        with store.backend.read() as s:
+            return read_catalog(s.connection())
+
     catalog = load_catalog(store)
     compile_time, _ = timed(lambda: compile_query(parse(Q9), store.dialect, catalog=catalog).sql(), max(repeat, 50))
     catalog_time, _ = timed(lambda: load_catalog(store), repeat)
