@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
@@ -33,7 +34,9 @@ from metastore.errors import (
 from metastore.server import api
 from metastore.server.auth import COOKIE_NAME, check_no_auth_allowed, verify_token
 from metastore.server.middleware import AuthGate, BodyLimit, Limits, error_payload
-from metastore.store import Store
+
+if TYPE_CHECKING:
+    from metastore.store import Store
 
 log = logging.getLogger("metastore.server")
 
@@ -139,7 +142,7 @@ def create_app(
     return app
 
 
-def _mount_ui(app: FastAPI, store: Store) -> None:
+def _mount_ui(app: FastAPI, store) -> None:
     try:
         from metastore.server.ui import mount_ui
     except ModuleNotFoundError as e:
@@ -181,7 +184,7 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _add_login(app: FastAPI, store: Store) -> None:
+def _add_login(app: FastAPI, store) -> None:
     def page(next_: str, error: str = "", status: int = 200) -> HTMLResponse:
         block = f'<p class="error">{html.escape(error)}</p>' if error else ""
         return HTMLResponse(

@@ -1,8 +1,9 @@
 """API tokens: who may read and who may write through a metastore server.
 
 A token is shown once, when it is created, and stored only as its sha256 hash in the
-`api_token` table; the server hashes what a client sends and looks the hash up. A
-read-only token may use every GET/HEAD route and nothing that writes.
+`api_token` table, kept by the SQL backend (`metastore.backends.sql_tokens`); the server
+hashes what a client sends and looks the hash up. A read-only token may use every
+GET/HEAD route, and the POST routes that only read, and nothing that writes.
 
 Clients send the token as `Authorization: Bearer TOKEN`. A browser gets it into a cookie
 through the small login form (`/login`), so the web UI works on an authenticated server.
@@ -10,21 +11,16 @@ through the small login form (`/login`), so the web UI works on an authenticated
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import secrets
 from dataclasses import dataclass
 
-from sqlmodel import col, select
+from metastore.backends import sql_tokens
+from metastore.errors import InvalidValue
 
-from metastore.errors import Conflict, InvalidValue, MetastoreError, NotFound
-from metastore.models import ApiToken, utcnow
-from metastore.store import Store, validate_key
-
-TOKEN_PREFIX = "mst_"
+TOKEN_PREFIX = sql_tokens.TOKEN_PREFIX
 COOKIE_NAME = "metastore_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+hash_token = sql_tokens.hash_token
 
 
 @dataclass(frozen=True)
@@ -39,78 +35,32 @@ class Principal:
 ANONYMOUS = Principal("anonymous", read_only=False)
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _backend(store):
+    """The backend of a Store (what `metastore.open` returns), or a backend itself."""
+    return getattr(store, "backend", store)
 
 
-def _sql(store: Store):
-    if not hasattr(store, "transact"):
-        raise MetastoreError(
-            "tokens are managed on the server's own database, not through the server",
-            hint="run `metastore token …` with --store pointing at the server's database URL",
-        )
-    return store
+def create_token(store, name: str, *, read_only: bool = False) -> str:
+    """Create a token called `name` on the store's database and return it; only its hash
+    is kept, so this is the one time it can be seen."""
+    return sql_tokens.create_token(_backend(store), name, read_only=read_only)
 
 
-def create_token(store: Store, name: str, *, read_only: bool = False) -> str:
-    """Create a token called `name` and return it; only its hash is kept, so this is
-    the one time it can be seen."""
-    validate_key(name, "token name")
-    sql = _sql(store)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-    def go(s):
-        existing = s.exec(select(ApiToken).where(ApiToken.name == name)).first()
-        if existing is not None:
-            if existing.revoked_at is None:
-                raise Conflict(
-                    f"a token named {name!r} already exists",
-                    hint=f"revoke it first (`metastore token revoke {name}`) or pick another name",
-                )
-            s.delete(existing)  # a revoked token's name may be used again
-            s.flush()
-        s.add(ApiToken(name=name, token_hash=hash_token(token), read_only=read_only))
-
-    sql.transact(go)
-    return token
+def list_tokens(store, include_revoked: bool = False):
+    return sql_tokens.list_tokens(_backend(store), include_revoked)
 
 
-def list_tokens(store: Store, include_revoked: bool = False) -> list[ApiToken]:
-    with _sql(store).read() as s:
-        q = select(ApiToken).order_by(ApiToken.name)
-        if not include_revoked:
-            q = q.where(col(ApiToken.revoked_at).is_(None))
-        return list(s.exec(q))
-
-
-def revoke_token(store: Store, name: str) -> None:
+def revoke_token(store, name: str) -> None:
     """Revoke a token at once: the server refuses it from its next request on."""
-
-    def go(s):
-        token = s.exec(
-            select(ApiToken).where(ApiToken.name == name, col(ApiToken.revoked_at).is_(None))
-        ).first()
-        if token is None:
-            raise NotFound(f"no active token named {name!r}", hint="`metastore token list` shows them")
-        token.revoked_at = utcnow()
-        s.add(token)
-
-    _sql(store).transact(go)
+    sql_tokens.revoke_token(_backend(store), name)
 
 
-def verify_token(store: Store, token: str | None) -> Principal | None:
+def verify_token(store, token: str | None) -> Principal | None:
     """The principal a token stands for, or None when it is unknown or revoked."""
     if not token or len(token) > 200:
         return None
-    digest = hash_token(token)
-    with _sql(store).read() as s:
-        row = s.exec(
-            select(ApiToken).where(ApiToken.token_hash == digest, col(ApiToken.revoked_at).is_(None))
-        ).first()
-    # The lookup is by hash, so timing reveals nothing of the token; compare anyway.
-    if row is None or not hmac.compare_digest(row.token_hash, digest):
-        return None
-    return Principal(row.name, row.read_only)
+    row = sql_tokens.find_token(_backend(store), token)
+    return None if row is None else Principal(row.name, row.read_only)
 
 
 def bearer_token(authorization: str | None) -> str | None:

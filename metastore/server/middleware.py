@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 
+from metastore.backends import routes
 from metastore.server.auth import (
     COOKIE_NAME,
     SAFE_METHODS,
@@ -19,7 +20,6 @@ from metastore.server.auth import (
     bearer_token,
     verify_token,
 )
-from metastore.store import Store
 
 MiB = 1 << 20
 
@@ -123,8 +123,9 @@ PUBLIC_PATHS = frozenset(
 )
 
 
-#: POST routes that only read (a query text can be too long for a URL).
-READING_POSTS = frozenset({"/api/query"})
+#: POST routes that only read (a query text or a list of ids can be too long for a
+#: URL): the route table marks them.
+READING_POSTS = routes.READING_POSTS
 
 
 class AuthGate:
@@ -135,7 +136,7 @@ class AuthGate:
     A write authenticated by cookie must come from this server's own pages (same Origin),
     so another site cannot make a logged-in browser write (CSRF)."""
 
-    def __init__(self, app, store: Store, enabled: bool):
+    def __init__(self, app, store, enabled: bool):
         self.app = app
         self.store = store
         self.enabled = enabled

@@ -10,10 +10,10 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 import metastore
+from metastore.backends.http import AccessDenied
 from metastore.cli import app as cli
 from metastore.errors import InvalidValue
 from metastore.models import ApiToken
-from metastore.remote import AccessDenied
 from metastore.server import background_server, create_token, list_tokens, revoke_token
 from metastore.server.auth import is_loopback
 
@@ -54,14 +54,14 @@ def test_read_only_token_reads_but_cannot_write(live):
         with writer.start_run(experiment="e", capture=False) as run:
             run.log_metric("rmse", 1.5)
     with live.remote("ro") as reader:
-        assert reader.read_only
+        assert reader.backend.read_only
         assert reader.get_run(run.id).metrics["rmse"] == 1.5
         with pytest.raises(AccessDenied, match="read-only"):
             reader.start_run(experiment="e", capture=False)
         with pytest.raises(AccessDenied):
-            reader.log_params(run.id, {"lr": 0.1})
+            reader.backend.log_params(run.id, {"lr": 0.1})
         with pytest.raises(AccessDenied):
-            reader.blobs.put_bytes(b"content")
+            reader.backend.blobs.put_bytes(b"content")
         with pytest.raises(AccessDenied):
             reader.delete_run(run.id)
         with pytest.raises(AccessDenied):
@@ -112,7 +112,7 @@ def test_no_auth_only_on_loopback(local):
                 pass
     with background_server(local, auth=False) as url:
         with metastore.open(url) as remote:
-            assert remote.principal == "anonymous" and not remote.read_only
+            assert remote.backend.principal == "anonymous" and not remote.backend.read_only
             remote.create_experiment("open")
     assert [e.name for e in local.experiments()] == ["open"]
 
@@ -144,7 +144,7 @@ def test_cli_token_create_list_revoke(tmp_path):
             with metastore.open(server_url, token=token) as remote:
                 remote.create_experiment("from-ci")
             with metastore.open(server_url, token=ro_token) as remote:
-                assert remote.read_only
+                assert remote.backend.read_only
             revoked = runner.invoke(cli, ["token", "revoke", "ci", "--url", url])
             assert revoked.exit_code == 0
             with pytest.raises(AccessDenied):
