@@ -1,8 +1,8 @@
-"""What the pages show, gathered through the Store interface.
+"""What the pages show, gathered through the Store API object.
 
-Pages never touch SQL themselves. The one exception is speed: the runs table needs every
-run's params and metric summaries, and on a SQL store those are read in two bulk queries
-instead of two per run (`_bulk_values`); any other store is asked run by run.
+Pages never touch SQL and never ask which backend they have: the runs table reads every
+run with its params and last metric values in one call (`Store.run_views`, the backend's
+`read_runs`), which is one request when the store is behind a metastore server.
 """
 
 from __future__ import annotations
@@ -63,57 +63,26 @@ class Column:
         return lower_is_better(self.label) if self.group == "metrics" else None
 
 
+def _row(view) -> RunRow:
+    return RunRow(
+        id=view.id, number=view.number, name=view.name, status=view.status,
+        started=view.started, ended=view.ended, user=view.user, experiment=view.experiment,
+        params=dict(view.params), metrics=dict(view.metrics),
+    )
+
+
 def load_runs(store, experiment: str) -> list[RunRow]:
-    runs = store.list_runs(experiment)
-    rows = [
-        RunRow(
-            id=r.id, number=r.number, name=r.name, status=r.status, started=r.started,
-            ended=r.ended, user=r.user, experiment=experiment,
-        )
-        for r in runs
-    ]
-    by_id = {r.id: r for r in rows}
-    bulk = _bulk_values(store, list(by_id))
-    if bulk is not None:
-        params, metrics = bulk
-        for run_id, values in params.items():
-            by_id[run_id].params = values
-        for run_id, values in metrics.items():
-            by_id[run_id].metrics = values
-    else:
-        for row in rows:
-            row.params = store.get_params(row.id)
-            row.metrics = {k: m.last for k, m in store.get_metric_summaries(row.id).items()}
-    return rows
+    """An experiment's runs with their params and last metric values, read in one call
+    (`Store.run_views`, one request through a server)."""
+    return [_row(v) for v in store.run_views(experiment)]
 
 
-def _bulk_values(store, run_ids: Sequence[str]):
-    from metastore.store import SQLStore
-
-    if not isinstance(store, SQLStore):  # e.g. a store behind a metastore server
-        return None
-    from sqlmodel import col, select
-
-    from metastore import params as codec
-    from metastore.models import MetricSummary, Param
-
-    read = store.read
-
-    params: dict[str, dict] = {}
-    metrics: dict[str, dict] = {}
-    with read() as s:
-        for i in range(0, len(run_ids), 500):
-            chunk = run_ids[i : i + 500]
-            for p in s.exec(select(Param).where(col(Param.run_id).in_(chunk))):
-                params.setdefault(p.run_id, {})[p.key] = codec.decode(p.type, p.num, p.text)
-            for m in s.exec(select(MetricSummary).where(col(MetricSummary.run_id).in_(chunk))):
-                metrics.setdefault(m.run_id, {})[m.key] = m.last
-    for values in (*params.values(), *metrics.values()):
-        keys = sorted(values)
-        items = {k: values[k] for k in keys}
-        values.clear()
-        values.update(items)
-    return params, metrics
+def runs_by_experiment(store) -> dict[str, list[RunRow]]:
+    """Every live run, grouped by experiment, in one call."""
+    out: dict[str, list[RunRow]] = {}
+    for view in store.run_views():
+        out.setdefault(view.experiment, []).append(_row(view))
+    return out
 
 
 def all_keys(rows: Iterable[RunRow], group: str) -> list[str]:

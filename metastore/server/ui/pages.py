@@ -141,8 +141,9 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
     @page
     def home(request: Request):
         experiments = []
+        by_experiment = data.runs_by_experiment(store)
         for exp in store.experiments():
-            rows = data.load_runs(store, exp.name)
+            rows = by_experiment.get(exp.name, [])
             metric = data.primary_metric(rows)
             experiments.append(
                 {
@@ -235,11 +236,11 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
     @page
     def run_page(request: Request, ref: str):
         run = store.get_run(ref)
-        summaries = store.get_metric_summaries(run.id)
+        summaries = run.metric_summary()
         charts_ = []
         for key, s in summaries.items():
             if s.count > 1:
-                history = store.get_metric_history(run.id, key)
+                history = run.metric_history(key)
                 charts_.append(
                     (key, charts.line_chart(
                         [charts.Series(key, [(p.step, p.value) for p in history])],
@@ -255,7 +256,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             neighbourhood = graph.draw(g, node_href, focus=_focus(g, run.id))
         except (MetastoreError, ImportError) as e:
             lineage_error = getattr(e, "message", str(e))
-        siblings = sorted(store.list_runs(run.experiment), key=lambda r: r.number)
+        siblings = sorted(store.runs(run.experiment), key=lambda r: r.number)
         numbers = [r.number for r in siblings]
         idx = numbers.index(run.number) if run.number in numbers else -1
         prev_run = siblings[idx - 1] if idx > 0 else None
@@ -295,13 +296,14 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         param_rows = data.compare_params(picked)
         metric_rows = data.compare_metrics(picked)
         history_charts = []
-        summaries = {r.id: store.get_metric_summaries(r.id) for r in picked}
+        summaries = {h.id: h.metric_summary() for h in handles}
+        histories = {h.id: h.metric_history for h in handles}
         for key in data.all_keys(picked, "metrics"):
             series = []
             for run, c in zip(picked, colors, strict=True):
                 summary = summaries[run.id].get(key)
                 if summary is not None and summary.count > 1:
-                    pts = [(p.step, p.value) for p in store.get_metric_history(run.id, key)]
+                    pts = [(p.step, p.value) for p in histories[run.id](key)]
                     series.append(charts.Series(f"#{run.number}", pts, c, run_url(run.id)))
             if series:
                 history_charts.append((key, charts.line_chart(series, y_title=key)))
@@ -469,8 +471,8 @@ def _telling_param(keys: list[str], runs: list[data.RunRow]) -> str:
 def _version(store, version_id: str):
     from metastore.handles import VersionHandle
 
-    asset, av = store.get_version_by_id(version_id)
-    return VersionHandle(store, asset, av)
+    # The Store API names versions by kind, name and number; by id is the primitive's.
+    return VersionHandle(store.backend, *store.backend.get_version_by_id(version_id))
 
 
 def _version_info(store, v) -> dict:
