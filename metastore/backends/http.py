@@ -109,7 +109,7 @@ class HTTPBackend(_Routed):
             path = path.replace(f"{{{name}:path}}", _seg(text)).replace(f"{{{name}}}", _seg(text))
         request = request_of(route, values)
         params = content = None
-        if request is not None and route.method == "GET":
+        if request is not None and route.in_query:
             params = request.model_dump(mode="json", exclude_none=True)
         elif request is not None:
             content = dumps(request.model_dump(mode="python"))

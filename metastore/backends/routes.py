@@ -227,6 +227,11 @@ class Route:
         return PREFIX + self.path
 
     @property
+    def in_query(self) -> bool:
+        """GET and DELETE send their arguments in the query string, others a JSON body."""
+        return self.method in ("GET", "DELETE")
+
+    @property
     def writes(self) -> bool:
         return self.method != "GET" and not self.reads
 

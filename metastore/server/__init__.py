@@ -2,7 +2,8 @@
 
 `create_app(store)` builds the FastAPI application, `run_server(store, host, port)` serves
 it with uvicorn, and `background_server(store)` serves it on a free loopback port in a
-thread. `metastore.open("http://host:port", token=...)` is the client (metastore.remote).
+thread. `metastore.open("http://host:port", token=...)` is the client
+(`metastore.backends.http`); both sides are generated from `metastore.backends.routes`.
 """
 
 from metastore.server.app import background_server, create_app, run_server

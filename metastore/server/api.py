@@ -73,7 +73,7 @@ def _endpoint(route: Route):
             annotation=Annotated[tp, FastAPIPath(**route.bounds.get(name, {}))],
         ))
     if model is not None:
-        where = Query() if route.method == "GET" else Body()
+        where = Query() if route.in_query else Body()
         parameters.append(inspect.Parameter(
             "body", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[model, where]
         ))
