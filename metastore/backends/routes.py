@@ -329,6 +329,9 @@ ROUTES: list[Route] = [
     Route("restore_run", "POST", "/runs/{run_id}/restore", "runs"),
     Route("run_assets", "GET", "/runs/{run_id}/assets", "runs",
           types={"direction": Literal["inputs", "outputs"]}, wire=RUN_ASSETS),
+    Route("link_run_asset", "POST", "/runs/{run_id}/assets", "runs",
+          types={"relation": Literal["used", "produced"]},
+          bounds={"version_id": ID, "role": ROLE}),
     Route("resolve_run", "GET", "/runs/{ref:path}", "runs", types={"ref": str}),
     Route("delete_run", "DELETE", "/runs/{ref:path}", "runs", types={"ref": str}),
     # -- tags -------------------------------------------------------------------------------
