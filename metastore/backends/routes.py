@@ -32,7 +32,10 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
+from functools import cache, cached_property
 from pathlib import Path
+from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -105,6 +108,8 @@ def _jsonable(value: Any) -> Any:
     """The JSON form of what json does not know (json.dumps `default`)."""
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         try:
             return value.item()
@@ -235,15 +240,15 @@ class Route:
     def writes(self) -> bool:
         return self.method != "GET" and not self.reads
 
-    @property
+    @cached_property
     def doc(self) -> str:
         return inspect.getdoc(getattr(Backend, self.name)) or self.name.replace("_", " ")
 
-    @property
+    @cached_property
     def path_params(self) -> list[str]:
         return [p.strip("{}").split(":")[0] for p in self.path.split("/") if p.startswith("{")]
 
-    @property
+    @cached_property
     def signature(self) -> inspect.Signature:
         return inspect.signature(getattr(Backend, self.name))
 
@@ -256,12 +261,12 @@ class Route:
     def field_info(self, name: str, default: Any = ...) -> Any:
         return Field(default, **self.bounds.get(name, {}))
 
-    @property
+    @cached_property
     def body_params(self) -> list[inspect.Parameter]:
         skip = {"self", *self.path_params, *self.local}
         return [p for n, p in self.signature.parameters.items() if n not in skip]
 
-    @property
+    @cached_property
     def response(self) -> Wire:
         if self.wire is not None:
             return self.wire
@@ -277,7 +282,7 @@ def _concrete(tp: Any) -> Any:
         return list[_concrete(args[0])] if args else list
     if origin in (cabc.Mapping, dict):
         return dict[_concrete(args[0]), _concrete(args[1])] if args else dict
-    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if origin in (Union, UnionType):
         return Union[tuple(_concrete(a) for a in args)]  # noqa: UP007 - built from a tuple
     return tp
 
@@ -393,7 +398,7 @@ check_complete()
 def to_json(route: Route, value: Any) -> bytes:
     """A primitive's return value as the JSON the route answers with."""
     wire = route.response
-    data = TypeAdapter(wire.model).dump_python(wire.to_wire(value), mode="python")
+    data = _adapter(wire.model).dump_python(wire.to_wire(value), mode="python")
     return dumps(data)
 
 
@@ -413,7 +418,7 @@ def decode(tp: Any, data: Any) -> Any:
         return [decode(args[0], d) for d in data]
     if origin is dict:
         return {k: decode(args[1], v) for k, v in data.items()}
-    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if origin in (Union, UnionType):
         real = [a for a in args if a is not type(None)]
         if len(real) == 1:
             return decode(real[0], data)
@@ -423,7 +428,12 @@ def decode(tp: Any, data: Any) -> Any:
         return tp.model_construct(
             **{n: decode(f.annotation, data.get(n)) for n, f in tp.model_fields.items() if n in data}
         )
-    return TypeAdapter(tp).validate_python(data)
+    return _adapter(tp).validate_python(data)
+
+
+@cache
+def _adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp)
 
 
 def _is_table(tp: type) -> bool:
