@@ -130,6 +130,37 @@ def test_listing_runs_through_a_server_is_one_request(live):
         with counting(remote) as seen:
             assert data.runs_by_experiment(remote).keys() == {"sweep"}
         assert sum(seen.values()) == 1
+        with counting(remote) as seen:
+            assert len(remote.run_summaries("sweep")) == 13
+        assert sum(seen.values()) == 1
+
+
+def test_metastore_runs_through_a_server_does_not_ask_per_run(live, monkeypatch):
+    """`metastore runs --store http://…`: the same number of requests for 2 runs as for
+    12 (counted in the client, which the CLI runs in this process)."""
+    from typer.testing import CliRunner
+
+    from metastore.cli import app as cli
+
+    sent: list[str] = []
+    real = HTTPBackend._send
+
+    def send(self, method, path, **kw):
+        sent.append(f"{method} {path}")
+        return real(self, method, path, **kw)
+
+    monkeypatch.setattr(HTTPBackend, "_send", send)
+    monkeypatch.setenv("METASTORE_TOKEN", live.token)
+    counts = []
+    with live.remote() as remote:
+        for more in (2, 10):
+            remote.backend.create_runs([RunRecord(experiment="e", params={"i": i}) for i in range(more)])
+            sent.clear()
+            result = CliRunner().invoke(cli, ["runs", "--store", live.url, "--format", "json"])
+            assert result.exit_code == 0, result.output
+            counts.append(len(sent))
+    assert counts[0] == counts[1], sent
+    assert sent.count("POST /api/runs/read") == 1
 
 
 def test_export_through_a_server(live, tmp_path):
