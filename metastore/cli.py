@@ -751,7 +751,7 @@ def ui(
     ] = False,
 ) -> None:
     """Browse, query and compare runs in the web UI (on this machine only, no login)."""
-    from metastore.server.ui.serve import serve_ui
+    from metastore.server.local import serve_ui
 
     serve_ui(open_store(store), port=port, open_browser=not no_browser)
 

@@ -293,10 +293,14 @@ def _rebuild(cls: type[MetastoreError], message: str, hint: str | None, extra: d
 
 
 def _error_class(kind: str | None) -> type[MetastoreError]:
-    """The MetastoreError subclass of that name: the package's own errors, and those the
-    services define (QueryError), found among the subclasses without importing them."""
+    """The MetastoreError subclass of that name: the package's own errors and the query
+    language's QueryError."""
     if kind == "TooLarge":
         return InvalidValue
+    if kind == "QueryError":  # defined with the query language, maybe not imported yet
+        from metastore.query.errors import QueryError
+
+        return QueryError
     todo = [MetastoreError]
     while todo:
         cls = todo.pop()

@@ -52,7 +52,7 @@ class LiveServer:
 
 
 def ui_app(store):
-    from metastore.server.ui.serve import build_app
+    from metastore.server.local import build_app
 
     return build_app(store)
 

@@ -1,5 +1,8 @@
 """`metastore ui`: the server app with the web UI, on this machine only.
 
+(Beside the UI package, not inside it: the app mounts the UI, so the UI must not import
+the app back.)
+
 It listens on 127.0.0.1 with no authentication: only local processes can reach it, the
 same trust as reading the store's files directly. For a team, run `metastore server`
 (tokens) instead.
