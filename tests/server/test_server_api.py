@@ -422,5 +422,8 @@ def test_experiment_by_id_out_of_range_or_missing_is_a_client_error(live, local)
         assert c.get("/api/experiments/by-id/88044375162090273957115592704").status_code == 422
         assert c.get("/api/experiments/by-id/0").status_code == 422
         assert c.get("/api/experiments/by-id/999999").status_code == 404
+        # a run "number" past 64 bits never reaches the database driver as a crash
+        r = c.get("/api/runs/999999999999999999999999999999")
+        assert r.status_code in (400, 404) and r.json()["error"]["type"] in ("InvalidValue", "NotFound")
     with pytest.raises(NotFound, match="no experiment with id 999999"):
         local.backend.experiment_name(999999)
