@@ -202,8 +202,9 @@ def _check_uploaded(backend: Backend, args: dict) -> None:
 
 @dataclass(frozen=True)
 class Route:
-    """One primitive on the wire. `request` and `response` are derived from the
-    primitive's signature unless given."""
+    """One primitive on the wire. Its request model is derived from the primitive's
+    signature (with `types` and `bounds` narrowing it), its response from the return
+    type unless `wire` says how a value that is not one model travels."""
 
     name: str
     method: Literal["GET", "POST", "PUT", "DELETE"]
