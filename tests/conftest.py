@@ -110,6 +110,19 @@ def store(backend, store_url, tmp_path):
     s.close()
 
 
+@pytest.fixture(params=[pytest.param(b, marks=_marks(b)) for b in BACKENDS])
+def db_store(request, tmp_path):
+    """An empty store on each database (SQLite, PostgreSQL, MariaDB), for tests that
+    look at or write the database beneath the store interface."""
+    import metastore
+
+    url, drop = make_database(request.param, tmp_path)
+    s = metastore.open(url, blobs=tmp_path / "blobs")
+    yield s
+    s.close()
+    drop()
+
+
 @pytest.fixture
 def sqlite_store(tmp_path):
     """An empty store on a SQLite file."""

@@ -33,8 +33,8 @@ def test_code_expects_the_migrations_head():
     assert ScriptDirectory.from_config(cfg).get_current_head() == database.SCHEMA_REVISION
 
 
-def test_migrations_produce_the_models_schema(store):
-    with store.backend.writer.connect() as conn:
+def test_migrations_produce_the_models_schema(db_store):
+    with db_store.backend.writer.connect() as conn:
         ctx = MigrationContext.configure(conn)
         diff = compare_metadata(ctx, SQLModel.metadata)
     assert diff == [], "models.py changed without a migration (alembic revision --autogenerate)"

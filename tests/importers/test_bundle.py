@@ -41,18 +41,14 @@ def snapshot(store, experiment: str | None = None) -> dict:
 def version_edges(store) -> set:
     """derived_from edges as (kind:name@version → kind:name@version, role)."""
     edges = set()
+    derived = [e for e in store.backend.list_edges() if e.relation == "derived_from"]
     for asset in store.assets():
         for v in store.versions(asset.kind, asset.name):
             meta = (v.kind, v.name, v.version, v.digest, v.size, v.media_type, json.dumps(v.meta, sort_keys=True))
             edges.add(("version",) + meta)
-            with store.backend.read() as s:
-                from sqlmodel import select
-
-                from metastore.models import LineageEdge
-
-                for e in s.exec(select(LineageEdge).where(LineageEdge.dst_id == v.id, LineageEdge.relation == "derived_from")):
-                    _, up = store.backend.get_version_by_id(e.src_id)
-                    a, _ = store.backend.get_version_by_id(e.src_id)
+            for e in derived:
+                if e.dst_id == v.id:
+                    a, up = store.backend.get_version_by_id(e.src_id)
                     edges.add(("derived", f"{a.kind}:{a.name}@{up.version}", v.ref, e.role))
     return edges
 

@@ -63,7 +63,8 @@ def test_unchanged_content_derived_from_itself_is_not_an_edge(store):
     assert not g.has_edge("dataset:d@1", "dataset:d@1")
 
 
-def test_traversal_survives_cycles(store):
+def test_traversal_survives_cycles(db_store):
+    store = db_store
     # A pass-through run uses and produces the same content, and two runs feed each
     # other: both are cycles the recording API accepts.
     with store.start_run(experiment="e", capture=False) as r1:
@@ -95,8 +96,9 @@ def _insert_cycle_of_derivations(store):
         ])
 
 
-def test_very_deep_chains(store):
+def test_very_deep_chains(db_store):
     """A chain of 1,500 derivations: deeper than MariaDB's default recursion limit."""
+    store = db_store
     length = 1500
     ids = [new_id() for _ in range(length + 1)]
     first = store.put_asset("model", "gen", b"gen-0")
