@@ -49,7 +49,19 @@ def manifest_bytes(files: dict[str, dict]) -> bytes:
     return json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()
 
 
-class BlobStore:
+class Blobs:
+    """What every blob store does on top of `put_file` and `put_bytes`."""
+
+    def put_directory(self, path: Path) -> tuple[str, int, dict[str, dict]]:
+        """Store every file and the manifest; returns (manifest digest, total size, files)."""
+        files = directory_manifest(path)
+        for rel in files:
+            self.put_file(path / rel)
+        digest, _ = self.put_bytes(manifest_bytes(files))
+        return digest, sum(f["size"] for f in files.values()), files
+
+
+class BlobStore(Blobs):
     """Blobs below one root. Writes go to a temporary name first and are renamed into
     place, so a killed process never leaves a truncated blob under a digest."""
 
@@ -100,14 +112,6 @@ class BlobStore:
 
             self._write(digest, copy)
         return digest, size
-
-    def put_directory(self, path: Path) -> tuple[str, int, dict[str, dict]]:
-        """Store every file and the manifest; returns (manifest digest, total size, files)."""
-        files = directory_manifest(path)
-        for rel in files:
-            self.put_file(path / rel)
-        digest, _ = self.put_bytes(manifest_bytes(files))
-        return digest, sum(f["size"] for f in files.values()), files
 
     def _write(self, digest: str, writer) -> None:
         full = self._full(digest)

@@ -30,7 +30,7 @@ import httpx
 from metastore import errors
 from metastore.backends.base import Backend
 from metastore.backends.routes import PREFIX, ROUTES, Route, dumps, from_json, request_of
-from metastore.blobs import CHUNK, directory_manifest, manifest_bytes, sha256_file
+from metastore.blobs import CHUNK, Blobs, sha256_file
 from metastore.errors import IntegrityFailure, InvalidValue, MetastoreError, StoreUnavailable
 
 
@@ -151,7 +151,7 @@ class HTTPBackend(_Routed):
         return response
 
 
-class HTTPBlobs:
+class HTTPBlobs(Blobs):
     """The blob store interface over the server's /api/blobs routes."""
 
     def __init__(self, backend: HTTPBackend):
@@ -183,13 +183,6 @@ class HTTPBlobs:
                                     headers={"content-type": "application/octet-stream",
                                              "content-length": str(size)})
         return digest, size
-
-    def put_directory(self, path: Path) -> tuple[str, int, dict[str, dict]]:
-        files = directory_manifest(path)
-        for rel in files:
-            self.put_file(path / rel)
-        digest, _ = self.put_bytes(manifest_bytes(files))
-        return digest, sum(f["size"] for f in files.values()), files
 
     def open(self, digest: str, verify: bool = True) -> BinaryIO:
         response = self._backend._send("GET", self._path(digest), stream=True)
