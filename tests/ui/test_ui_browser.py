@@ -195,10 +195,13 @@ def test_home_and_assets_pages(page, live_ui, demo_ui_store, shot):
     page.goto(live_ui.url + "/")
     assert "diabetes" in page.inner_text("table.experiments")
     shot(page, "home")
-    page.click("nav >> text=Assets")
+    # wait for each page to load: under load a count right after the click sees the old one
+    with page.expect_navigation():
+        page.click("nav >> text=Assets")
     assert "regressor" in page.inner_text("main")
     shot(page, "assets")
-    page.click("text=regressor")
+    with page.expect_navigation():
+        page.click("text=regressor")
     assert page.locator("#versions-table tbody tr").count() == 12
     shot(page, "asset")
     with page.expect_download() as info:
