@@ -67,12 +67,32 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or run, reason)
     metrics: int = 0  # metric points written
     params: int = 0
-    assets: int = 0  # asset versions written or linked
+    assets: int = 0  # distinct asset versions the imported runs used or produced
+    edges: int = 0  # lineage edges written (used, produced, derived_from)
     warnings: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+    #: what the source holds that metastore does not import, by kind: {"histograms": 12}
+    left_out: dict[str, int] = field(default_factory=dict)
+    #: asset version ids counted in `assets` (each version once, however many runs link it)
+    _versions: set = field(default_factory=set, repr=False)
 
     def skip(self, where: str, reason: str) -> None:
-        self.skipped.append((where, reason))
+        """A run of the source not imported, and why: the one way every importer reports
+        it (listed in `skipped`, and once among the warnings as "skipped WHERE: REASON")."""
+        self.skipped.append((str(where), reason))
+        self.warnings.append(f"skipped {where}: {reason}")
+
+    def leave_out(self, kind: str, n: int = 1) -> None:
+        """Count `n` items of `kind` (plural: "histograms", "images") not imported."""
+        if n:
+            self.left_out[kind] = self.left_out.get(kind, 0) + n
+
+    def count_versions(self, ids) -> None:
+        """Count asset versions once each, however many runs use or produce them."""
+        for av_id in ids:
+            if av_id not in self._versions:
+                self._versions.add(av_id)
+                self.assets += 1
 
     @property
     def complete(self) -> bool:
@@ -82,8 +102,13 @@ class ImportReport:
         text = (
             f"{self.source}: {self.found} runs found, {self.imported} imported, "
             f"{self.already_present} already present, {len(self.skipped)} skipped; "
-            f"{self.params} params, {self.metrics} metric points, {self.assets} assets"
+            f"{self.params} params, {self.metrics} metric points, "
+            f"{self.assets} asset versions, {self.edges} edges"
         )
+        if self.left_out:
+            text += "; not imported: " + ", ".join(
+                f"{n} {kind}" for kind, n in sorted(self.left_out.items())
+            )
         return text
 
     def to_dict(self) -> dict:
@@ -97,6 +122,8 @@ class ImportReport:
             "metrics": self.metrics,
             "params": self.params,
             "assets": self.assets,
+            "edges": self.edges,
+            "left_out": dict(self.left_out),
             "warnings": self.warnings,
             "run_ids": self.run_ids,
         }

@@ -186,13 +186,14 @@ def write_run(
     except MetastoreError as e:
         _skip(report, where, str(e))
         return None
-    n_assets = len(assets)
     if options.dry_run:
         report.imported += 1
         report.params += len(record.params)
         report.metrics += len(record.metrics)
-        report.assets += n_assets
+        report.count_versions(_dry_key(a) for a in assets)
+        report.edges += len(assets) + sum(len(a.derived_from) for a in assets)
         return None
+    derived = 0
     try:
         ids: dict[tuple[str, str], str] = {}
         inputs, outputs = list(record.inputs), list(record.outputs)
@@ -210,6 +211,7 @@ def write_run(
                 kwargs["derived_from"] = []
                 av = _put(store, a, options, kwargs)
             ids[(a.kind, a.name)] = av.id
+            derived += len(kwargs["derived_from"])
             (inputs if a.relation == "used" else outputs).append((av.id, a.role))
         record.inputs, record.outputs = _unique(inputs), _unique(outputs)
         run = store.create_run(record)
@@ -219,14 +221,21 @@ def write_run(
     report.imported += 1
     report.params += len(record.params)
     report.metrics += len(record.metrics)
-    report.assets += n_assets
+    report.count_versions(av_id for av_id, _ in (*record.inputs, *record.outputs))
+    report.edges += len(record.inputs) + len(record.outputs) + derived
     report.run_ids.append(run.id)
     return run.id
 
 
+def _dry_key(a: PendingAsset):
+    """What tells asset versions apart before they are stored (a dry run's count)."""
+    if isinstance(a.content, bytes):
+        return (a.kind, a.name, hashlib.sha256(a.content).hexdigest())
+    return (a.kind, a.name, a.digest or a.uri or str(a.content))
+
+
 def _skip(report: ImportReport, where: str, reason: str) -> None:
     report.skip(where, reason)
-    report.warnings.append(f"{where}: {reason}; run skipped")
 
 
 def _put(store, a: PendingAsset, options: ImportOptions, kwargs: dict):

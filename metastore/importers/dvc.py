@@ -462,7 +462,6 @@ def import_git(store, path: Path, top: Path, options: ImportOptions, report: Imp
             info = _git(top, "show", "-s", "--format=%ct%x00%an%x00%ae", sha).strip().split("\x00")
         except SourceError as e:
             report.skip(e.where, e.reason)
-            report.warnings.append(f"{e.where}: {e.reason}; run skipped")
             continue
         parent = None
         if baseline:
@@ -507,7 +506,6 @@ def import_folder(store, path: Path, options: ImportOptions, report: ImportRepor
         data = read_tree(tree, report)
     except SourceError as e:
         report.skip(e.where, e.reason)
-        report.warnings.append(f"{e.where}: {e.reason}; run skipped")
         return
     if not (data["params"] or data["final"] or data["histories"] or data["lock"]):
         raise ImportFailed(f"no DVC params, metrics, dvc.lock or dvclive output in {path}")
@@ -554,7 +552,6 @@ def import_exp_show(store, path: Path, options: ImportOptions, report: ImportRep
         if not isinstance(rev, str) or not isinstance(data, dict):
             reason = f"DVC reported an error: {entry.get('error')}" if entry.get("error") else "entry without rev or data"
             report.skip(where, reason)
-            report.warnings.append(f"{where}: {reason}; run skipped")
             continue
         try:
             record, assets = _from_exp_show(data, report, where, _cache_dir(path.parent))

@@ -317,7 +317,6 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
         if not parts:
             reason = "export incomplete (no part_0.parquet; neptune-exporter was interrupted)"
             report.skip(where, reason)
-            report.warnings.append(f"{where}: {reason}; run skipped")
             continue
         try:
             rows = read_rows(parts)
@@ -329,7 +328,6 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             )
         except SourceError as e:
             report.skip(e.where, e.reason)
-            report.warnings.append(f"{e.where}: {e.reason}; run skipped")
             continue
         pending.append((record, assets, parent, where, rows[0].get("project_id") or ""))
     # parents before their forks, so forks can point at them

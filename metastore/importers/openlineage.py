@@ -187,7 +187,8 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
     for where, reason in orphans:
         if where:  # an event that could not be tied to a run counts as one skipped entry
             report.skip(where, reason)
-        report.warnings.append(f"{where}: {reason}" if where else reason)
+        else:
+            report.warnings.append(reason)
     ordered = sorted(runs.values(), key=lambda r: min(
         (utc(e["eventTime"]) for e in r.events), default=utc(0)
     ))
@@ -197,14 +198,12 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
         options.progress(done, len(ordered))
         where = ", ".join(sorted(run.where))
         if run.broken:
-            report.skip(where, run.broken)
-            report.warnings.append(f"run {run.run_id} skipped: {run.broken}")
+            report.skip(where, f"run {run.run_id}: {run.broken}")
             continue
         try:
             record, assets = _to_record(store, run, report, latest)
         except MetastoreError as e:
-            report.skip(where, str(e))
-            report.warnings.append(f"run {run.run_id} skipped: {e}")
+            report.skip(where, f"run {run.run_id}: {e}")
             continue
         if record is None:
             reason = "no COMPLETE, FAIL or ABORT event yet (still running?); import again when it ends"

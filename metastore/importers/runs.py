@@ -54,7 +54,6 @@ def existing(store, source: str, source_ids: Iterable[str]) -> dict[str, str]:
 
 def count_skip(report, where: str | os.PathLike, reason: str) -> None:
     report.skip(str(where), reason)
-    report.warnings.append(f"skipped {where}: {reason}")
 
 
 @dataclass
@@ -123,7 +122,12 @@ class Writer:
         self.report.imported += 1
         self.report.params += len(record.params)
         self.report.metrics += len(record.metrics)
-        self.report.assets += n_assets
+        links = [av_id for av_id, _ in (*record.inputs, *record.outputs)]
+        self.report.count_versions(links)
+        self.report.edges += len(set(links))
+        if self.options.dry_run:  # the specs were not stored: count them as they would be
+            self.report.assets += n_assets
+            self.report.edges += n_assets
 
     def flush(self) -> None:
         batch, self.pending = self.pending, []

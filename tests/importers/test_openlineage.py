@@ -184,8 +184,12 @@ def test_malformed_events_skip_their_run_only(sqlite_store):
 def test_dry_run_writes_nothing(sqlite_store, client_events):
     path, _ = client_events
     report = import_path(sqlite_store.backend, path, "openlineage", dry_run=True)
-    assert report.imported == 2 and report.assets == 3
+    # one dataset version produced by one run and used by the next counts once
+    assert report.imported == 2 and (report.assets, report.edges) == (2, 3)
     assert sqlite_store.runs() == [] and sqlite_store.assets() == []
+    real = import_path(sqlite_store.backend, path, "openlineage")
+    assert (real.imported, real.assets, real.edges) == (2, 2, 3)
+    assert sum(len(sqlite_store.versions(a.kind, a.name)) for a in sqlite_store.assets()) == 2
 
 
 # -- export ---------------------------------------------------------------------------------
