@@ -18,7 +18,9 @@ a timestamp, holding the hparams and their metric values) is merged into its par
   imported folder, experiment = the imported folder's name
 
 Not carried over: images, audio, histograms, distributions, graphs, PR curves,
-embeddings, custom scalar layouts. Records are not CRC-checked; a record that does not
+embeddings, custom scalar layouts; the report counts them by kind ("12 histograms").
+A run's source id is its folder's path below the imported folder plus its first event
+file's name, so runs in different folders never collide. Records are not CRC-checked; a record that does not
 decode skips the run; a record cut off at the end of the last file (the writer was
 killed) is dropped with a warning and the rest of the run imports.
 """
@@ -124,6 +126,9 @@ def read_run(run: _Run, report: ImportReport) -> dict:
                 raise SourceError(f, f"record {i} is not a TensorBoard event ({e})") from e
             if event.wall_time:
                 times.append(event.wall_time)
+            what = event.WhichOneof("what")
+            if what in ("graph_def", "meta_graph_def", "tagged_run_metadata"):
+                report.leave_out("graphs")
             for v in event.summary.value:
                 plugin = v.metadata.plugin_data.plugin_name
                 kind = v.WhichOneof("value")
@@ -138,6 +143,10 @@ def read_run(run: _Run, report: ImportReport) -> dict:
                             params[key] = _hparam(value)
                     if hp.HasField("session_end_info") and hp.session_end_info.status == 2:
                         failed = True
+                    continue
+                left_out = _left_out(kind, plugin)
+                if left_out:
+                    report.leave_out(left_out)
                     continue
                 value = None
                 if kind == "simple_value":
@@ -156,6 +165,24 @@ def read_run(run: _Run, report: ImportReport) -> dict:
                 if old is None or event.wall_time >= old[0]:
                     per_step[event.step] = (event.wall_time, value)
     return {"series": series, "params": params, "notes": notes, "failed": failed, "times": times}
+
+
+#: summary kinds and plugins metastore has no place for, by the name the report gives them
+_LEFT_OUT_KINDS = {"histo": "histograms", "image": "images", "audio": "audio clips"}
+_LEFT_OUT_PLUGINS = {
+    "histograms": "histograms", "distributions": "histograms", "images": "images",
+    "audio": "audio clips", "pr_curves": "PR curves", "mesh": "meshes",
+    "projector": "embeddings", "custom_scalars": "custom scalar layouts", "graphs": "graphs",
+}
+
+
+def _left_out(kind: str | None, plugin: str) -> str | None:
+    """The report's name for a summary value metastore does not import, else None."""
+    if kind in _LEFT_OUT_KINDS:
+        return _LEFT_OUT_KINDS[kind]
+    if plugin in _LEFT_OUT_PLUGINS:
+        return _LEFT_OUT_PLUGINS[plugin]
+    return None
 
 
 def _hparam(value):
@@ -194,15 +221,20 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
     base = path if path.is_dir() else path.parent
     single = len(runs) == 1 and runs[0].directory == base
     experiment = (base.parent.name if single else base.name) or "tensorboard"
+    # one bulk look-up of the ids this import, or an earlier one of a folder above, wrote
+    candidates = {id(run): _known_ids(run, base) for run in runs}
+    known = set(store.runs_by_source(SOURCE, [i for ids in candidates.values() for i in ids]))
     for done, run in enumerate(runs, 1):
         options.progress(done, len(runs))
         where = str(run.directory)
+        if known.intersection(candidates[id(run)]):
+            report.already_present += 1
+            continue
         try:
             data = read_run(run, report)
         except (SourceError, OSError) as e:
             reason = e.reason if isinstance(e, SourceError) else str(e)
             report.skip(getattr(e, "where", where), reason)
-            report.warnings.append(f"{getattr(e, 'where', where)}: {reason}; run skipped")
             continue
         first = min(run.files, key=lambda p: p.name)
         name = str(run.directory.relative_to(base)) if run.directory != base else base.name
@@ -226,6 +258,27 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             notes=data["notes"],
             tags={"tensorboard.logdir": str(run.directory)[-500:]},
             source=SOURCE,
-            source_id=f"{run.directory.name}/{first.name}",
+            # unique within the source: the run's whole path below the imported folder
+            # (two `train/` folders written in the same second on one host share their
+            # first event file's name)
+            source_id=_source_id(run, base, first),
         )
         write_run(store, record, [], options, report, where)
+
+
+def _source_id(run: _Run, base: Path, first: Path) -> str:
+    """The run folder's path below the imported folder (its own name when it is the
+    imported folder) and its first event file's name."""
+    top = base if run.directory != base else base.parent
+    return f"{run.directory.relative_to(top).as_posix()}/{first.name}"
+
+
+def _known_ids(run: _Run, base: Path) -> list[str]:
+    """The source ids an import of `base` or of any folder above it gives this run."""
+    first = min(run.files, key=lambda p: p.name)
+    ids = [_source_id(run, base, first)]
+    for above in base.parents:
+        if run.directory == above or not run.directory.is_relative_to(above):
+            break
+        ids.append(f"{run.directory.relative_to(above).as_posix()}/{first.name}")
+    return ids

@@ -128,3 +128,52 @@ def test_dry_run(sqlite_store, logdir):
     report = import_path(sqlite_store.backend, logdir, "tensorboard", dry_run=True)
     assert report.imported == 3 and report.metrics == 18
     assert sqlite_store.runs() == []
+
+
+@pytest.fixture(scope="module")
+def twin_logdirs(tmp_path_factory) -> Path:
+    """Two experiments, each with a `train` run and `add_scalars` sub-runs, written by
+    tensorboardX in the same second on one host: their event files share names."""
+    tbx = pytest.importorskip("tensorboardX")
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("tb-twins") / "logs"
+    for exp, scale in (("expA", 1.0), ("expB", 2.0)):
+        w = tbx.SummaryWriter(str(root / exp / "train"))
+        for i in range(4):
+            w.add_scalar("loss", scale / (i + 1), i)
+            w.add_scalars("loss", {"a": scale * i, "b": scale * 2 * i}, i)
+            w.add_histogram("weights", np.linspace(0, scale, 10), i)
+            w.add_image("sample", np.zeros((3, 4, 4)), i)
+        w.close()
+    # the same second on the same host: tensorboardX names the files alike
+    for a in sorted((root / "expA").rglob(PATTERN_TB)):
+        b = root / "expB" / a.relative_to(root / "expA")
+        (old,) = list(b.parent.glob(PATTERN_TB))
+        old.rename(b)
+    return root
+
+
+PATTERN_TB = "events.out.tfevents.*"
+
+
+def test_runs_in_folders_of_one_name_do_not_collide(store, twin_logdirs):
+    report = import_path(store.backend, twin_logdirs, "tensorboard")
+    assert (report.found, report.imported, report.already_present) == (6, 6, 0)
+    names = sorted(r.name for r in store.runs("logs"))
+    assert names == ["expA/train", "expA/train/loss/a", "expA/train/loss/b",
+                     "expB/train", "expB/train/loss/a", "expB/train/loss/b"]
+    runs = {r.name: r for r in store.runs("logs")}
+    assert [p.value for p in runs["expB/train/loss/b"].metric_history("loss")] == [0, 4, 8, 12]
+    assert [p.value for p in runs["expA/train/loss/b"].metric_history("loss")] == [0, 2, 4, 6]
+    again = import_path(store.backend, twin_logdirs, "tensorboard")
+    assert (again.imported, again.already_present) == (0, 6)
+
+
+def test_what_is_not_imported_is_counted_by_kind(tmp_path, twin_logdirs):
+    import metastore
+
+    s = metastore.open(tmp_path / ".metastore", create=True)
+    report = import_path(s.backend, twin_logdirs, "tensorboard")
+    assert report.left_out == {"histograms": 8, "images": 8}
+    assert "not imported: 8 histograms, 8 images" in report.summary()
