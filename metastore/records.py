@@ -122,8 +122,9 @@ class RunRecord(RunFields):
     inputs: list[tuple[str, str | None]] = Field(default_factory=list)
     outputs: list[tuple[str, str | None]] = Field(default_factory=list)
     id: str | None = Field(default=None, min_length=26, max_length=26)
-    #: The run's number in its experiment when read back (`dump_runs`); a new run is
-    #: numbered by the store, so this is ignored on writing.
+    #: The run's number in its experiment when read back (`dump_runs`). On writing, the
+    #: store numbers a new run next in its experiment; a record whose number is above
+    #: the experiment's last one keeps it (how a bundle's runs keep their numbers).
     number: int | None = None
     #: The recording process, when it is not the one writing (a run created through a
     #: server): how a killed process is told apart from a run still going.

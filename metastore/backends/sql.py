@@ -211,7 +211,7 @@ class SQLBackend(Backend):
             per_exp: dict[str, int] = {}
             for record, *_ in prepared:
                 per_exp[record.experiment] = per_exp.get(record.experiment, 0) + 1
-            next_number: dict[str, int] = {}
+            assigned: dict[str, list[int]] = {}
             exp_ids: dict[str, int] = {}
             for name, n in per_exp.items():
                 exp = self._experiment(s, name, create=True)
@@ -223,8 +223,23 @@ class SQLBackend(Backend):
                 last = s.execute(
                     sa.select(Experiment.last_number).where(Experiment.id == exp.id)
                 ).scalar_one()
-                next_number[name] = last - n + 1
                 exp_ids[name] = exp.id
+                # the numbers handed out in this transaction: the next ones in order, but
+                # a record that carries a number above them keeps it (a bundle's runs
+                # keep their numbers, gaps of deleted runs included)
+                cur, mine = last - n, []
+                for record, *_ in prepared:
+                    if record.experiment == name:
+                        cur = record.number if (record.number or 0) > cur else cur + 1
+                        mine.append(cur)
+                if cur != last:
+                    s.execute(
+                        sa.update(Experiment).where(Experiment.id == exp.id)
+                        .values(last_number=cur)
+                    )
+                assigned[name] = mine
+            taken = {name: iter(mine) for name, mine in assigned.items()}
+            numbers = [next(taken[record.experiment]) for record, *_ in prepared]
             version_ids = {
                 av_id for record, *_ in prepared for av_id, _ in (*record.inputs, *record.outputs)
             }
@@ -238,9 +253,7 @@ class SQLBackend(Backend):
                 [], [], [], [], [], [], {}
             )
             created_by = []
-            for record, run_id, encoded, points, tags in prepared:
-                number = next_number[record.experiment]
-                next_number[record.experiment] += 1
+            for (record, run_id, encoded, points, tags), number in zip(prepared, numbers, strict=True):
                 running = record.status == "running"
                 runs.append(
                     {

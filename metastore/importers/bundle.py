@@ -8,7 +8,9 @@ The format is described in metastore/exporters/bundle.py and schema/bundle.schem
   reused. Versions get new ids; the edges are re-pointed to them.
 - Runs keep their ids (so lineage, parents and idempotency survive), their source and
   source id (a run imported from MLflow stays an MLflow run), their full metric
-  histories, typed params, tags and notes; the target store numbers them in order.
+  histories, typed params, tags and notes, and their numbers (exp#8 stays exp#8 even
+  when exp#7 was deleted and not exported), unless the target experiment has gone past
+  a number already: then the run gets the next one.
   A run whose id is already in the store is "already present".
 - derived_from edges between versions are added last.
 """
@@ -121,6 +123,7 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 if exp.tags:
                     store.set_tags("experiment", str(created.id), exp.tags)
         version_ids = _import_versions(store, folder, assets, options, report)
+        report.count_versions(version_ids.values())
         by_run: dict[str, list[EdgeEntry]] = {}
         for e in edges:
             for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id)):
@@ -143,6 +146,12 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 src, dst = version_ids.get(e.src_id), version_ids.get(e.dst_id)
                 if src and dst:
                     store.add_edge("asset_version", src, "asset_version", dst, "derived_from", e.role)
+                    report.edges += 1
+        else:
+            report.edges += sum(
+                e.relation == "derived_from" and e.src_id in version_ids and e.dst_id in version_ids
+                for e in edges
+            )
 
 
 def _import_versions(store, folder: Path, assets, options, report) -> dict[str, str]:
@@ -229,6 +238,7 @@ def _record(store, entry: RunEntry, where, edges, version_ids, options, report, 
         parent = None
     record = run_record(entry)
     record.experiment = options.experiment or entry.experiment
+    record.number = entry.number  # kept where the experiment has not gone past it
     record.started, record.ended = _naive(entry.started), _naive(entry.ended)
     for point in record.metrics:
         point.timestamp = _naive(point.timestamp)

@@ -186,3 +186,31 @@ def test_bundle_into_another_experiment_keeps_run_ids(demo_store, sqlite_store, 
     assert {r.id for r in sqlite_store.runs("copy")} == {r.id for r in demo_store.runs("diabetes")}
     dry = import_path(sqlite_store.backend, bundle, dry_run=True)
     assert (dry.imported, dry.already_present) == (0, 12)
+
+
+def test_numbers_survive_a_deleted_run(store, tmp_path):
+    """exp_b#3 was deleted before the export: exp_b#4.. keep their numbers, and the
+    report counts the asset versions and edges it wrote."""
+    import metastore
+
+    src = metastore.open(f"sqlite:///{tmp_path / 'src' / 'm.db'}")
+    for i in range(1, 6):
+        with src.start_run(experiment="exp_b", name=f"r{i}") as run:
+            run.log_metric("loss", 1.0 / i)
+            if i in (2, 4):
+                run.log_asset(f"weights {i}".encode(), kind="model", name="net")
+    src.delete_run("exp_b#3")
+    bundle = tmp_path / "b"
+    export_bundle(src.backend, bundle)
+    report = import_path(store.backend, bundle)
+    assert (report.found, report.imported) == (4, 4)
+    # two models and the captured python environment; 4 runs used it, 2 produced a model
+    assert (report.assets, report.edges) == (3, 6)
+    assert "3 asset versions, 6 edges" in report.summary()
+    assert {r.name: r.number for r in store.runs("exp_b")} == {"r1": 1, "r2": 2, "r4": 4, "r5": 5}
+    assert store.get_run("exp_b#4").name == "r4"
+    # the experiment goes on after the highest number
+    with store.start_run(experiment="exp_b", name="next") as run:
+        pass
+    assert store.get_run(run.id).number == 6
+    src.close()
