@@ -11,7 +11,10 @@ without a `.wandb` file (older SDKs, synced online runs) are read from
 - run id → `source_id` `<project>/<id>`; display name → name; project → experiment
 - config → params (nested keys joined with '.'; W&B's internal `_wandb` key dropped)
 - history → metrics: every logged step (`_step`) with its time (`_timestamp`); nested
-  keys joined with '.'; media (images, tables, histograms) are not carried over
+  keys joined with '.'
+- tables logged to history → asset versions of kind `other` named
+  `<project>/<run id>/<key>` (the `.table.json` file in `files/media/table/`); other
+  media (images, histograms, audio, …) are not carried over: the report counts them
 - summary values never logged as history → a single metric point at the last step
   (text and bool summary values → `wandb.summary.<key>` tags)
 - tags → tags (label → ""); group, job type, project, entity, run id → `wandb.*` tags;
@@ -279,6 +282,35 @@ def read_files(run_dir: Path, report: ImportReport) -> dict:
     return out
 
 
+#: W&B media types that are tables: imported as asset versions (the table's JSON file)
+TABLE_TYPES = {"table-file", "table", "joined-table", "partitioned-table"}
+#: other W&B media types, by the name the report counts them under (not imported)
+MEDIA_KINDS = {
+    "image-file": "images", "images/separated": "images", "histogram": "histograms",
+    "audio-file": "audio clips", "video-file": "videos", "html-file": "html files",
+    "object3D-file": "3D objects", "molecule-file": "molecules", "plotly-file": "plots",
+    "bokeh-file": "plots",
+}
+
+
+def split_media(row: dict) -> tuple[dict, dict[str, dict]]:
+    """A history row or summary without its media, and the media by key. W&B writes a
+    media value either as one object with `_type` (older SDKs, JSON files) or, since
+    its Go core, as sub-keys (`preds._type`, `preds.ncols`, …): both become one object."""
+    heads = [k[: -len("._type")] for k in row if k.endswith("._type")]
+    media: dict[str, dict] = {}
+    rest = {}
+    for key, value in row.items():
+        head = next((h for h in heads if key.startswith(h + ".")), None)
+        if head is not None:
+            media.setdefault(head, {})[key[len(head) + 1:]] = value
+        elif isinstance(value, dict) and "_type" in value:
+            media[key] = value
+        else:
+            rest[key] = value
+    return rest, media
+
+
 def flatten_summary(data: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in data.items():
@@ -301,13 +333,20 @@ def to_record(run_dir: Path, data: dict, report: ImportReport) -> tuple[RunRecor
         k: v for k, v in data["config"].items() if not k.startswith("_wandb") and k != "wandb_version"
     }
     series: dict[str, list] = {}
+    tables: list[tuple[str, int, dict]] = []  # (key, step, the table's media object)
     last_step, last_time = 0, None
     for n, row in enumerate(data["history"]):
+        row, media = split_media(row)
         step = row.get("_step", n)
         step = int(step) if isinstance(step, int | float) else n
         ts = utc(row.get("_timestamp"))
         last_step = max(last_step, step)
         last_time = ts or last_time
+        for key, obj in media.items():
+            if obj.get("_type") in TABLE_TYPES:
+                tables.append((key, step, obj))
+            else:
+                report.leave_out(MEDIA_KINDS.get(obj.get("_type"), "other media"))
         for key, value in row.items():
             if key.startswith("_"):
                 continue
@@ -324,7 +363,8 @@ def to_record(run_dir: Path, data: dict, report: ImportReport) -> tuple[RunRecor
         candidate = started + timedelta(seconds=exit_["runtime"])
         ended = max(candidate, ended) if ended else candidate
     text_summary = {}
-    for key, value in data["summary"].items():
+    summary, _ = split_media(data["summary"])  # media in the summary repeat the history's
+    for key, value in summary.items():
         if key.startswith("_") or key in series:
             continue
         if isinstance(value, str | bool):
@@ -376,6 +416,17 @@ def to_record(run_dir: Path, data: dict, report: ImportReport) -> tuple[RunRecor
             meta={"wandb_type": a["type"], "files": a["files"], "aliases": a.get("aliases", [])},
         ))
     files = run_dir / "files"
+    for key, step, obj in tables:
+        table = files / str(obj.get("path") or "")
+        if not obj.get("path") or not table.is_file():
+            report.leave_out("tables (file missing)")
+            continue
+        assets.append(PendingAsset(
+            kind="other", name=f"{project}/{run['id']}/{key}", relation="produced",
+            content=table, media_type="application/vnd.wandb.table+json",
+            meta={"wandb_type": obj["_type"], "key": key, "step": step,
+                  **{k: obj[k] for k in ("ncols", "nrows") if k in obj}},
+        ))
     if (files / "requirements.txt").is_file():
         assets.append(PendingAsset(kind="environment", name=f"{project}/requirements.txt",
                                    relation="used", content=files / "requirements.txt",
@@ -405,6 +456,5 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             where = getattr(e, "where", str(run_dir))
             reason = getattr(e, "reason", str(e))
             report.skip(where, reason)
-            report.warnings.append(f"{where}: {reason}; run skipped")
             continue
         write_run(store, record, assets, options, report, str(run_dir))

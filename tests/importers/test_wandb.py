@@ -184,3 +184,51 @@ def test_no_copy_references_files(sqlite_store):
     [run] = sqlite_store.runs()
     [log] = run.outputs
     assert log.uri.startswith("file://") and log.uri.endswith("output.log")
+
+
+MEDIA_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, numpy as np, wandb
+    os.chdir(sys.argv[1])
+    run = wandb.init(project="media", name="with-media", config={"lr": 0.1})
+    for i in range(3):
+        run.log({"loss": 1.0 / (i + 1)})
+    run.log({"preds": wandb.Table(columns=["x", "y"], data=[[1, 2], [3, 4]])})
+    run.log({"img": wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8)),
+             "h": wandb.Histogram([1, 2, 3, 4])})
+    run.log({"img": wandb.Image(np.ones((4, 4, 3), dtype=np.uint8))})
+    run.finish()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def wandb_media_dir(tmp_path_factory) -> Path:
+    """One offline run with a table, images and a histogram, written by the real SDK."""
+    pytest.importorskip("wandb")
+    root = tmp_path_factory.mktemp("wb-media")
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(root),
+        "WANDB_CONFIG_DIR": str(root / ".config"), "WANDB_CACHE_DIR": str(root / ".cache"),
+        "WANDB_DATA_DIR": str(root / ".data"),
+    }
+    subprocess.run([sys.executable, "-c", MEDIA_SCRIPT, str(root)], env=env, check=True, timeout=300)
+    return root / "wandb"
+
+
+def test_tables_become_assets_and_other_media_are_counted(store, wandb_media_dir):
+    import json
+
+    report = import_path(store.backend, wandb_media_dir, "wandb")
+    assert (report.found, report.imported, report.skipped) == (1, 1, [])
+    run = store.get_run("with-media")
+    assert set(run.metric_summary()) == {"loss"}
+    assert [w for w in report.warnings if "preds" in w or "img" in w] == []
+    assert report.left_out == {"images": 2, "histograms": 1}
+    assert "not imported: 1 histograms, 2 images" in report.summary()
+    [table] = [v for v in run.outputs if v.name.endswith("/preds")]
+    assert table.kind == "other" and table.meta["nrows"] == 2 and table.meta["ncols"] == 2
+    written = next(wandb_media_dir.glob("offline-run-*/files/media/table/preds_*.table.json"))
+    assert table.read_bytes() == written.read_bytes()
+    assert json.loads(table.read_bytes())["data"] == [[1, 2], [3, 4]]
