@@ -8,6 +8,7 @@ is printed in a line or two and exits 1; never a traceback.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -597,18 +598,49 @@ def import_(
         extra["params"] = params
     if metrics:
         extra["metrics"] = metrics
-    s = open_store(store)
-    bar, progress = _progress_bar(enabled=format != "json" and err.is_terminal)
-    with bar:
-        report = import_path(
-            s.backend, target, source, experiment=experiment, dry_run=dry_run, copy=copy,
-            progress=progress, **extra,
-        )
+    with _store_for_import(store, dry_run) as s:
+        bar, progress = _progress_bar(enabled=format != "json" and err.is_terminal)
+        with bar:
+            report = import_path(
+                s.backend, target, source, experiment=experiment, dry_run=dry_run, copy=copy,
+                progress=progress, **extra,
+            )
     if dry_run and format != "json":
         console.print("[dim]dry run: nothing was written[/dim]")
     _print_report(report, format)
     if report.skipped:
         raise typer.Exit(2)
+
+
+def _local_store_missing(url: str | None) -> bool:
+    """Whether `url` (or the default store) names a local store that does not exist yet."""
+    import os
+    from pathlib import Path
+
+    from metastore.store import find_store_dir
+
+    url = url or os.environ.get("METASTORE_URL") or None
+    if url is None:
+        return find_store_dir() is None
+    if url.startswith("sqlite:"):
+        path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+        return bool(path) and not path.startswith(":memory:") and not Path(path).exists()
+    return "://" not in url and not Path(url).exists()
+
+
+@contextmanager
+def _store_for_import(url: str | None, dry_run: bool):
+    """The store to import into. A dry run writes nothing, not even a new store: where
+    there is none yet, it counts against an empty throwaway one."""
+    if not (dry_run and _local_store_missing(url)):
+        yield open_store(url, create=not dry_run)
+        return
+    import tempfile
+
+    import metastore
+
+    with tempfile.TemporaryDirectory(prefix="metastore-dry-run-") as tmp:
+        yield metastore.open(f"sqlite:///{tmp}/dry-run.db", blobs=f"{tmp}/blobs")
 
 
 @app.command("export")

@@ -46,6 +46,23 @@ def test_dry_run_writes_nothing(tmp_path):
     assert json.loads(listed.output) == []
 
 
+def test_dry_run_without_a_store_creates_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("METASTORE_URL", raising=False)
+    monkeypatch.delenv("METASTORE_BLOBS", raising=False)
+    csv = str(DATA / "csv" / "spreadsheet.csv")
+    result = cli("import", csv, "--metrics", "acc,loss", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "3 runs found, 3 imported" in result.output and "dry run" in result.output
+    named = tmp_path / "named"
+    result = cli("import", csv, "--metrics", "acc,loss", "--dry-run", "--store", str(named))
+    assert result.exit_code == 0, result.output
+    db = tmp_path / "s" / "m.db"
+    result = cli("import", csv, "--metrics", "acc,loss", "--dry-run", "--store", f"sqlite:///{db}")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_unknown_source_is_an_error(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     proc = subprocess.run(
