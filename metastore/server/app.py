@@ -34,6 +34,7 @@ from metastore.errors import (
 from metastore.server import api
 from metastore.server.auth import COOKIE_NAME, check_no_auth_allowed, verify_token
 from metastore.server.middleware import AuthGate, BodyLimit, Limits, error_payload
+from metastore.server.mlflow_api import mlflow_router
 
 if TYPE_CHECKING:
     from metastore.store import Store
@@ -137,6 +138,7 @@ def create_app(
 
     app.include_router(api.public)
     app.include_router(api.router)
+    app.include_router(mlflow_router(store))
     _add_login(app, store)
     if ui:
         _mount_ui(app, store)

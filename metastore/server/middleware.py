@@ -20,8 +20,11 @@ from metastore.server.auth import (
     bearer_token,
     verify_token,
 )
+from metastore.server.mlflow_api import READING_POSTS as MLFLOW_READING_POSTS
 
 MiB = 1 << 20
+#: Uploads of content: blobs, and artifacts through MLflow's artifact proxy.
+BLOB_PATHS = ("/api/blobs/", "/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class BodyLimit:
         self.limits = limits
 
     def _limit(self, scope) -> int:
-        if scope["method"] == "PUT" and scope["path"].startswith("/api/blobs/"):
+        if scope["method"] == "PUT" and scope["path"].startswith(BLOB_PATHS):
             return self.limits.max_blob_bytes
         return self.limits.max_body_bytes
 
@@ -125,7 +128,7 @@ PUBLIC_PATHS = frozenset(
 
 #: POST routes that only read (a query text or a list of ids can be too long for a
 #: URL): the route table marks them.
-READING_POSTS = routes.READING_POSTS
+READING_POSTS = routes.READING_POSTS | MLFLOW_READING_POSTS
 
 
 class AuthGate:

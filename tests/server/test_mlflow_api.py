@@ -1,0 +1,212 @@
+"""The real MLflow client against a real metastore server (over SQLite and PostgreSQL):
+what MLflow code records is read back through MLflow and through the query language."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+import metastore
+from metastore.server import background_server, create_token
+from tests.conftest import _marks, make_database
+
+mlflow = pytest.importorskip("mlflow")
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(params=[pytest.param(b, marks=_marks(b)) for b in ["sqlite", "postgres"]])
+def served(request, tmp_path, monkeypatch):
+    """(metastore store, server URL) with MLflow pointed at the server."""
+    url, drop = make_database(request.param, tmp_path)
+    store = metastore.open(url, blobs=tmp_path / "blobs")
+    token = create_token(store, "mlflow")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with background_server(store) as server:
+        mlflow.set_tracking_uri(server)
+        try:
+            yield store, server
+        finally:
+            while mlflow.active_run():
+                mlflow.end_run()
+            mlflow.set_tracking_uri(None)
+    store.close()
+    drop()
+
+
+def test_fluent_api_round_trip(served, tmp_path):
+    store, _ = served
+    mlflow.set_experiment("diabetes")
+    data = tmp_path / "notes.txt"
+    data.write_text("hello")
+    with mlflow.start_run(run_name="parent") as parent:
+        mlflow.log_param("lr", "0.1")
+        mlflow.log_params({"alpha": 0.5, "solver": "adam", "layers": 3})
+        for step, loss in enumerate([1.0, 0.5, 0.25]):
+            mlflow.log_metric("loss", loss, step=step)
+        mlflow.set_tag("stage", "dev")
+        mlflow.log_artifact(str(data))
+        mlflow.log_artifact(str(data), artifact_path="sub")
+        dataset = mlflow.data.from_numpy(np.arange(10.0).reshape(5, 2), name="features")
+        mlflow.log_input(dataset, context="training")
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_metric("loss", 2.0)
+    client = mlflow.MlflowClient()
+
+    run = client.get_run(parent.info.run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time >= run.info.start_time
+    assert run.data.params == {"lr": "0.1", "alpha": "0.5", "solver": "adam", "layers": "3"}
+    assert run.data.metrics == {"loss": 0.25}
+    assert run.data.tags["stage"] == "dev"
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["features"]
+    history = client.get_metric_history(parent.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    assert client.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+    # search_runs: params compare as numbers (0.1 > 0.05), MLflow's order_by
+    found = mlflow.search_runs(
+        experiment_names=["diabetes"], filter_string="params.lr > '0.05' AND metrics.loss < 1",
+        output_format="list",
+    )
+    assert [r.info.run_id for r in found] == [parent.info.run_id]
+    ordered = mlflow.search_runs(
+        experiment_names=["diabetes"], order_by=["metrics.loss DESC"], output_format="list"
+    )
+    assert [r.info.run_name for r in ordered] == ["child", "parent"]
+    assert mlflow.search_runs(
+        experiment_names=["diabetes"], filter_string="metrics.nothing > 1", output_format="list"
+    ) == []
+    named = mlflow.search_runs(
+        experiment_names=["diabetes"], filter_string="attributes.run_name LIKE 'par%'",
+        output_format="list",
+    )
+    assert [r.info.run_name for r in named] == ["parent"]
+
+    # artifacts: listed and downloaded through the proxy
+    listed = {f.path: f.is_dir for f in client.list_artifacts(parent.info.run_id)}
+    assert listed == {"notes.txt": False, "sub": True}
+    path = mlflow.artifacts.download_artifacts(
+        run_id=parent.info.run_id, artifact_path="sub/notes.txt", dst_path=str(tmp_path / "out")
+    )
+    assert open(path).read() == "hello"
+
+    # … and the same run through metastore: typed params, history, parent, lineage
+    rows = store.query(
+        'runs where experiment = "diabetes" and lr > 0.05 show name, lr, layers, loss.count, parent'
+    ).rows
+    assert rows == [{"name": "parent", "lr": 0.1, "layers": 3, "loss.count": 3, "parent": None}]
+    assert store.query('runs where name = "child" show parent').rows == [{"parent": parent.info.run_id}]
+    handle = store.get_run(parent.info.run_id)
+    assert {v.name for v in handle.inputs} >= {"features"}
+    assert {"notes.txt", "sub/notes.txt"} <= {v.name for v in handle.outputs}
+
+
+def test_client_api_runs_and_experiments(served):
+    store, _ = served
+    client = mlflow.MlflowClient()
+    eid = client.create_experiment("sweep", tags={"team": "ml"})
+    assert client.get_experiment_by_name("sweep").experiment_id == eid
+    assert client.get_experiment(eid).tags == {"team": "ml"}
+    with pytest.raises(mlflow.exceptions.MlflowException, match="already exists"):
+        client.create_experiment("sweep")
+    ids = []
+    for i in range(5):
+        run = client.create_run(eid, run_name=f"r{i}")
+        client.log_batch(
+            run.info.run_id,
+            metrics=[mlflow.entities.Metric("rmse", 50.0 + i, 0, 0)],
+            params=[mlflow.entities.Param("n_estimators", str(10 * (i + 1)))],
+            tags=[mlflow.entities.RunTag("fold", str(i))],
+        )
+        client.set_terminated(run.info.run_id, status="FAILED" if i == 4 else "FINISHED")
+        ids.append(run.info.run_id)
+    assert client.get_run(ids[4]).info.status == "FAILED"
+    assert store.get_run(ids[4]).status == "failed"
+
+    # pages of two, ordered by a param compared as a number (100 > 20 > 10)
+    seen, token = [], None
+    while True:
+        page = client.search_runs(
+            [eid], order_by=["params.n_estimators DESC"], max_results=2, page_token=token
+        )
+        seen += [r.info.run_name for r in page]
+        token = page.token
+        if not token:
+            break
+    assert seen == ["r4", "r3", "r2", "r1", "r0"]
+    assert [r.info.run_name for r in client.search_runs([eid], "tags.fold IN ('1', '3')")] in (
+        ["r3", "r1"], ["r1", "r3"]
+    )
+    assert [r.info.run_name for r in client.search_runs([eid], "attributes.status = 'FAILED'")] == ["r4"]
+
+    client.delete_run(ids[0])
+    assert len(client.search_runs([eid])) == 4
+    assert client.get_run(ids[0]).info.lifecycle_stage == "deleted"
+    client.restore_run(ids[0])
+    assert len(client.search_runs([eid])) == 5
+    assert "sweep" in [e.name for e in client.search_experiments()]
+    assert [e.name for e in client.search_experiments(filter_string="name LIKE 'sw%'")] == ["sweep"]
+
+    with pytest.raises(mlflow.exceptions.MlflowException, match="AND only"):
+        client.search_runs([eid], "metrics.rmse < 1 OR metrics.rmse > 2")
+
+
+def test_unsupported_calls_answer_with_mlflow_errors(served):
+    _, server = served
+    client = mlflow.MlflowClient()
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.create_registered_model("regressor")
+    assert info.value.error_code == "ENDPOINT_NOT_FOUND"
+    assert "does not support" in info.value.message
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.get_run("01ZZZZZZZZZZZZZZZZZZZZZZZZ")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    # without a token: refused
+    answer = httpx.get(f"{server}/api/2.0/mlflow/experiments/get?experiment_id=0")
+    assert answer.status_code == 401
+
+
+def test_read_only_token_searches_but_cannot_write(served):
+    store, server = served
+    headers = {"authorization": "Bearer " + create_token(store, "reader", read_only=True)}
+    search = httpx.post(f"{server}/api/2.0/mlflow/runs/search", json={"experiment_ids": ["0"]},
+                        headers=headers)
+    assert search.status_code == 200
+    create = httpx.post(f"{server}/api/2.0/mlflow/runs/create", json={"experiment_id": "0"},
+                        headers=headers)
+    assert create.status_code == 403
+
+
+def test_sklearn_autolog(served, tmp_path):
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    store, _ = served
+    mlflow.set_experiment("autolog")
+    mlflow.sklearn.autolog(log_input_examples=False, silent=True)
+    try:
+        X, y = load_diabetes(return_X_y=True)
+        with mlflow.start_run() as run:
+            model = Ridge(alpha=0.3).fit(X, y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    client = mlflow.MlflowClient()
+    got = client.get_run(run.info.run_id)
+    assert got.data.params["alpha"] == "0.3"
+    assert got.data.metrics["training_r2_score"] == pytest.approx(model.score(X, y))
+
+    [logged] = client.search_logged_models(experiment_ids=[got.info.experiment_id])
+    assert logged.source_run_id == run.info.run_id
+    loaded = mlflow.sklearn.load_model(f"models:/{logged.model_id}")
+    assert np.allclose(loaded.predict(X[:5]), model.predict(X[:5]))
+
+    rows = store.query(
+        'runs where experiment = "autolog" and alpha = 0.3 show alpha, training_r2_score'
+    ).rows
+    assert rows[0]["alpha"] == 0.3
+    assert rows[0]["training_r2_score"] == pytest.approx(model.score(X, y))
+    models = store.query('models where name = "model" show name, version, created_by').rows
+    assert len(models) == 1
+    assert store.get_asset("model", "model").path().joinpath("MLmodel").exists()
