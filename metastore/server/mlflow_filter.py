@@ -166,6 +166,8 @@ def _attribute(key: str, attributes: dict) -> str:
 
 
 def _value(tokens, i):
+    if i >= len(tokens):
+        raise InvalidValue("the filter ends where a value was expected")
     kind, raw = tokens[i]
     if kind == "number":
         return (float(raw) if any(c in raw for c in ".eE") else int(raw)), i + 1
