@@ -20,4 +20,11 @@ def compile(text: str, dialect: str = "sqlite") -> str:  # noqa: A001
     return compile_text(text, dialect=dialect)
 
 
-__all__ = ["open", "compile", "Store", "MetastoreError", "NotFound", "InvalidValue"]
+def current_run():
+    """The run `metastore run` opened for this process, or None outside one."""
+    from metastore.runner import current_run as _current_run
+
+    return _current_run()
+
+
+__all__ = ["open", "compile", "current_run", "Store", "MetastoreError", "NotFound", "InvalidValue"]

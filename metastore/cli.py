@@ -108,6 +108,36 @@ def init(
     console.print(f"{'Opened existing' if existed else 'Created'} store at {folder} ({store.url})")
 
 
+@app.command(
+    "run",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run_cmd(
+    command: Annotated[list[str], typer.Argument(help="The command, after --: metastore run -- python train.py --lr 0.1")],
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    name: Annotated[str | None, typer.Option("--name", help="The run's name.")] = None,
+    metric_pattern: Annotated[
+        str | None,
+        typer.Option("--metric-pattern", help=r"Regex with named groups over output lines, e.g. 'epoch=(?P<step>\d+) loss=(?P<loss>[\d.]+)'."),
+    ] = None,
+    no_files: Annotated[
+        bool, typer.Option("--no-files", help="Do not record the files the command reads and writes.")
+    ] = False,
+) -> None:
+    """Run a command as a recorded run: params from its arguments, its output as a log,
+    the files it reads and writes as inputs and outputs, its exit status."""
+    from metastore.runner import run_command
+
+    s = open_store(store)
+    run, code = run_command(
+        s, command, experiment=experiment, name=name, metric_pattern=metric_pattern,
+        track_files=not no_files,
+    )
+    sys.stderr.write(f"metastore: recorded {run.ref} ({run.status})\n")
+    raise typer.Exit(code if code >= 0 else 128 - code)
+
+
 @app.command()
 def demo(
     store: StoreOption = None,

@@ -46,6 +46,7 @@ class ActiveRun(RunHandle):
         parent=None,
         tags: Mapping[str, str] | None = None,
         capture: bool | Iterable[str] = True,
+        command: str | None = None,
     ) -> ActiveRun:
         parts = context.selected(capture)
         experiment = experiment or os.environ.get("METASTORE_EXPERIMENT") or DEFAULT_EXPERIMENT
@@ -58,7 +59,9 @@ class ActiveRun(RunHandle):
             system = context.system_info()
             record.user, record.host = system["user"], system["host"]
             ctx["system"] = system
-        if "command" in parts:
+        if command is not None:  # the command a wrapper runs (`metastore run`)
+            record.command = command
+        elif "command" in parts:
             record.command = context.command_line()
         if "git" in parts:
             git = context.git_info()

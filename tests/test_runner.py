@@ -1,0 +1,118 @@
+"""`metastore run -- COMMAND`: a run recorded around a script that knows nothing of
+metastore (params from its arguments, files it reads and writes, its log, its status)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import metastore
+from metastore.runner import parse_params, run_command
+
+TRAIN = textwrap.dedent(
+    """
+    import argparse, pickle, sys
+    p = argparse.ArgumentParser()
+    p.add_argument("--lr", type=float)
+    p.add_argument("--data")
+    a = p.parse_args()
+    rows = open(a.data).read().splitlines()
+    for epoch in range(3):
+        print(f"epoch={epoch} loss={1.0 / (epoch + 1):.3f}")
+    print("a warning", file=sys.stderr)
+    with open("model.pkl", "wb") as f:
+        pickle.dump({"lr": a.lr, "rows": len(rows)}, f)
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(TRAIN)
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    return tmp_path
+
+
+def test_parse_params():
+    assert parse_params(["--lr", "0.1", "--epochs=3", "model.depth=4", "+x=true", "--fast",
+                         "--name", "rf", "pos", "--neg", "-1"]) == {
+        "lr": 0.1, "epochs": 3, "model.depth": 4, "x": True, "fast": True, "name": "rf",
+        "neg": -1,
+    }
+
+
+def test_cli_run_records_a_script_without_metastore(project):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "metastore.cli", "run", "--experiment", "train",
+         "--metric-pattern", r"epoch=(?P<step>\d+) loss=(?P<loss>[\d.]+)", "--",
+         sys.executable, "train.py", "--lr", "0.1", "--data", "data.csv"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "epoch=2 loss=0.333" in done.stdout and "a warning" in done.stderr
+    store = metastore.open(project / ".metastore", create=False)
+    run = store.get_run("train#1")
+    assert run.status == "finished"
+    assert run.params == {"lr": 0.1, "data": "data.csv"}
+    assert run.command.endswith("train.py --lr 0.1 --data data.csv")
+    assert {(v.kind, v.name) for v in run.inputs} >= {("dataset", "data"), ("code", "train")}
+    outputs = {(v.kind, v.name): v for v in run.outputs}
+    assert ("model", "model") in outputs
+    log = outputs[("log", "train-1-output")]
+    assert "epoch=1 loss=0.500" in log.path().read_text()
+    assert [(m.step, m.value) for m in store.backend.get_metric_history(run.id, "loss")] == [
+        (0, 1.0), (1, 0.5), (2, 0.333)]
+    assert store.query('runs where lr > 0.05 show number, exit_code').rows == [
+        {"number": 1, "exit_code": "0"}]
+    assert "system.wall_time" in run.metrics
+
+
+def test_run_through_every_store(store, project):
+    run, code = run_command(
+        store, [sys.executable, "train.py", "--lr", "0.1", "--data", "data.csv"], experiment="e"
+    )
+    assert code == 0 and run.status == "finished"
+    assert run.params["lr"] == 0.1
+    assert ("dataset", "data") in {(v.kind, v.name) for v in run.inputs}
+    assert ("model", "model") in {(v.kind, v.name) for v in run.outputs}
+
+
+def test_sigterm_fails_the_run_with_an_event(sqlite_store, project):
+    (project / "die.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    run, code = run_command(sqlite_store, [sys.executable, "die.py"])
+    assert code < 0
+    assert run.status == "failed"
+    assert any(n.kind == "event" and "SIGTERM" in n.text for n in run.notes)
+    assert sqlite_store.query('runs where event = "sigterm" show number').rows == [{"number": 1}]
+
+
+def test_failing_command_and_other_programs(sqlite_store, project):
+    run, code = run_command(sqlite_store, ["sh", "-c", "echo made > out.txt; exit 3"])
+    assert code == 3 and run.status == "failed"
+    assert ("other", "out") in {(v.kind, v.name) for v in run.outputs}
+
+
+def test_child_logs_to_current_run(sqlite_store, project, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    (project / "log.py").write_text(
+        "import metastore\nrun = metastore.current_run()\nrun.log_metric('acc', 0.9)\n"
+    )
+    run, code = run_command(sqlite_store, [sys.executable, "log.py"])
+    assert code == 0
+    assert run.metrics["acc"] == 0.9
+    assert metastore.current_run() is None
+
+
+def test_bad_input_is_refused(sqlite_store, project):
+    with pytest.raises(metastore.InvalidValue):
+        run_command(sqlite_store, [])
+    with pytest.raises(metastore.InvalidValue, match="named group"):
+        run_command(sqlite_store, ["true"], metric_pattern=r"\d+")
+    with pytest.raises(metastore.InvalidValue, match="cannot run"):
+        run_command(sqlite_store, ["/no/such/program"])
