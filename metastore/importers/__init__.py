@@ -10,10 +10,12 @@ Modules are registered here, and third-party packages can add their own through 
 `metastore.importers` entry-point group (the entry point names a module with the same
 three attributes).
 
-Every importer must be idempotent (it skips runs whose `source`/`source_id` are already
-in the store), write each run in one transaction (`store.create_run(RunRecord)`), and
-count what the source holds against what it imported, with a warning naming the file
-and the reason for every run it skips.
+Every importer must be idempotent (a run whose `source`/`source_id` is already in the
+store is not written again; `_util.write_run` completes it with the metric points,
+params and lineage the store lacks), write each run in one transaction
+(`store.create_run(RunRecord)`), and count what the source holds against what it
+imported, with the file and the reason for every run it skips (`ImportReport.skip`)
+and what it leaves out by kind (`ImportReport.leave_out`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class ImportReport:
     found: int = 0  # runs the source holds
     imported: int = 0
     already_present: int = 0
+    #: runs already present that this source completed (new metric points, params or
+    #: lineage: a repository imported after its `dvc exp show --json`); part of
+    #: already_present
+    enriched: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or run, reason)
     metrics: int = 0  # metric points written
     params: int = 0
@@ -101,7 +107,9 @@ class ImportReport:
     def summary(self) -> str:
         text = (
             f"{self.source}: {self.found} runs found, {self.imported} imported, "
-            f"{self.already_present} already present, {len(self.skipped)} skipped; "
+            f"{self.already_present} already present"
+            + (f" ({self.enriched} completed with what this source adds)" if self.enriched else "")
+            + f", {len(self.skipped)} skipped; "
             f"{self.params} params, {self.metrics} metric points, "
             f"{self.assets} asset versions, {self.edges} edges"
         )
@@ -118,6 +126,7 @@ class ImportReport:
             "found": self.found,
             "imported": self.imported,
             "already_present": self.already_present,
+            "enriched": self.enriched,
             "skipped": [{"where": w, "reason": r} for w, r in self.skipped],
             "metrics": self.metrics,
             "params": self.params,

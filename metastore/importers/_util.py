@@ -178,8 +178,14 @@ def write_run(
     assert record.source and record.source_id, "every imported run names its source"
     if options.experiment:
         record.experiment = options.experiment
-    if store.find_run_by_source(record.source, record.source_id) is not None:
+    existing = store.find_run_by_source(record.source, record.source_id)
+    if existing is not None:
         report.already_present += 1
+        try:
+            enrich(store, existing.id, record, assets, options, report, where)
+        except MetastoreError as e:
+            report.warnings.append(f"{where}: already present; what this source adds "
+                                   f"cannot be written: {e}")
         return None
     try:
         check_record(record)
@@ -225,6 +231,73 @@ def write_run(
     report.edges += len(record.inputs) + len(record.outputs) + derived
     report.run_ids.append(run.id)
     return run.id
+
+
+def enrich(
+    store, run_id: str, record: RunRecord, assets: Sequence[PendingAsset],
+    options: ImportOptions, report: ImportReport, where: str,
+) -> bool:
+    """Complete a run imported before, perhaps from a poorer source (`dvc exp show
+    --json`, then the repository): add the metric points (by key and step), params and
+    lineage (used, produced, derived_from) this source has and the store lacks. Nothing
+    the store holds is changed. True when something was (or, in a dry run, would be)
+    added; counted in `report.enriched`."""
+    [old] = store.dump_runs([run_id])
+    have = {(p.key, p.step) for p in old.metrics}
+    # a point without a step cannot be told apart from one stored before: not added
+    new_points = [p for p in record.metrics if p.step is not None and (p.key, p.step) not in have]
+    new_params = {k: v for k, v in record.params.items() if k not in old.params}
+    try:
+        check_record(RunRecord(experiment=old.experiment, params=new_params, metrics=new_points))
+    except MetastoreError as e:
+        report.warnings.append(f"{where}: already present; new values not added: {e}")
+        new_points, new_params = [], {}
+    if options.dry_run:
+        added = bool(new_points or new_params)
+    else:
+        if new_params:
+            store.log_params(run_id, new_params)
+        if new_points:
+            store.log_metrics(run_id, new_points)
+        added = bool(new_points or new_params) | _enrich_lineage(
+            store, run_id, assets, options, report, where
+        )
+    if added:
+        report.enriched += 1
+        report.params += len(new_params)
+        report.metrics += len(new_points)
+    return added
+
+
+def _enrich_lineage(store, run_id: str, assets, options, report, where) -> bool:
+    """Link the source's asset versions to an existing run; True when an edge was new."""
+    if not assets:
+        return False
+    before = {_edge_key(e) for e in store.list_edges([run_id])}
+    ids: dict[tuple[str, str], str] = {}
+    for a in assets:
+        kwargs: dict[str, Any] = dict(
+            media_type=a.media_type, meta=a.meta or None, size=a.size, role=a.role,
+            derived_from=[ids[up] for up in a.derived_from if up in ids and up != (a.kind, a.name)],
+        )
+        try:
+            av = _put(store, a, options, kwargs)
+        except Conflict as e:
+            report.warnings.append(f"{where}: {a.kind} {a.name!r}: {e.message}; not linked")
+            kwargs["derived_from"] = []
+            av = _put(store, a, options, kwargs)
+        ids[(a.kind, a.name)] = av.id
+        store.link_run_asset(run_id, av.id, a.relation, a.role)
+    after = {_edge_key(e) for e in store.list_edges([run_id])}
+    new = after - before
+    report.count_versions(dst if rel == "produced" else src for src, dst, rel in new
+                          if rel != "derived_from")
+    report.edges += len(new)
+    return bool(new)
+
+
+def _edge_key(e) -> tuple[str, str, str]:
+    return (e.src_id, e.dst_id, e.relation)
 
 
 def _dry_key(a: PendingAsset):

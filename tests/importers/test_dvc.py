@@ -169,20 +169,39 @@ def test_import_repository(store, repo):
 
 
 @real_dvc
-def test_exp_show_json_then_repository(sqlite_store, repo):
+def test_exp_show_json_then_repository(store, repo):
     show = repo.parent / "exp_show.json"
-    report = import_path(sqlite_store.backend, show)
+    report = import_path(store.backend, show)
     assert (report.found, report.imported) == (2, 2)
-    runs = {r.name: r for r in sqlite_store.runs()}
+    runs = {r.name: r for r in store.runs()}
     exp = runs["lr-05"]
     assert exp.parent_id == runs["main"].id
     assert exp.params["train.lr"] == 0.5
     assert exp.metrics == {"rmse": 3.0, "val/r2": 0.3, "train/loss": 1.0, "acc": 0.6}
     assert exp.metric_summary("acc").last_step == 1
     assert {v.name for v in exp.outputs} == {"data/prepared", "model.pkl"}
-    # the same experiments, read from git, are recognised
-    again = import_path(sqlite_store.backend, repo, "dvc")
-    assert (again.imported, again.already_present) == (0, 2)
+    # the same experiments, read from git, are recognised, and completed with what the
+    # repository has and the JSON had not: histories and per-stage lineage
+    again = import_path(store.backend, repo, "dvc")
+    assert (again.imported, again.already_present, again.enriched) == (0, 2, 2)
+    assert "2 completed with what this source adds" in again.summary()
+    runs = {r.name: r for r in store.runs()}
+    assert len(runs) == 2
+    exp, base = runs["lr-05"], runs["main"]
+    assert [(m.step, m.value) for m in exp.metric_history("train/loss")] == [(0, 2.0), (1, 1.0)]
+    assert [(m.step, m.value) for m in base.metric_history("acc")] == [(0, 0.5), (1, 0.6), (2, 0.7)]
+    assert exp.metrics["acc"] == 0.6 and exp.metrics["rmse"] == 3.0
+    assert {(v.kind, v.name) for v in exp.inputs} >= {("dataset", "data/raw.csv")}
+    [model] = [v for v in exp.outputs if v.name == "model.pkl"]
+    graph = store.lineage(model)
+    derived = {
+        (graph.nodes[u]["name"], graph.nodes[v]["name"])
+        for u, v, d in graph.edges(data=True) if d["relation"] == "derived_from"
+    }
+    assert derived == {("data/raw.csv", "data/prepared"), ("data/prepared", "model.pkl")}
+    # and a third import, of either, adds nothing
+    third = import_path(store.backend, repo, "dvc")
+    assert (third.already_present, third.enriched, third.metrics, third.edges) == (2, 0, 0, 0)
 
 
 @real_dvc
