@@ -95,5 +95,14 @@ def mlflow_with_model(tmp_path) -> Path:
 
 
 @pytest.fixture
+def mlflow_shared_dataset(tmp_path) -> Path:
+    """A file store with two runs that logged the same dataset."""
+    if not have("mlflow"):
+        pytest.skip("mlflow is not installed")
+    _wait(write_mlflow(f"file://{tmp_path / 'mlruns'}", tmp_path, "--shared"))
+    return tmp_path / "mlruns"
+
+
+@pytest.fixture
 def data_dir() -> Path:
     return DATA

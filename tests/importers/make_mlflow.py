@@ -1,11 +1,12 @@
 """Write a small MLflow tracking store with MLflow's own client (run as a script).
 
-    python make_mlflow.py TRACKING_URI ARTIFACT_ROOT [--more | --model]
+    python make_mlflow.py TRACKING_URI ARTIFACT_ROOT [--more | --model | --shared]
 
 Used by the importer tests in a subprocess, so MLflow's global state (tracking URI,
 active run) never leaks into the test process. `--more` adds two runs to an existing
 store (for the "import again after new runs" test); `--model` writes one run that
-logs a scikit-learn model (slow: MLflow inspects the environment).
+logs a scikit-learn model (slow: MLflow inspects the environment); `--shared` writes two
+runs that log the same dataset.
 """
 
 from __future__ import annotations
@@ -35,10 +36,24 @@ def log_model_run() -> None:
         mlflow.sklearn.log_model(model, name="regressor", pip_requirements=["scikit-learn"])
 
 
-def main(uri: str, artifact_root: str, more: bool, model: bool = False) -> None:
+def shared_dataset_runs() -> None:
+    """Two runs that log the same dataset (one asset version, two links)."""
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.0, 4.0, 6.0]})
+    dataset = mlflow.data.from_pandas(frame, source="data/shared.csv", name="shared-data")
+    mlflow.set_experiment("shared")
+    for i in range(2):
+        with mlflow.start_run(run_name=f"uses-{i}"):
+            mlflow.log_param("i", i)
+            mlflow.log_input(dataset, context="training")
+
+
+def main(uri: str, artifact_root: str, more: bool, model: bool = False, shared: bool = False) -> None:
     mlflow.set_tracking_uri(uri)
     if model:
         log_model_run()
+        return
+    if shared:
+        shared_dataset_runs()
         return
     client = mlflow.MlflowClient(uri)
     work = os.path.join(artifact_root, "_work")
@@ -95,4 +110,5 @@ def main(uri: str, artifact_root: str, more: bool, model: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], "--more" in sys.argv[3:], "--model" in sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], "--more" in sys.argv[3:], "--model" in sys.argv[3:],
+         "--shared" in sys.argv[3:])

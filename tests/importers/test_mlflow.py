@@ -260,3 +260,14 @@ def test_sql_store_on_postgresql(sqlite_store, tmp_path):
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def test_report_counts_a_shared_dataset_once(sqlite_store, mlflow_shared_dataset):
+    report = import_path(sqlite_store.backend, mlflow_shared_dataset, "mlflow")
+    assert (report.found, report.imported) == (2, 2)
+    runs = sqlite_store.runs("shared")
+    links = [v.id for r in runs for v in (*r.inputs, *r.outputs)]
+    versions = set(links)
+    assert len(links) > len(versions)  # one dataset version, used by both runs
+    assert (report.assets, report.edges) == (len(versions), len(links))
+    assert f"{len(versions)} asset versions, {len(links)} edges" in report.summary()
