@@ -38,6 +38,7 @@ from urllib.parse import unquote, urlparse
 
 from metastore.errors import MetastoreError
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
+from metastore.importers._util import SourceError
 from metastore.importers.runs import AssetSpec, Writer, count_skip, existing
 from metastore.importers.values import from_millis, infer_value
 from metastore.models import Note
@@ -67,15 +68,6 @@ PLOT_EXT = {".png", ".jpg", ".jpeg", ".svg", ".gif", ".html", ".pdf"}
 CONFIG_EXT = {".json", ".yaml", ".yml", ".toml", ".cfg", ".ini"}
 LOG_EXT = {".txt", ".log", ".out", ".err"}
 DATA_EXT = {".csv", ".tsv", ".parquet", ".feather", ".npy", ".npz"}
-
-
-class Unreadable(Exception):
-    """One run cannot be read: (file, reason)."""
-
-    def __init__(self, where: str | os.PathLike, reason: str):
-        super().__init__(f"{where}: {reason}")
-        self.where = str(where)
-        self.reason = reason
 
 
 @dataclass
@@ -248,7 +240,7 @@ def _import(store, reader, options: ImportOptions, report: ImportReport) -> None
                 continue
             try:
                 record, assets = _map(src, options, report, reader)
-            except Unreadable as e:
+            except SourceError as e:
                 count_skip(report, e.where, e.reason)
                 options.progress(done, total)
                 continue
@@ -334,7 +326,7 @@ def _map(src: SourceRun, options: ImportOptions, report: ImportReport, reader):
             )
         )
     else:
-        raise Unreadable(src.where, f"unknown run status {src.status!r}")
+        raise SourceError(src.where, f"unknown run status {src.status!r}")
     note = tags.get("mlflow.note.content")
     if note and note.strip():
         notes.append(Note(kind="note", author=src.user or tags.get("mlflow.user"), time=started, text=note))
@@ -537,16 +529,16 @@ def _yaml(path: Path) -> dict:
     try:
         text = path.read_text()
     except FileNotFoundError as e:
-        raise Unreadable(path, "missing") from e
+        raise SourceError(path, "missing") from e
     except (OSError, UnicodeDecodeError) as e:
-        raise Unreadable(path, f"cannot be read ({e})") from e
+        raise SourceError(path, f"cannot be read ({e})") from e
     try:
         data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as e:
         reason = str(e).splitlines()[0]
-        raise Unreadable(path, f"is not valid YAML ({reason})") from e
+        raise SourceError(path, f"is not valid YAML ({reason})") from e
     if not isinstance(data, dict):
-        raise Unreadable(path, "is empty or not a mapping (truncated?)")
+        raise SourceError(path, "is empty or not a mapping (truncated?)")
     return data
 
 
@@ -554,7 +546,7 @@ def _text(path: Path) -> str:
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise Unreadable(path, f"cannot be read ({e})") from e
+        raise SourceError(path, f"cannot be read ({e})") from e
 
 
 def _files(folder: Path) -> list[tuple[str, Path]]:
@@ -583,13 +575,13 @@ def _read_metric_file(path: Path, key: str) -> list[tuple[str, int, float, int]]
         parts = line.split()
         # "ts value" (pre-step MLflow), "ts value step", "ts value step ds_name ds_digest"
         if len(parts) < 2 or len(parts) > 5:
-            raise Unreadable(path, f"line {n} is not 'timestamp value step': {line[:60]!r}")
+            raise SourceError(path, f"line {n} is not 'timestamp value step': {line[:60]!r}")
         try:
             ts = int(parts[0])
             value = float(parts[1])
             step = int(parts[2]) if len(parts) >= 3 else 0
         except ValueError as e:
-            raise Unreadable(path, f"line {n}: {e}") from e
+            raise SourceError(path, f"line {n}: {e}") from e
         points.append((key, ts, value, step))
     return points
 
@@ -617,7 +609,7 @@ class FileReader:
         for exp_dir, exp_deleted in self.experiments():
             try:
                 meta = _yaml(exp_dir / "meta.yaml")
-            except Unreadable as e:
+            except SourceError as e:
                 # Without the experiment's name its runs cannot be placed: skip each.
                 for entry in self._run_dirs(exp_dir):
                     report.found += 1
@@ -631,7 +623,7 @@ class FileReader:
                 report.found += 1
                 try:
                     run = self._run(exp_dir / entry, exp_name, exp_id)
-                except Unreadable as e:
+                except SourceError as e:
                     count_skip(report, e.where, e.reason)
                     continue
                 run.deleted = run.deleted or exp_deleted
@@ -648,7 +640,7 @@ class FileReader:
         meta = _yaml(folder / "meta.yaml")
         run_id = str(meta.get("run_id") or meta.get("run_uuid") or "")
         if not run_id:
-            raise Unreadable(folder / "meta.yaml", "has no run_id (truncated?)")
+            raise SourceError(folder / "meta.yaml", "has no run_id (truncated?)")
         status = meta.get("status", 3)
         status = STATUS_NAMES.get(status, status) if isinstance(status, int) else str(status)
         run = SourceRun(
@@ -676,7 +668,7 @@ class FileReader:
                 continue
             ds = datasets.get(str(m.get("source_id")))
             if ds is None:
-                raise Unreadable(inputs / entry / "meta.yaml", f"names dataset {m.get('source_id')} which is missing")
+                raise SourceError(inputs / entry / "meta.yaml", f"names dataset {m.get('source_id')} which is missing")
             context = (m.get("tags") or {}).get("mlflow.data.context")
             run.datasets.append((ds, context))
         run.models = self._experiment_models(folder.parent).get(run_id, [])
@@ -688,7 +680,7 @@ class FileReader:
             for entry in _listdir(exp_dir / "datasets"):
                 try:
                     m = _yaml(exp_dir / "datasets" / entry / "meta.yaml")
-                except Unreadable:
+                except SourceError:
                     continue  # reported when a run names it
                 found[entry] = Dataset(
                     name=str(m.get("name") or entry),
@@ -707,7 +699,7 @@ class FileReader:
             for entry in _listdir(exp_dir / "models"):
                 try:
                     m = _yaml(exp_dir / "models" / entry / "meta.yaml")
-                except Unreadable:
+                except SourceError:
                     continue
                 if m.get("source_run_id"):
                     location = m.get("artifact_location") or str(exp_dir / "models" / entry / "artifacts")

@@ -68,10 +68,6 @@ def parse_number(text: str) -> float | None:
     return float(s)
 
 
-def finite(value: float) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
 def from_millis(ms: int | float | None) -> datetime | None:
     """Naive UTC from Unix milliseconds (how MLflow and most trackers keep time)."""
     if ms is None:
