@@ -754,6 +754,77 @@ def server(
     run_server(s, host, port, auth=not no_auth, ui=not no_ui)
 
 
+alias_app = typer.Typer(
+    help="Movable names for asset versions: `model:regressor@production`.", no_args_is_help=True
+)
+app.add_typer(alias_app, name="alias")
+NoteOption = Annotated[str | None, typer.Option("--note", "-m", help="Why (kept in the history).")]
+
+
+def _alias_rows(records) -> list[dict]:
+    return [r.model_dump(mode="json") | {"ref": r.ref, "asset": f"{r.kind}:{r.name}"}
+            for r in records]
+
+
+@alias_app.command("set")
+def alias_set(
+    ref: Annotated[str, typer.Argument(help="The asset version: kind:name@N (or @another-alias).")],
+    alias: Annotated[str, typer.Argument(help="The alias, e.g. production.")],
+    note: NoteOption = None,
+    store: StoreOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """Point an alias at an asset version (moving it if it pointed elsewhere)."""
+    record = open_store(store, create=False).set_alias(ref, alias, note=note)
+    if format != "table":
+        return emit(_alias_rows([record]), None, format, data=_alias_rows([record])[0])
+    moved = f" (moved from version {record.previous})" if record.previous is not None else ""
+    console.print(f"{record.ref} → {record.kind}:{record.name}@{record.version}{moved}",
+                  highlight=False, markup=False)
+
+
+@alias_app.command("unset")
+def alias_unset(
+    ref: Annotated[str, typer.Argument(help="kind:name@alias, or kind:name with ALIAS.")],
+    alias: Annotated[str | None, typer.Argument(help="The alias, when REF is kind:name.")] = None,
+    note: NoteOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Remove an alias (the removal is kept in its history)."""
+    record = open_store(store, create=False).unset_alias(ref, alias, note=note)
+    console.print(f"removed {record.ref} (was version {record.previous})",
+                  highlight=False, markup=False)
+
+
+@alias_app.command("list")
+def alias_list(
+    asset: Annotated[str | None, typer.Argument(help="Only this asset: kind:name.")] = None,
+    store: StoreOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """The aliases set now, and the versions they point at."""
+    rows = _alias_rows(open_store(store, create=False).aliases(asset))
+    emit(rows, [Column("alias", "ref"), Column("version", lambda r: f"{r['asset']}@{r['version']}"),
+                Column("moved", lambda r: output.parse_time(r["time"])), Column("by", "author"),
+                Column("note")],
+         format, empty="No aliases. Set one with `metastore alias set model:NAME@N production`.")
+
+
+@alias_app.command("history")
+def alias_history(
+    asset: Annotated[str | None, typer.Argument(help="Only this asset: kind:name or kind:name@alias.")] = None,
+    alias: Annotated[str | None, typer.Argument(help="Only this alias.")] = None,
+    store: StoreOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """Every move of aliases, oldest first: to which version, from which, who, when, why."""
+    rows = _alias_rows(open_store(store, create=False).alias_history(asset, alias))
+    emit(rows, [Column("when", lambda r: output.parse_time(r["time"])), Column("alias", "ref"),
+                Column("to", lambda r: "(removed)" if r["version"] is None else r["version"]),
+                Column("from", "previous"), Column("by", "author"), Column("note")],
+         format, empty="No alias has been set.")
+
+
 token_app = typer.Typer(help="Manage the API tokens of `metastore server`.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 

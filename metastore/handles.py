@@ -148,6 +148,11 @@ class VersionHandle:
         return f"{self.kind}:{self.name}@{self.version}"
 
     @property
+    def aliases(self) -> list[str]:
+        """The aliases that point at this version now (`production`, …)."""
+        return [a.alias for a in self.store.list_aliases(version_id=self.row.id)]
+
+    @property
     def meta(self) -> dict:
         return json.loads(self.row.meta) if self.row.meta else {}
 

@@ -264,6 +264,39 @@ class LineageEdge(SQLModel, table=True):
     created: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 
+class AssetAlias(SQLModel, table=True):
+    """A movable name for one version of an asset (`production` → model:regressor@6), so
+    `model:regressor@production` is a reference. Every move is kept in `alias_move`."""
+
+    __tablename__ = "asset_alias"
+
+    asset_id: int = Field(foreign_key="asset.id", primary_key=True)
+    alias: str = Field(primary_key=True, max_length=64)
+    version_id: str = Field(foreign_key="asset_version.id", max_length=ID_LENGTH, index=True)
+    moved: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    author: str | None = Field(default=None, max_length=NAME_LENGTH)
+    note: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class AliasMove(SQLModel, table=True):
+    """One move of an alias, kept for good: set to a version (`version_id`, from
+    `previous`), or removed (`version_id` null); who moved it, when and why. Versions are
+    named by number too, so the history reads the same after a purge."""
+
+    __tablename__ = "alias_move"
+    __table_args__ = (sa.Index("ix_alias_move_asset_alias", "asset_id", "alias"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id")
+    alias: str = Field(max_length=64)
+    version_id: str | None = Field(default=None, max_length=ID_LENGTH)
+    version: int | None = None
+    previous: int | None = None
+    time: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    author: str | None = Field(default=None, max_length=NAME_LENGTH)
+    note: str | None = Field(default=None, sa_type=sa.Text)
+
+
 class ApiToken(SQLModel, table=True):
     """A token for the metastore server, stored as its sha256 hash only."""
 
@@ -289,5 +322,7 @@ TABLES = [
     Asset,
     AssetVersion,
     LineageEdge,
+    AssetAlias,
+    AliasMove,
     ApiToken,
 ]

@@ -13,6 +13,7 @@ Validation that must give the same answer locally and through a server lives her
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -53,6 +54,25 @@ def validate_metric_value(key: str, value: Any) -> float:
     if isinstance(value, bool) or not math.isfinite(number):
         raise InvalidValue(f"metric {key!r} must be a finite number, got {value!r}")
     return number
+
+
+ALIAS_LENGTH = 64
+_ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def validate_alias(alias: str) -> str:
+    """An alias names a version after `@` in a reference, so it cannot look like a version
+    (`3`, `v3`, `latest`) and keeps to letters, digits, `_`, `.` and `-`."""
+    if not isinstance(alias, str) or not alias:
+        raise InvalidValue(f"an alias must be a non-empty name, got {alias!r}")
+    if (len(alias) > ALIAS_LENGTH or not _ALIAS.fullmatch(alias)
+            or alias.lower() == "latest" or re.fullmatch(r"[vV]?[0-9]+", alias)):
+        raise InvalidValue(
+            f"{alias!r} cannot be an alias",
+            hint="an alias starts with a letter and has letters, digits, '_', '.' or '-'"
+            f" (at most {ALIAS_LENGTH}); 'latest' and version numbers are taken",
+        )
+    return alias
 
 
 class Record(BaseModel):
@@ -227,3 +247,22 @@ class Walk(Record):
 
     nodes: list[WalkNode]
     edges: list[WalkEdge]
+
+
+class AliasRecord(Record):
+    """An alias of an asset version (`model:regressor@production`), or one move of it in
+    its history: set to `version` (moved from `previous`), or removed (`version` None)."""
+
+    kind: str
+    name: str
+    alias: str
+    version: int | None = None
+    version_id: str | None = None
+    previous: int | None = None
+    time: datetime
+    author: str | None = None
+    note: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@{self.alias}"

@@ -4,7 +4,8 @@ A reference is one of
 - a `RunHandle` or `VersionHandle` (or a `Run` / `AssetVersion` row);
 - `run:REF`, or a bare run reference: id, number (`4`), `experiment#number`, name;
 - `KIND:NAME@VERSION` (`model:regressor@3`), `KIND:NAME` meaning the latest version,
-  `KIND:NAME@latest`, or `NAME@VERSION` when only one asset has that name;
+  `KIND:NAME@latest`, `KIND:NAME@ALIAS` (`model:regressor@production`, see
+  `metastore.aliases`), or `NAME@VERSION` / `NAME@ALIAS` when only one asset has that name;
 - an asset version id.
 
 Resolution goes through the `Store` interface only, so it works on any store.
@@ -102,10 +103,7 @@ def _version(store: Backend, kind: str, rest: str) -> Node:
     if version and version != "latest":
         digits = version.lstrip("v")
         if not digits.isdigit():
-            raise InvalidValue(
-                f"version {version!r} of {kind}:{name} is not a number",
-                hint=f"use {kind}:{name}@N, or {kind}:{name} for the latest",
-            )
+            return _aliased(store, kind, name, version)
         number = int(digits)
     try:
         _, av = store.get_asset_version(kind, name, number)
@@ -117,6 +115,22 @@ def _version(store: Backend, kind: str, rest: str) -> Node:
             e.hint = _did_you_mean(f"{kind}:{name}", _asset_refs(store))
         raise
     return Node(VERSION, av.id)
+
+
+def _aliased(store: Backend, kind: str, name: str, alias: str) -> Node:
+    """The version `alias` of kind:name points at now."""
+    aliases = store.list_aliases(kind, name)
+    for a in aliases:
+        if a.alias == alias:
+            return Node(VERSION, a.version_id)
+    if aliases:
+        hint = f"{kind}:{name} has aliases {', '.join(a.alias for a in aliases)}"
+    elif f"{kind}:{name}" in _asset_refs(store):
+        hint = (f"{kind}:{name} has no aliases; set one with "
+                f"`metastore alias set {kind}:{name}@N {alias}`")
+    else:
+        hint = _did_you_mean(f"{kind}:{name}", _asset_refs(store))
+    raise NotFound(f"{kind}:{name} has no version or alias {alias!r}", hint=hint)
 
 
 def _version_by_name(store: Backend, text: str) -> Node:

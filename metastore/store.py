@@ -18,7 +18,7 @@ from metastore.backends import Backend, open_backend
 from metastore.errors import InvalidValue, NotFound
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Asset, Experiment
-from metastore.records import RunView
+from metastore.records import AliasRecord, RunView
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -196,10 +196,43 @@ class Store:
         """Assets (kind, name), optionally of one kind."""
         return self.backend.list_assets(kind)
 
-    def get_asset(self, kind: str, name: str, version: int | None = None) -> VersionHandle:
-        """A version of an asset (the latest when `version` is None)."""
+    def get_asset(self, kind: str, name: str, version: int | str | None = None) -> VersionHandle:
+        """A version of an asset (the latest when `version` is None; an alias such as
+        "production" names the version it points at)."""
+        if isinstance(version, str) and not version.lstrip("v").isdigit():
+            from metastore.refs import resolve
+
+            asset, av = self.backend.get_version_by_id(
+                resolve(self.backend, f"{kind}:{name}@{version}").id)
+            return VersionHandle(self.backend, asset, av)
         asset, av = self.backend.get_asset_version(kind, name, version)
         return VersionHandle(self.backend, asset, av)
+
+    # -- aliases: which version is where -----------------------------------------------
+    def set_alias(self, ref, alias: str, note: str | None = None) -> AliasRecord:
+        """Point `alias` at an asset version: `store.set_alias("model:regressor@6",
+        "production")`; then `model:regressor@production` names it everywhere."""
+        from metastore import aliases
+
+        return aliases.set_alias(self.backend, ref, alias, note=note)
+
+    def unset_alias(self, ref: str, alias: str | None = None, note: str | None = None) -> AliasRecord:
+        """Remove an alias: `"model:regressor@production"` or `("model:regressor", "production")`."""
+        from metastore import aliases
+
+        return aliases.unset_alias(self.backend, ref, alias, note=note)
+
+    def aliases(self, asset: str | None = None) -> list[AliasRecord]:
+        """Aliases set now (of every asset, or of `kind:name`)."""
+        from metastore import aliases
+
+        return aliases.list_aliases(self.backend, asset)
+
+    def alias_history(self, asset: str | None = None, alias: str | None = None) -> list[AliasRecord]:
+        """Every move of aliases, oldest first, with who moved them, when and why."""
+        from metastore import aliases
+
+        return aliases.alias_history(self.backend, asset, alias)
 
     def versions(self, kind: str, name: str) -> list[VersionHandle]:
         return [VersionHandle(self.backend, a, v) for a, v in self.backend.list_versions(kind, name)]

@@ -180,6 +180,36 @@ CREATE INDEX ix_lineage_dst ON lineage_edge (dst_id, dst_type);
 
 CREATE INDEX ix_lineage_src ON lineage_edge (src_id, src_type);
 
+CREATE TABLE asset_alias (
+	asset_id INTEGER NOT NULL, 
+	alias VARCHAR(64) NOT NULL, 
+	version_id VARCHAR(26) NOT NULL, 
+	moved TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	author VARCHAR(250), 
+	note TEXT, 
+	PRIMARY KEY (asset_id, alias), 
+	FOREIGN KEY(asset_id) REFERENCES asset (id), 
+	FOREIGN KEY(version_id) REFERENCES asset_version (id)
+);
+
+CREATE INDEX ix_asset_alias_version_id ON asset_alias (version_id);
+
+CREATE TABLE alias_move (
+	id SERIAL NOT NULL, 
+	asset_id INTEGER NOT NULL, 
+	alias VARCHAR(64) NOT NULL, 
+	version_id VARCHAR(26), 
+	version INTEGER, 
+	previous INTEGER, 
+	time TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	author VARCHAR(250), 
+	note TEXT, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(asset_id) REFERENCES asset (id)
+);
+
+CREATE INDEX ix_alias_move_asset_alias ON alias_move (asset_id, alias);
+
 CREATE TABLE api_token (
 	id SERIAL NOT NULL, 
 	name VARCHAR(250) NOT NULL, 

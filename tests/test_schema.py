@@ -50,11 +50,11 @@ def test_store_opens_after_a_later_schema_change(tmp_path, monkeypatch):
 
     migrations = tmp_path / "migrations"
     shutil.copytree(database.MIGRATIONS, migrations)
-    (migrations / "versions" / "9999_future.py").write_text(textwrap.dedent('''
+    (migrations / "versions" / "9999_future.py").write_text(textwrap.dedent(f'''
         from alembic import op
         import sqlalchemy as sa
         revision = "9999"
-        down_revision = "0001"
+        down_revision = "{database.SCHEMA_REVISION}"  # follows this release's head
         branch_labels = None
         depends_on = None
         def upgrade():

@@ -33,7 +33,7 @@ from metastore.models import (
     Note,
     Run,
 )
-from metastore.records import MetricPoint, QueryAnswer, RunRecord, RunView, Walk
+from metastore.records import AliasRecord, MetricPoint, QueryAnswer, RunRecord, RunView, Walk
 
 #: A lineage node: ("run", run id) or ("asset_version", version id).
 NodeKey = tuple[str, str]
@@ -215,6 +215,34 @@ class Backend(ABC):
     @abstractmethod
     def cache_dir(self) -> Path:
         """Where content copied out of the blob store is put (`VersionHandle.path()`)."""
+
+    # -- aliases: movable names of asset versions ---------------------------------------
+    @abstractmethod
+    def set_alias(
+        self, version_id: str, alias: str, author: str | None = None, note: str | None = None
+    ) -> AliasRecord:
+        """Point `alias` of the version's asset at this version, moving it if it named
+        another; the move is kept in the alias's history (setting it where it already
+        points changes nothing)."""
+
+    @abstractmethod
+    def unset_alias(
+        self, kind: str, name: str, alias: str, author: str | None = None,
+        note: str | None = None,
+    ) -> AliasRecord:
+        """Remove an alias (kept in its history); NotFound if it is not set."""
+
+    @abstractmethod
+    def list_aliases(
+        self, kind: str | None = None, name: str | None = None, version_id: str | None = None
+    ) -> list[AliasRecord]:
+        """The aliases set now, of every asset, one asset, or one version."""
+
+    @abstractmethod
+    def alias_history(
+        self, kind: str | None = None, name: str | None = None, alias: str | None = None
+    ) -> list[AliasRecord]:
+        """Every move of aliases (of one asset, of one alias), oldest first."""
 
     # -- questions ------------------------------------------------------------------------
     @abstractmethod

@@ -303,6 +303,8 @@ def _request_model(route: Route) -> type[BaseModel] | None:
 
 ID = {"max_length": 26}
 ROLE = {"max_length": 64}
+ALIAS = {"max_length": 64}
+NAME = {"max_length": 250}
 
 ROUTES: list[Route] = [
     # -- experiments ------------------------------------------------------------------------
@@ -365,6 +367,12 @@ ROUTES: list[Route] = [
           types={"starts": list[tuple[NODE_TYPES, str]],
                  "direction": Literal["upstream", "downstream"]},
           bounds={"depth": {"ge": 0, "le": 10_000}}),
+    # -- aliases ----------------------------------------------------------------------------
+    Route("list_aliases", "GET", "/aliases", "assets", bounds={"version_id": ID}),
+    Route("set_alias", "POST", "/aliases", "assets",
+          bounds={"version_id": ID, "alias": ALIAS, "author": NAME}),
+    Route("unset_alias", "DELETE", "/aliases", "assets", bounds={"alias": ALIAS, "author": NAME}),
+    Route("alias_history", "GET", "/aliases/history", "assets", bounds={"alias": ALIAS}),
     # -- questions and maintenance --------------------------------------------------------
     Route("query", "POST", "/query", "query", reads=True, text_limit="text"),
     Route("compile_query", "POST", "/query/sql", "query", reads=True, text_limit="text"),

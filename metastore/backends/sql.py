@@ -25,12 +25,14 @@ from metastore import database, params
 from metastore.backends import sql_lineage, sql_query
 from metastore.backends.base import Backend, NodeKey
 from metastore.backends.content import prepare_content
+from metastore.backends.sql_aliases import AliasSQL
 from metastore.blobs import DIR_MEDIA_TYPE, BlobStore
 from metastore.errors import Ambiguous, Conflict, InvalidValue, NotFound
 from metastore.models import (
     RELATIONS,
     RUN_STATUSES,
     Asset,
+    AssetAlias,
     AssetVersion,
     Experiment,
     LineageEdge,
@@ -59,7 +61,7 @@ DEFAULT_PROJECT = "default"
 STALE_AFTER = timedelta(minutes=5)
 
 
-class SQLBackend(Backend):
+class SQLBackend(AliasSQL, Backend):
     """A store on a SQL database (SQLite, PostgreSQL, MySQL/MariaDB)."""
 
     def __init__(self, url: str, blobs: str | os.PathLike, *, create: bool = True):
@@ -989,6 +991,10 @@ class SQLBackend(Backend):
                             (LineageEdge.src_id == av_id) | (LineageEdge.dst_id == av_id)
                         )
                     ).first()
+                    if referenced is None:  # an alias keeps its version too
+                        referenced = s.exec(
+                            select(AssetAlias.alias).where(AssetAlias.version_id == av_id)
+                        ).first()
                     if referenced is None:
                         s.execute(delete(AssetVersion).where(AssetVersion.id == av_id))
                         counts["versions"] += 1

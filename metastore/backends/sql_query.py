@@ -154,6 +154,9 @@ def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> 
                 f'say which: run "EXPERIMENT#{ref.value}", or scope the query with --experiment',
             )
         names = [r[0] for r in conn.execute(sa.text("SELECT name FROM asset WHERE kind = :k"), {"k": ref.kind})]
+        if ref.value in names and isinstance(ref.version, str) and ref.version != "latest":
+            raise at(f"{ref.kind}:{ref.value} has no alias {ref.version!r}", text, ref.pos,
+                     "see its aliases with `metastore alias list`")
         if ref.value in names:
             raise at(f"{ref.kind}:{ref.value} has no version {ref.version}", text, ref.pos)
         raise at(f"no {ref.kind} named {ref.value!r}", text, ref.pos, did_you_mean(str(ref.value), names))

@@ -10,6 +10,8 @@ class here, not a branch in every stage.
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.duckdb import DuckDB
@@ -93,8 +95,16 @@ class MetastoreSQLite(SQLite):
                 default=exp.null(),
             ))
 
+        def _group_concat(self, e: exp.GroupConcat) -> str:
+            # GROUP_CONCAT(x ORDER BY …) needs SQLite 3.44; before it, in scan order
+            this = e.this
+            if isinstance(this, exp.Order) and sqlite3.sqlite_version_info < (3, 44):
+                this = this.this
+            return self.func("GROUP_CONCAT", this, e.args.get("separator"))
+
         TRANSFORMS = {
             **SQLite.Generator.TRANSFORMS, **_NEUTRAL,
+            exp.GroupConcat: _group_concat,
             Seconds: _seconds,
             TimeValue: _plain,  # times are stored as ISO text, which sorts as time
             exp.StddevSamp: _stddev,

@@ -70,6 +70,9 @@ class Expressions:
                 return Val("bool", sql=not_(exp.paren(self.condition(v, o))), agg=v.agg, node=node)
             case ast.Compare():
                 return self.compare(node, scope)
+            case ast.In(operand=o, items=items, negated=neg) if self.alias_membership(o, items, scope) is not None:
+                match = self.alias_membership(o, items, scope)
+                return Val("bool", sql=not_(match) if neg else match, node=node)
             case ast.In(operand=o, items=items, negated=neg):
                 v = self.expr(o, scope)
                 if not items:
@@ -180,7 +183,24 @@ class Expressions:
             raise self.err("null is neither true nor false", node, "write `x is null` to test for it")
         raise self.err(f"{name} is {a_type(v.type)}, not true/false", node, f"compare it, e.g. {name} = …")
 
+    def alias_membership(self, operand: ast.Expr, items, scope) -> exp.Expression | None:
+        """`alias = "production"` / `alias in (…)` on versions: one of the version's
+        aliases (it may have several), not their joined text."""
+        if not (isinstance(operand, ast.Field) and len(operand.parts) == 1
+                and operand.parts[0].lower() == "alias" and not any(operand.quoted)
+                and getattr(scope, "rows", None) in ("version", "node")
+                and hasattr(scope, "alias_match") and "alias" not in scope.aliases):
+            return None
+        vals = [self.value(i, scope) for i in items]
+        if not vals or not all(v.is_literal and isinstance(v.literal, str) for v in vals):
+            return None
+        return scope.alias_match([self.lit(v.literal) for v in vals])
+
     def compare(self, node: ast.Compare, scope) -> Val:
+        if node.op in ("=", "==", "!=", "<>"):
+            match = self.alias_membership(node.left, [node.right], scope)
+            if match is not None:
+                return Val("bool", sql=match if node.op in ("=", "==") else not_(match), node=node)
         left = self.expr(node.left, scope)
         right = self.value(node.right, scope)
         return Val("bool", sql=self.compare_vals(left, node.op, right, node), agg=left.agg or right.agg, node=node)

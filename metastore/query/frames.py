@@ -389,6 +389,8 @@ class EntityFrame:
                 return exp.paren(exp.EQ(this=col("v", "version"), expression=latest.subquery()))
             if name == "project":
                 return self.project_name("a")
+            if name == "alias":
+                return self.alias_names()
         if self.rows == "version":
             if name in ("id", "kind"):
                 return col("v", "id") if name == "id" else col("a", "kind")
@@ -414,6 +416,27 @@ class EntityFrame:
                     self.version_ref(),
                 )
         raise AssertionError(f"attribute {name} of {self.rows}")
+
+    def alias_names(self) -> exp.Expression:
+        """The aliases pointing at the row's version now, in order, joined by ", "
+        (null when none); `alias = "x"` asks whether one of them is x (alias_match)."""
+        names = exp.column("alias", table="aln")
+        sub = (
+            exp.select(exp.GroupConcat(this=exp.Order(this=names.copy(), expressions=[exp.Ordered(this=names.copy())]),
+                                       separator=exp.Literal.string(", ")))
+            .from_(_t("asset_alias", "aln"), copy=False)
+            .where(exp.EQ(this=exp.column("version_id", table="aln"), expression=self.c.col("v", "id")), copy=False)
+        )
+        return sub.subquery()
+
+    def alias_match(self, values: list[exp.Expression]) -> exp.Expression:
+        """One of the aliases of the row's version is among `values`."""
+        sub = (
+            exp.select(exp.Literal.number(1)).from_(_t("asset_alias", "alm"), copy=False)
+            .where(exp.EQ(this=exp.column("version_id", table="alm"), expression=self.c.col("v", "id")), copy=False)
+            .where(exp.In(this=exp.column("alias", table="alm"), expressions=values), copy=False)
+        )
+        return exp.Exists(this=sub)
 
     def version_ref(self) -> exp.Expression:
         """kind:name@version, as the CLI and Python write it."""

@@ -114,6 +114,14 @@ class LineageSQL:
                 .where(_eq("sv2.asset_id", "sa.id"), copy=False)
             )
             sel = sel.where(exp.EQ(this=self.col("sv", "version"), expression=latest.subquery()), copy=False)
+        elif isinstance(ref.version, str):  # an alias: the version it points at now
+            aliased = (
+                exp.select(exp.column("version_id", table="sal"))
+                .from_(_t("asset_alias", "sal"), copy=False)
+                .where(_eq("sal.asset_id", "sa.id"), copy=False)
+                .where(exp.EQ(this=self.col("sal", "alias"), expression=self.lit(ref.version)), copy=False)
+            )
+            sel = sel.where(self.col("sv", "id").isin(query=aliased), copy=False)
         elif ref.version is not None:
             sel = sel.where(exp.EQ(this=self.col("sv", "version"), expression=self.lit(int(ref.version))), copy=False)
         self.ref_checks.append((ref, sel))

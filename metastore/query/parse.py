@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast as pyast
 import functools
+import re
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -141,6 +142,10 @@ def _unquote_string(token: str) -> str:
         return body.replace("\\" + quote, quote).replace("\\\\", "\\")
 
 
+# What an alias may be (metastore.records.validate_alias): model:regressor@production
+ALIAS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
 def _is_int(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
@@ -194,9 +199,13 @@ class _ToAst(Transformer):
             number: int | str = int(version)
         elif version.lower() == "latest":
             number = "latest"
+        elif version[:1] in "vV" and _is_int(version[1:]):
+            number = int(version[1:])  # v3, as the CLI accepts
+        elif kind != "run" and ALIAS_NAME.fullmatch(version):
+            number = version  # an alias: model:regressor@production
         else:
-            raise at(f"{version!r} is not a version", self.text, _pos(token),
-                      f"write {kind}:{name}@3 or {kind}:{name}@latest")
+            raise at(f"{version!r} is not a version or an alias", self.text, _pos(token),
+                      f"write {kind}:{name}@3, {kind}:{name}@latest or {kind}:{name}@production")
         return ast.Ref(kind=kind, value=value, version=number, pos=_pos(token))
 
     def compact_run(self, meta, children):

@@ -67,6 +67,7 @@ VERSION_ATTRS = {
     "asset": "text",
     "version": "int",
     "latest": "bool",
+    "alias": "text",
     "digest": "text",
     "size": "int",
     "uri": "text",
@@ -97,6 +98,7 @@ NODE_ATTRS = {
     "media_type": "text",
     "created": "time",
     "created_by": "text",
+    "alias": "text",
 }
 ATTRS = {"run": RUN_ATTRS, "experiment": EXPERIMENT_ATTRS, "version": VERSION_ATTRS, "node": NODE_ATTRS}
 

@@ -32,7 +32,7 @@ def test_every_form_resolves(store):
         ("model:regresor@1", NotFound, "no model named 'regresor'", "model:regressor"),
         ("modle:regressor@1", NotFound, "unknown asset kind 'modle'", "model"),
         ("model:regressor@9", NotFound, "no version 9", "versions 1, 2"),
-        ("model:regressor@best", InvalidValue, "not a number", "model:regressor@N"),
+        ("model:regressor@best", NotFound, "no version or alias 'best'", "metastore alias set"),
         ("regressr@1", NotFound, "no asset named 'regressr'", "regressor"),
         ("regressor", NotFound, "no run or asset version 'regressor'", "model:regressor"),
         ("train-c", NotFound, "no run or asset version", "train-a"),

@@ -64,3 +64,18 @@ def test_long_tables_show_the_first_rows_and_offer_the_rest(sqlite_store, monkey
     assert html.count('class="pick"') == 3 and "Show all 5" in html
     link = re.search(r'<a href="([^"]+)">Show all 5', html).group(1).replace("&amp;", "&")
     assert c.get(link).text.count('class="pick"') == 5
+
+
+def test_aliases_show_on_asset_version_and_run_pages(store):
+    with store.start_run(experiment="promote", capture=False) as run:
+        v1 = run.log_asset(b"weights-1", kind="model", name="regressor")
+    with store.start_run(experiment="promote", capture=False):
+        pass
+    store.set_alias(v1, "production", note="passed review")
+    c = client_for(store)
+    asset = c.get("/assets/model/regressor")
+    assert asset.status_code == 200 and 'class="badge alias"' in asset.text and "@production" in asset.text
+    version = c.get(f"/versions/{v1.id}").text
+    assert "@production" in version and "passed review" in version
+    run_page = c.get(f"/runs/{run.id}").text
+    assert "@production" in run_page

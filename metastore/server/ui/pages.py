@@ -269,7 +269,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             package_count=sum(1 for line in (packages or "").splitlines()
                               if line.strip() and not line.startswith("#")), neighbourhood=neighbourhood,
             lineage_error=lineage_error, prev_run=prev_run, next_run=next_run,
-            lower_is_better=lower_is_better,
+            lower_is_better=lower_is_better, aliases=_aliases_by_version(store.aliases()),
         )
 
     @router.get("/compare", response_class=HTMLResponse)
@@ -411,6 +411,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         return render(
             request, "asset.html", title=f"{kind}: {name}", kind=kind, name=name,
             rows=list(reversed(rows)),
+            aliases=_aliases_by_version(store.aliases(f"{kind}:{name}")) if rows else {},
         )
 
     @router.get("/versions/{version_id}", response_class=HTMLResponse)
@@ -423,7 +424,9 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             "environment", "config"
         ):
             preview = _read_text(v, limit=20_000)
-        return render(request, "version.html", title=v.ref, v=v, info=info, preview=preview)
+        aliases = [a for a in store.aliases(f"{v.kind}:{v.name}") if a.version_id == v.id]
+        return render(request, "version.html", title=v.ref, v=v, info=info, preview=preview,
+                      aliases=aliases)
 
     @router.get("/versions/{version_id}/download")
     @page
@@ -473,6 +476,14 @@ def _version(store, version_id: str):
 
     # The Store API names versions by kind, name and number; by id is the primitive's.
     return VersionHandle(store.backend, *store.backend.get_version_by_id(version_id))
+
+
+def _aliases_by_version(aliases) -> dict[str, list[str]]:
+    """version id → the aliases pointing at it now."""
+    out: dict[str, list[str]] = {}
+    for a in aliases:
+        out.setdefault(a.version_id, []).append(a.alias)
+    return out
 
 
 def _version_info(store, v) -> dict:
