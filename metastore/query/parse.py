@@ -199,9 +199,8 @@ class _ToAst(Transformer):
             number: int | str = int(version)
         elif version.lower() == "latest":
             number = "latest"
-        elif version[:1] in "vV" and _is_int(version[1:]):
-            number = int(version[1:])  # v3, as the CLI accepts
-        elif kind != "run" and ALIAS_NAME.fullmatch(version):
+        elif kind != "run" and ALIAS_NAME.fullmatch(version) and not (
+                version[:1] in "vV" and _is_int(version[1:])):  # v3 is no alias (nor a version here)
             number = version  # an alias: model:regressor@production
         else:
             raise at(f"{version!r} is not a version or an alias", self.text, _pos(token),
