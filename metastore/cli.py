@@ -124,6 +124,12 @@ def run_cmd(
     no_files: Annotated[
         bool, typer.Option("--no-files", help="Do not record the files the command reads and writes.")
     ] = False,
+    system_metrics: Annotated[
+        float, typer.Option("--system-metrics", help="Seconds between system.* samples of the command (0: off).")
+    ] = 10.0,
+    cost_per_hour: Annotated[
+        float | None, typer.Option("--cost-per-hour", help="Rate per hour: the run gets system.cost (also METASTORE_COST_PER_HOUR).")
+    ] = None,
 ) -> None:
     """Run a command as a recorded run: params from its arguments, its output as a log,
     the files it reads and writes as inputs and outputs, its exit status."""
@@ -132,7 +138,8 @@ def run_cmd(
     s = open_store(store)
     run, code = run_command(
         s, command, experiment=experiment, name=name, metric_pattern=metric_pattern,
-        track_files=not no_files,
+        track_files=not no_files, system_metrics=system_metrics if system_metrics > 0 else False,
+        cost_per_hour=cost_per_hour,
     )
     sys.stderr.write(f"metastore: recorded {run.ref} ({run.status})\n")
     raise typer.Exit(code if code >= 0 else 128 - code)

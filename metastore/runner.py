@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metastore import sampler
 from metastore.errors import InvalidValue
 from metastore.importers.values import infer_value
 from metastore.records import MetricPoint
@@ -188,6 +189,8 @@ def run_command(
     metric_pattern: str | None = None,
     track_files: bool = True,
     max_copy_bytes: int = MAX_COPY_BYTES,
+    system_metrics: float | bool = True,
+    cost_per_hour: float | None = None,
 ) -> tuple[ActiveRun, int]:
     """Run `command` as a recorded run; (the run, the child's exit status)."""
     if not command:
@@ -203,8 +206,9 @@ def run_command(
     cwd = Path.cwd()
     run = ActiveRun.start(
         store.backend, experiment=experiment, name=name, command=shlex.join(command),
-        tags={"cwd": str(cwd)},
+        tags={"cwd": str(cwd)}, system_metrics=False, cost_per_hour=cost_per_hour,
     )
+    interval = sampler.interval_setting(system_metrics)
     params = parse_params(_script_args(command))
     if params:
         run.log_params(params)
@@ -239,11 +243,14 @@ def run_command(
         if threading.current_thread() is threading.main_thread() else {}
     streams.follow(child.stdout, sys.stdout)
     streams.follow(child.stderr, sys.stderr)
+    watcher = _watch(run, child.pid, interval, run._cost_per_hour)
     try:
         code = child.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if watcher is not None:
+            watcher.stop(final_sample=False)
     streams.close()
     run.log_asset(work / "output.log", kind="log", name=f"{run.experiment}-{run.number}-output",
                   media_type="text/plain", role="stdout+stderr")
@@ -268,6 +275,20 @@ def run_command(
         status = "failed"
     run.end(status)
     return run, code
+
+
+def _watch(run: ActiveRun, pid: int, interval: float | None, cost: float | None):
+    """A sampler of the child's process tree (None when off or the child is gone)."""
+    if interval is None:
+        return None
+    import psutil
+
+    try:
+        return sampler.Sampler(
+            run.store, run.id, interval=interval, pid=pid, cost_per_hour=cost
+        ).start()
+    except psutil.Error:
+        return None
 
 
 def _ignored(path: Path) -> bool:

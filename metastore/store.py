@@ -68,14 +68,19 @@ class Store:
         parent: str | RunHandle | None = None,
         tags: Mapping[str, str] | None = None,
         capture: bool | Iterable[str] = True,
+        system_metrics: float | bool | None = None,
+        cost_per_hour: float | None = None,
     ) -> ActiveRun:
         """Begin a run; use it as a context manager. `capture` switches automatic context
-        capture: True (all), False (none), or names among git, command, system, packages."""
+        capture: True (all), False (none), or names among git, command, system, packages.
+        `system_metrics` samples system.* metrics (True: every 10 s, or seconds; default:
+        METASTORE_SYSTEM_METRICS); `cost_per_hour` (or METASTORE_COST_PER_HOUR) gives the
+        run its system.cost."""
         from metastore.tracking import ActiveRun
 
         return ActiveRun.start(
             self.backend, experiment=experiment, name=name, parent=parent, tags=tags,
-            capture=capture,
+            capture=capture, system_metrics=system_metrics, cost_per_hour=cost_per_hour,
         )
 
     def put_asset(self, kind: str, name: str, content=None, **options) -> VersionHandle:

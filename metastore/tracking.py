@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from metastore import context
+from metastore import context, sampler
 from metastore.errors import InvalidValue
 from metastore.handles import RunHandle, VersionHandle
 from metastore.records import MetricPoint, RunRecord
@@ -47,8 +47,12 @@ class ActiveRun(RunHandle):
         tags: Mapping[str, str] | None = None,
         capture: bool | Iterable[str] = True,
         command: str | None = None,
+        system_metrics: float | bool | None = None,
+        cost_per_hour: float | None = None,
     ) -> ActiveRun:
         parts = context.selected(capture)
+        interval = sampler.interval_setting(system_metrics)  # bad settings fail before the run
+        rate = sampler.cost_rate(cost_per_hour)
         experiment = experiment or os.environ.get("METASTORE_EXPERIMENT") or DEFAULT_EXPERIMENT
         parent_id = None
         if parent is not None:
@@ -84,6 +88,12 @@ class ActiveRun(RunHandle):
                 meta={"format": "pip-freeze"},
             )
         run._start_heartbeat()
+        run._cost_per_hour = rate
+        run._sampler = None
+        if interval is not None:
+            run._sampler = sampler.Sampler(
+                store, run.row.id, interval=interval, cost_per_hour=run._cost_per_hour
+            ).start()
         return run
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -107,13 +117,15 @@ class ActiveRun(RunHandle):
             return
         self._ended = True
         self._stop.set()
+        if getattr(self, "_sampler", None) is not None:
+            self._sampler.stop()
         wall = time.perf_counter() - self._t0[0]
         cpu = time.process_time() - self._t0[1]
-        self.store.log_metrics(
-            self.row.id,
-            [MetricPoint(key="system.wall_time", value=wall, step=0),
-             MetricPoint(key="system.cpu_time", value=cpu, step=0)],
-        )
+        points = [MetricPoint(key="system.wall_time", value=wall, step=0),
+                  MetricPoint(key="system.cpu_time", value=cpu, step=0)]
+        if getattr(self, "_cost_per_hour", None) is not None:
+            points.append(MetricPoint.build(key="system.cost", value=self._cost_per_hour * wall / 3600))
+        self.store.log_metrics(self.row.id, points)
         self.store.set_run_status(self.row.id, status)
         self.refresh()
 

@@ -116,3 +116,42 @@ def test_bad_input_is_refused(sqlite_store, project):
         run_command(sqlite_store, ["true"], metric_pattern=r"\d+")
     with pytest.raises(metastore.InvalidValue, match="cannot run"):
         run_command(sqlite_store, ["/no/such/program"])
+
+
+def test_system_metrics_and_cost_of_a_command(sqlite_store, project, monkeypatch):
+    monkeypatch.delenv("METASTORE_SYSTEM_METRICS", raising=False)
+    (project / "work.py").write_text("import time\nx = [0] * 1_000_000\ntime.sleep(1.0)\n")
+    run, code = run_command(
+        sqlite_store, [sys.executable, "work.py"], system_metrics=0.05, cost_per_hour=3.6
+    )
+    assert code == 0
+    rss = sqlite_store.backend.get_metric_history(run.id, "system.rss_mb")
+    assert rss and max(p.value for p in rss) > 1
+    assert sqlite_store.backend.get_metric_history(run.id, "system.cpu_percent")
+    rows = sqlite_store.query("runs show number, `system.cost`, `system.rss_mb`.count as n").rows
+    assert rows[0]["system.cost"] > 0 and rows[0]["n"] == len(rss)
+
+
+def test_system_metrics_switch_off(sqlite_store, project, monkeypatch):
+    monkeypatch.setenv("METASTORE_SYSTEM_METRICS", "off")
+    (project / "idle.py").write_text("import time\ntime.sleep(0.3)\n")
+    run, _ = run_command(sqlite_store, [sys.executable, "idle.py"], system_metrics=0.05)
+    assert not [k for k in run.metrics if k.startswith("system.") and k not in (
+        "system.wall_time", "system.cpu_time")]
+
+
+def test_start_run_samples_when_asked(sqlite_store, monkeypatch):
+    monkeypatch.delenv("METASTORE_SYSTEM_METRICS", raising=False)
+    with sqlite_store.start_run(experiment="s") as plain:
+        pass
+    assert "system.rss_mb" not in plain.metrics  # off unless asked
+    with sqlite_store.start_run("s", system_metrics=0.05, cost_per_hour=1.0) as run:
+        pass
+    assert run.metrics["system.rss_mb"] > 1
+    assert run.metrics["system.cost"] >= 0
+    with pytest.raises(metastore.InvalidValue):
+        sqlite_store.start_run("s", system_metrics=-1)
+    monkeypatch.setenv("METASTORE_SYSTEM_METRICS", "often")
+    with pytest.raises(metastore.InvalidValue, match="seconds"):
+        sqlite_store.start_run("s")
+    assert len(sqlite_store.runs(experiment="s")) == 2  # refused settings start no run

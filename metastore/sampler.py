@@ -1,0 +1,177 @@
+"""System metrics of a run: a thread samples a process (and its children) with psutil
+and logs `system.*` metric histories, one point per sample.
+
+| metric | what |
+|---|---|
+| `system.cpu_percent` | CPU use of the process tree since the last sample (100 = one core) |
+| `system.rss_mb` | resident memory of the process tree, MiB |
+| `system.disk_read_mb`, `system.disk_write_mb` | bytes read/written by the process tree since the start, MiB (where the OS reports them) |
+| `system.net_sent_mb`, `system.net_recv_mb` | the host's network traffic since the start, MiB |
+| `system.cost` | hours since the start × the rate per hour, when a rate is set |
+
+The interval comes from the caller or `METASTORE_SYSTEM_METRICS` (seconds; `0`/`off`
+switches sampling off everywhere); the rate from the caller or `METASTORE_COST_PER_HOUR`.
+A failed write is skipped: the next sample tries again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+
+from metastore.errors import InvalidValue
+from metastore.records import MetricPoint
+
+DEFAULT_INTERVAL = 10.0
+MiB = 1024 * 1024
+
+
+def interval_setting(value: float | bool | None = None) -> float | None:
+    """Seconds between samples, or None when sampling is off. `value` True means the
+    default (or the environment's), False off, a number that interval; the environment
+    variable METASTORE_SYSTEM_METRICS switches it off for everyone with `0` or `off`."""
+    env = os.environ.get("METASTORE_SYSTEM_METRICS", "").strip().lower()
+    if env in ("0", "off", "false", "no"):
+        return None
+    if value is False:
+        return None
+    if value is None:  # not asked: on only when the environment gives an interval
+        if not env:
+            return None
+        value = True
+    if value is True:
+        if env:
+            try:
+                value = float(env)
+            except ValueError as e:
+                raise InvalidValue(f"METASTORE_SYSTEM_METRICS is seconds or 'off', got {env!r}") from e
+        else:
+            value = DEFAULT_INTERVAL
+    seconds = float(value)
+    if not seconds > 0:
+        raise InvalidValue(f"the system metrics interval must be positive seconds, got {value!r}")
+    return seconds
+
+
+def cost_rate(value: float | None = None) -> float | None:
+    """The cost per hour: `value`, else METASTORE_COST_PER_HOUR, else None."""
+    if value is None:
+        env = os.environ.get("METASTORE_COST_PER_HOUR", "").strip()
+        if not env:
+            return None
+        try:
+            value = float(env)
+        except ValueError as e:
+            raise InvalidValue(f"METASTORE_COST_PER_HOUR is a number, got {env!r}") from e
+    if value < 0:
+        raise InvalidValue(f"the cost per hour cannot be negative, got {value!r}")
+    return float(value)
+
+
+class Sampler:
+    """Samples process `pid` (default: this one) and its children every `interval`
+    seconds into run `run_id`; `stop()` takes a last sample and ends the thread."""
+
+    def __init__(self, backend, run_id: str, *, interval: float, pid: int | None = None,
+                 cost_per_hour: float | None = None):
+        import psutil
+
+        self.backend = backend
+        self.run_id = run_id
+        self.interval = interval
+        self.cost_per_hour = cost_per_hour
+        self.process = psutil.Process(pid or os.getpid())
+        self._psutil = psutil
+        self._stop = threading.Event()
+        self._step = 0
+        self._t0 = time.monotonic()
+        self._net0 = self._net()
+        self._io0: dict[int, tuple[int, int]] = {}
+        self._cpu_last: dict[int, float] = {}
+        self._wall_last = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name=f"metastore-sampler-{run_id}", daemon=True)
+
+    def start(self) -> Sampler:
+        self._cpu_times()  # baseline
+        self._thread.start()
+        return self
+
+    def stop(self, final_sample: bool = True) -> None:
+        """End sampling; with `final_sample`, one last point (not for a process that
+        has exited: it would read as zero)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(timeout=30)
+        if final_sample:
+            self._sample()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _tree(self) -> Sequence:
+        try:
+            return [self.process, *self.process.children(recursive=True)]
+        except self._psutil.Error:
+            return []
+
+    def _cpu_times(self) -> float:
+        total = 0.0
+        for p in self._tree():
+            try:
+                t = p.cpu_times()
+                self._cpu_last[p.pid] = t.user + t.system
+            except self._psutil.Error:
+                continue
+        for value in self._cpu_last.values():
+            total += value
+        return total
+
+    def _net(self) -> tuple[int, int] | None:
+        try:
+            n = self._psutil.net_io_counters()
+        except (OSError, RuntimeError):
+            return None
+        return (n.bytes_sent, n.bytes_recv) if n else None
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        before = sum(self._cpu_last.values())
+        cpu = self._cpu_times()
+        elapsed = max(now - self._wall_last, 1e-9)
+        self._wall_last = now
+        values: dict[str, float] = {"system.cpu_percent": max(0.0, 100.0 * (cpu - before) / elapsed)}
+        rss = read = write = 0
+        io_known = False
+        for p in self._tree():
+            try:
+                rss += p.memory_info().rss
+            except self._psutil.Error:
+                continue
+            try:
+                io = p.io_counters()
+            except (self._psutil.Error, AttributeError):
+                continue
+            io_known = True
+            r0, w0 = self._io0.setdefault(p.pid, (io.read_bytes, io.write_bytes))
+            read += io.read_bytes - r0
+            write += io.write_bytes - w0
+        values["system.rss_mb"] = rss / MiB
+        if io_known:
+            values["system.disk_read_mb"] = read / MiB
+            values["system.disk_write_mb"] = write / MiB
+        net = self._net()
+        if net is not None and self._net0 is not None:
+            values["system.net_sent_mb"] = (net[0] - self._net0[0]) / MiB
+            values["system.net_recv_mb"] = (net[1] - self._net0[1]) / MiB
+        if self.cost_per_hour is not None:
+            values["system.cost"] = self.cost_per_hour * (now - self._t0) / 3600
+        points = [MetricPoint(key=k, value=v, step=self._step) for k, v in values.items()]
+        self._step += 1
+        try:
+            self.backend.log_metrics(self.run_id, points)
+        except Exception:  # noqa: BLE001 - a missed sample is harmless; the next one retries
+            pass
