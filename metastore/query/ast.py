@@ -129,6 +129,13 @@ class Not(Expr):
 
 
 @dataclass(frozen=True)
+class Config(Expr):
+    """`config` in a group by: a run's params (but `excluded`) and its input versions."""
+
+    excluded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Ref:
     """A lineage end named in a query.
 
@@ -292,6 +299,8 @@ def render(e: Expr) -> str:
             return f"{render(o)} {'not between' if n else 'between'} {render(lo)} and {render(hi)}"
         case IsNull(operand=o, negated=n):
             return f"{render(o)} is {'not null' if n else 'null'}"
+        case Config():
+            return "config"
         case Lineage(relation=r, ref=ref, depth=d):
             return f"{_RELATION_WORDS[r]} {ref.text}" + (f" depth {d}" if d else "")
     return "?"

@@ -167,6 +167,26 @@ _DIALECTS: dict[str, Dialect] = {
 }
 
 
+def grouped_concat(rows: exp.Select, dialect: str, separator: str) -> exp.Select:
+    """`SELECT id, value FROM (rows) GROUP BY id`, where value joins the `value` column of
+    each id's rows in order, by `separator`: the databases spell an ordered GROUP_CONCAT
+    differently, and SQLite before 3.44 has none (it joins a subquery's rows in the
+    subquery's order)."""
+    g = "gc"
+    value = exp.column("value", table=g)
+    if dialect_name(dialect) == "sqlite" and sqlite3.sqlite_version_info < (3, 44):
+        rows = rows.order_by(exp.column("id"), exp.column("value"), copy=True)
+        agg = exp.GroupConcat(this=value, separator=exp.Literal.string(separator))
+    else:
+        agg = exp.GroupConcat(this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=value.copy())]),
+                              separator=exp.Literal.string(separator))
+    return (
+        exp.select(exp.column("id", table=g).as_("id"), agg.as_("value"))
+        .from_(rows.subquery(g), copy=False)
+        .group_by(exp.column("id", table=g), copy=False)
+    )
+
+
 def dialect_name(dialect: str) -> str:
     try:
         return NAMES[dialect.lower()]

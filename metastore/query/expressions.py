@@ -124,6 +124,10 @@ class Expressions:
                 if neg:
                     cond = and_(self.not_null(v), not_(exp.paren(cond)))
                 return Val("bool", sql=cond, agg=v.agg, node=node)
+            case ast.Config():
+                if not hasattr(scope, "config_value"):
+                    raise self.err("config is a group key: group by config", node)
+                return scope.config_value(node)
             case ast.Lineage():
                 if scope.stage != "rows":
                     raise self.err("lineage predicates filter rows before group by", node)

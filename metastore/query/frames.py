@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from metastore.query import ast
-from metastore.query.dialects import Seconds, to_sql
-from metastore.query.errors import QueryError
+from metastore.query.dialects import Seconds, grouped_concat, to_sql
+from metastore.query.errors import QueryError, closest
 from metastore.query.expressions import has_aggregate
 from metastore.query.nodes import and_ as _and
 from metastore.query.nodes import as_text, concat
 from metastore.query.nodes import c as _c
 from metastore.query.nodes import eq as _eq
 from metastore.query.nodes import join as _join
+from metastore.query.nodes import not_ as _not
 from metastore.query.nodes import table as _t
 from metastore.query.resolve import AnyRef, Attr, MetricRef, ParamRef, SourceKind, TagRef, bind
 from metastore.query.values import Column, Val, column_name
@@ -416,6 +417,55 @@ class EntityFrame:
                     self.version_ref(),
                 )
         raise AssertionError(f"attribute {name} of {self.rows}")
+
+    def config_value(self, node: ast.Config) -> Val:
+        """A run's configuration as text: its params but the excluded ones (`k=v; …`,
+        by key), then its input versions (`| dataset:d@1, …`), then its commit: what
+        `audit` compares to find duplicate runs."""
+        c = self.c
+        if self.rows != "run":
+            raise c.err("config is a run's params and inputs: group runs by it", node)
+        for name in node.excluded:
+            if not c.catalog.open and name not in c.catalog.params:
+                found = closest(name, sorted(c.catalog.params))
+                raise c.err(f"config except {name}: no param named {name!r}", node,
+                            ("did you mean " + " or ".join(repr(x) for x in found) + "?") if found
+                            else "name params to leave out of the configuration, e.g. except seed")
+        p = c.alias("cfp")
+        params = (
+            exp.select(exp.column("run_id", table=p).as_("id"),
+                       concat(exp.column("key", table=p), exp.Literal.string("="),
+                              exp.func("COALESCE", exp.column("text", table=p), exp.Literal.string(""))).as_("value"))
+            .from_(_t("param", p), copy=False)
+        )
+        if node.excluded:
+            params = params.where(_not(exp.column("key", table=p).isin(*[c.lit(n) for n in node.excluded])), copy=False)
+        e, v, a = c.alias("cfe"), c.alias("cfv"), c.alias("cfa")
+        inputs = (
+            exp.select(exp.column("dst_id", table=e).as_("id"),
+                       concat(exp.column("kind", table=a), exp.Literal.string(":"), exp.column("name", table=a),
+                              exp.Literal.string("@"), as_text(exp.column("version", table=v))).as_("value"))
+            .from_(_t("lineage_edge", e), copy=False)
+            .join(_join(_t("asset_version", v), on=exp.EQ(this=exp.column("id", table=v), expression=exp.column("src_id", table=e))), copy=False)
+            .join(_join(_t("asset", a), on=exp.EQ(this=exp.column("id", table=a), expression=exp.column("asset_id", table=v))), copy=False)
+            .where(_and(exp.EQ(this=exp.column("relation", table=e), expression=exp.Literal.string("used")),
+                        exp.EQ(this=exp.column("src_type", table=e), expression=exp.Literal.string("asset_version")),
+                        exp.EQ(this=exp.column("dst_type", table=e), expression=exp.Literal.string("run"))), copy=False)
+        )
+        parts = []
+        for rows, sep in ((params, "; "), (inputs, ", ")):
+            j = c.alias("cfg")
+            self.select = self.select.join(_join(
+                grouped_concat(rows, c.dialect, sep).subquery(j),
+                on=exp.EQ(this=exp.column("id", table=j), expression=c.col("r", "id")), left=True), copy=False)
+            parts.append(exp.column("value", table=j))
+        empty = exp.Literal.string("")
+        text = concat(
+            exp.func("COALESCE", parts[0], empty),
+            exp.func("COALESCE", concat(exp.Literal.string(" | "), parts[1]), empty),
+            exp.func("COALESCE", concat(exp.Literal.string(" | commit "), c.col("r", "git_commit")), empty),
+        )
+        return Val("text", sql=text)
 
     def alias_names(self) -> exp.Expression:
         """The aliases pointing at the row's version now, in order, joined by ", "

@@ -250,6 +250,13 @@ class _ToAst(Transformer):
         n, *per = children
         return ast.Limit(count=int(n), per=tuple(per), pos=_pos(meta))
 
+    def config_key(self, meta, children):
+        names = children[1] if len(children) > 1 else []
+        return ast.Config(excluded=tuple(names), pos=_pos(meta))
+
+    def except_names(self, meta, children):
+        return [str(c) for c in children]
+
     def group(self, meta, children):
         return ast.GroupBy(keys=tuple(children), pos=_pos(meta))
 
