@@ -761,6 +761,22 @@ def server(
     run_server(s, host, port, auth=not no_auth, ui=not no_ui)
 
 
+@app.command()
+def fields(
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help="Only this kind: param, metric, tag, attribute, …")] = None,
+    format: FormatOption = "table",
+) -> None:
+    """Every name a query can use: params, metrics and tags with how many runs have each,
+    attributes, history suffixes, lineage conditions, sources."""
+    rows = open_store(store, create=False).fields(experiment)
+    if kind is not None:
+        rows = [r for r in rows if r["kind"] == kind.lower() or r["kind"].startswith(kind.lower())]
+    emit(rows, [Column("name"), Column("kind"), Column("type"), Column("runs", numeric=True),
+                Column("about")], format, empty="No such fields.")
+
+
 alias_app = typer.Typer(
     help="Movable names for asset versions: `model:regressor@production`.", no_args_is_help=True
 )

@@ -213,6 +213,13 @@ class Store:
         asset, av = self.backend.get_asset_version(kind, name, version)
         return VersionHandle(self.backend, asset, av)
 
+    def fields(self, experiment: str | None = None) -> list[dict]:
+        """Every name a query can use: params, metrics and tags (with how many runs have
+        each), attributes, history suffixes, lineage conditions, sources."""
+        from metastore.fields import fields
+
+        return fields(self.backend, experiment)
+
     # -- aliases: which version is where -----------------------------------------------
     def set_alias(self, ref, alias: str, note: str | None = None) -> AliasRecord:
         """Point `alias` at an asset version: `store.set_alias("model:regressor@6",

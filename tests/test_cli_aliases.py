@@ -50,3 +50,14 @@ def test_alias_errors_are_one_line(folder):
     missing = cli("lineage", "model:regressor@production", cwd=folder, check=False)
     assert missing.returncode == 1 and "no version or alias 'production'" in missing.stderr
     assert "metastore alias set" in missing.stderr
+
+
+def test_fields_command(folder):
+    out = cli("fields", "--kind", "metric", cwd=folder).stdout
+    assert "rmse" in out and "metric" in out and "param" not in out
+    import json as _json
+
+    rows = _json.loads(cli("fields", "-f", "json", cwd=folder).stdout)
+    kinds = {r["kind"] for r in rows}
+    assert {"param", "metric", "attribute", "history suffix", "lineage condition"} <= kinds
+    assert next(r for r in rows if r["name"] == "rmse")["runs"] == 12

@@ -265,7 +265,19 @@ def bind(f: ast.Field, rows: str, catalog: Catalog, text: str) -> Binding:
     # 3. history aggregate: loss.min
     if len(parts) >= 2 and parts[-1].lower() in HISTORY and not f.quoted[-1]:
         return _metric(f, parts, catalog, text, rows)
+    _check_suffix(f, parts, catalog, text)
     raise _unknown(f, name, "field", _candidates(rows, catalog), text)
+
+
+def _check_suffix(f: ast.Field, parts: tuple[str, ...], catalog: Catalog, text: str) -> None:
+    """`loss.mn` where loss is a metric: say which history values there are."""
+    if len(parts) < 2 or f.quoted[-1] or ".".join(parts[:-1]) not in catalog.metrics:
+        return
+    base, suffix = ".".join(parts[:-1]), parts[-1]
+    found = closest(suffix.lower(), HISTORY)
+    hint = f"did you mean {base}.{found[0]}? " if found else ""
+    raise at(f"metric {base!r} has no history value {suffix!r}", text, f.pos,
+             hint + "a metric's history values are " + ", ".join(f"{base}.{h}" for h in HISTORY))
 
 
 def _metric(f: ast.Field, parts: tuple[str, ...], catalog: Catalog, text: str, rows: str) -> MetricRef:
@@ -279,6 +291,7 @@ def _metric(f: ast.Field, parts: tuple[str, ...], catalog: Catalog, text: str, r
         if catalog.open or base in catalog.metrics:
             return MetricRef(base, parts[-1].lower())
         raise _unknown(f, base, "metric", sorted(catalog.metrics), text)
+    _check_suffix(f, parts, catalog, text)
     raise _unknown(f, key, "metric", sorted(catalog.metrics), text)
 
 
