@@ -86,6 +86,15 @@ class In(Expr):
 
 
 @dataclass(frozen=True)
+class Contains(Expr):
+    """`text contains "word"`: a case-insensitive substring test."""
+
+    operand: Expr
+    pattern: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
 class Like(Expr):
     operand: Expr
     pattern: Expr
@@ -291,6 +300,8 @@ def render(e: Expr) -> str:
             return f"not {render(o)}"
         case In(operand=o, items=items, negated=n):
             return f"{render(o)} {'not in' if n else 'in'} ({', '.join(render(i) for i in items)})"
+        case Contains(operand=o, pattern=p, negated=n):
+            return f"{render(o)} {'not contains' if n else 'contains'} {render(p)}"
         case Like(operand=o, pattern=p, negated=n):
             return f"{render(o)} {'not like' if n else 'like'} {render(p)}"
         case Regex(operand=o, pattern=p, negated=n):

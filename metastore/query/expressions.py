@@ -11,6 +11,7 @@ grouped rows have been limited, which decides where aggregates and lineage may a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 
@@ -33,6 +34,8 @@ class Expressions:
     `lit`, `err` and `lineage_predicate` it uses."""
 
     def expr(self, node: ast.Expr, scope) -> Val:
+        if isinstance(node, _NOTE_TESTS) and getattr(scope, "rows", None) == "run" and _names_note(node, scope):
+            return self.note_condition(node, scope)
         match node:
             case ast.Literal(value=value):
                 return Val(literal_type(value), sql=self.lit(value), literal=value, is_literal=True, node=node)
@@ -106,6 +109,21 @@ class Expressions:
                 sql_pattern = glob_to_like(pattern.literal.lower())
                 cond = exp.Escape(
                     this=exp.Like(this=exp.Lower(this=v.textual()), expression=self.lit(sql_pattern)),
+                    expression=exp.Literal.string("!"),
+                )
+                if neg:
+                    cond = and_(self.not_null(v), not_(exp.paren(cond)))
+                return Val("bool", sql=cond, agg=v.agg, node=node)
+            case ast.Contains(operand=o, pattern=p, negated=neg):
+                v = self.expr(o, scope)
+                pattern = self.expr(p, scope)
+                if not pattern.is_literal or not isinstance(pattern.literal, str):
+                    raise self.err('contains needs quoted text, e.g. contains "diverged"', p)
+                if v.type in ("number", "int", "bool"):
+                    raise self.err(f"{column_name(o)} is a number; contains looks in text", o)
+                word = pattern.literal.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+                cond = exp.Escape(
+                    this=exp.Like(this=exp.Lower(this=v.textual()), expression=self.lit(f"%{word}%")),
                     expression=exp.Literal.string("!"),
                 )
                 if neg:
@@ -186,6 +204,20 @@ class Expressions:
         if v.type == "null":
             raise self.err("null is neither true nor false", node, "write `x is null` to test for it")
         raise self.err(f"{name} is {a_type(v.type)}, not true/false", node, f"compare it, e.g. {name} = …")
+
+    def note_condition(self, node, scope) -> Val:
+        """A condition on a run's `note`: true when one of its notes (or events) meets it;
+        the negated form when none does."""
+        if scope.stage != "rows":
+            raise self.err("a condition on notes filters runs before group by", node)
+        negated = getattr(node, "negated", False) or (isinstance(node, ast.Compare) and node.op in ("!=", "<>"))
+        positive = node
+        if isinstance(node, ast.Compare) and negated:
+            positive = dataclasses.replace(node, op="=")
+        elif negated:
+            positive = dataclasses.replace(node, negated=False)
+        match = scope.note_match(lambda text: self.condition(self.expr(positive, _NoteScope(scope, text)), positive))
+        return Val("bool", sql=not_(match) if negated else match, node=node)
 
     def alias_membership(self, operand: ast.Expr, items, scope) -> exp.Expression | None:
         """`alias = "production"` / `alias in (…)` on versions: one of the version's
@@ -366,3 +398,33 @@ def _is_number(s: str) -> bool:
     except ValueError:
         return False
 
+
+
+_NOTE_TESTS = (ast.Compare, ast.Like, ast.Regex, ast.Contains, ast.In)
+
+
+def _names_note(node, scope) -> bool:
+    """The condition tests the run attribute `note` (not a show alias or a param)."""
+    operand = node.left if isinstance(node, ast.Compare) else node.operand
+    return (isinstance(operand, ast.Field) and len(operand.parts) == 1 and not any(operand.quoted)
+            and operand.parts[0].lower() == "note" and "note" not in scope.aliases
+            and hasattr(scope, "note_match"))
+
+
+class _NoteScope:
+    """The run's scope, but `note` is the text of the note being tested."""
+
+    rows = "note text"
+
+    def __init__(self, scope, text: Val):
+        self.scope, self.text = scope, text
+        self.stage = scope.stage
+        self.aliases: dict = {}
+
+    def field(self, f: ast.Field, as_value: bool = False) -> Val:
+        if len(f.parts) == 1 and f.parts[0].lower() == "note" and not any(f.quoted):
+            return self.text
+        return self.scope.field(f, as_value)
+
+    def __getattr__(self, name):
+        return getattr(self.scope, name)

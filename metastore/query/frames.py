@@ -77,6 +77,18 @@ class Sources:
             if self.experiment is not None:
                 where.append(exp.EQ(this=self.col("e", "name"), expression=self.lit(self.experiment)))
             return EntityFrame(self, "experiment", sel, where, id_sql=self.col("e", "id"))
+        if kind.rows == "note":
+            sel = (
+                exp.select()
+                .from_(_t("note", "nt"), copy=False)
+                .join(_join(_t("run", "r"), on=_eq("r.id", "nt.run_id"), left=False), copy=False)
+                .join(_join(_t("experiment", "e"), on=_eq("e.id", "r.experiment_id"), left=False), copy=False)
+            )
+            where = [live_run("r", "e")]
+            if self.experiment is not None:
+                where.append(exp.EQ(this=self.col("e", "name"), expression=self.lit(self.experiment)))
+            return EntityFrame(self, "note", sel, where, id_sql=self.col("nt", "id"),
+                               run_id=self.col("r", "id"))
         sel = (
             exp.select()
             .from_(_t("asset_version", "v"), copy=False)
@@ -205,6 +217,7 @@ class EntityFrame:
             "experiment": [col("e", "id")],
             "version": [col("a", "kind"), col("a", "name"), col("v", "version")],
             "node": [col("n", "depth"), col("n", "type"), col("n", "id")],
+            "note": [col("nt", "time"), col("nt", "id")],
         }[self.rows]
 
     def build(self, ids_only: bool = False, extra=(), final: bool = False) -> exp.Select:
@@ -255,6 +268,7 @@ class EntityFrame:
             "experiment": ["name", "runs", "created", "description"],
             "version": ["kind", "name", "version", "digest", "size", "created_by"],
             "node": ["depth", "type", "ref", "kind", "name", "version"],
+            "note": ["run", "time", "kind", "author", "text"],
         }[self.rows]
         out = [(n, self.field(ast.Field(parts=(n,), quoted=(False,)))) for n in names]
         seen = set(names)
@@ -338,6 +352,11 @@ class EntityFrame:
         c = self.c
         if self.rows == "node":
             entity = self.c.col("n", "type")
+        elif self.rows == "note":  # a note's tags are its run's
+            return self.join(("t", key), "tag", "t", lambda a: _and(
+                exp.EQ(this=exp.column("entity_type", table=a), expression=c.lit("run")),
+                exp.EQ(this=exp.column("entity_id", table=a), expression=self.run_id.copy()),
+                exp.EQ(this=exp.column("key", table=a), expression=c.lit(key))))
         else:
             entity = c.lit({"run": "run", "experiment": "experiment", "version": "asset_version"}[self.rows])
         return self.join(("t", key), "tag", "t", lambda a: _and(
@@ -363,6 +382,26 @@ class EntityFrame:
                 return concat(col("e", "name"), exp.Literal.string("#"), as_text(col("r", "number")))
             if name == "project":
                 return self.project_name("e")
+            if name == "note":  # the latest; a condition on note asks of every note (note_match)
+                latest = (
+                    exp.select(exp.column("text", table="ln")).from_(_t("note", "ln"), copy=False)
+                    .where(exp.EQ(this=exp.column("run_id", table="ln"), expression=col("r", "id")), copy=False)
+                    .order_by(exp.Ordered(this=exp.column("time", table="ln"), desc=True),
+                              exp.Ordered(this=exp.column("id", table="ln"), desc=True), copy=False)
+                    .limit(1, copy=False)
+                )
+                return latest.subquery()
+        if self.rows == "note":
+            if name in ("id", "kind", "author", "text"):
+                return col("nt", name)
+            if name in ("time", "created"):
+                return col("nt", "time")
+            if name == "run":
+                return concat(col("e", "name"), exp.Literal.string("#"), as_text(col("r", "number")))
+            if name == "experiment":
+                return col("e", "name")
+            if name == "number":
+                return col("r", "number")
         if self.rows == "experiment":
             if name in ("id", "name", "description", "created"):
                 return col("e", name)
@@ -466,6 +505,17 @@ class EntityFrame:
             exp.func("COALESCE", concat(exp.Literal.string(" | commit "), c.col("r", "git_commit")), empty),
         )
         return Val("text", sql=text)
+
+    def note_match(self, condition) -> exp.Expression:
+        """One of the run's notes satisfies `condition(text value)`."""
+        a = self.c.alias("nm")
+        cond = condition(Val("text", sql=exp.column("text", table=a)))
+        sub = (
+            exp.select(exp.Literal.number(1)).from_(_t("note", a), copy=False)
+            .where(exp.EQ(this=exp.column("run_id", table=a), expression=self.c.col("r", "id")), copy=False)
+            .where(cond, copy=False)
+        )
+        return exp.Exists(this=sub)
 
     def alias_names(self) -> exp.Expression:
         """The aliases pointing at the row's version now, in order, joined by ", "

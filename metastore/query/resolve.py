@@ -50,6 +50,18 @@ RUN_ATTRS = {
     "command": "text",
     "parent": "text",
     "source": "text",
+    "note": "text",
+}
+NOTE_ATTRS = {
+    "id": "int",
+    "run": "text",
+    "experiment": "text",
+    "number": "int",
+    "kind": "text",
+    "author": "text",
+    "time": "time",
+    "created": "time",
+    "text": "text",
 }
 EXPERIMENT_ATTRS = {
     "id": "int",
@@ -100,7 +112,8 @@ NODE_ATTRS = {
     "created_by": "text",
     "alias": "text",
 }
-ATTRS = {"run": RUN_ATTRS, "experiment": EXPERIMENT_ATTRS, "version": VERSION_ATTRS, "node": NODE_ATTRS}
+ATTRS = {"run": RUN_ATTRS, "experiment": EXPERIMENT_ATTRS, "version": VERSION_ATTRS, "node": NODE_ATTRS,
+         "note": NOTE_ATTRS}
 
 PLURALS = {f"{k}s": k for k in ASSET_KINDS} | {"datasets": "dataset", "models": "model"}
 
@@ -110,7 +123,7 @@ class SourceKind:
     """What the rows of a source are: runs, experiments, asset versions (optionally of
     one kind), or lineage nodes."""
 
-    rows: str  # run | experiment | version | node
+    rows: str  # run | experiment | version | node | note
     asset_kind: str | None = None
 
 
@@ -120,13 +133,15 @@ def source_kind(source: ast.EntitySource, text: str) -> SourceKind:
         return SourceKind("run")
     if name in ("experiments", "experiment"):
         return SourceKind("experiment")
+    if name in ("notes", "note", "events"):
+        return SourceKind("note")
     if name in ("assets", "asset", "versions"):
         return SourceKind("version")
     if name in PLURALS:
         return SourceKind("version", PLURALS[name])
     if name in ASSET_KINDS:
         return SourceKind("version", name)
-    known = ["runs", "experiments", "assets", *sorted(PLURALS)]
+    known = ["runs", "experiments", "notes", "assets", *sorted(PLURALS)]
     found = closest(name, known)
     hint = (
         "did you mean " + " or ".join(repr(c) for c in found) + "?"
@@ -173,7 +188,8 @@ class Catalog:
         return (self.open, self.metrics, self.params, frozenset(self.tags.items()))
 
     def tag_keys(self, rows: str) -> frozenset[str]:
-        entity = {"run": "run", "experiment": "experiment", "version": "asset_version", "node": "run"}
+        entity = {"run": "run", "experiment": "experiment", "version": "asset_version", "node": "run",
+                  "note": "run"}
         keys = self.tags.get(entity[rows], frozenset())
         if rows == "node":
             keys = keys | self.tags.get("asset_version", frozenset())
@@ -222,7 +238,7 @@ def bind(f: ast.Field, rows: str, catalog: Catalog, text: str) -> Binding:
     """What a name means for rows of kind `rows`; raises QueryError with suggestions."""
     attrs = ATTRS[rows]
     parts = f.parts
-    has_run = rows in ("run", "version", "node")  # rows that reach a run's metrics/params
+    has_run = rows in ("run", "version", "node", "note")  # rows that reach a run's metrics/params
     # 1. qualified: metrics.x, params.x, tags.x (x may itself contain dots)
     if len(parts) >= 2 and parts[0].lower() in QUALIFIERS and not (f.quoted and f.quoted[0]):
         what = QUALIFIERS[parts[0].lower()]
