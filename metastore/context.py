@@ -64,6 +64,47 @@ def git_info(cwd: str | None = None) -> dict:
     return info
 
 
+MAX_PATCH_BYTES = 50 * 2**20
+MAX_UNTRACKED = 200
+
+
+def git_patch(cwd: str | None = None) -> bytes | None:
+    """The whole uncommitted change as one patch that `git apply --binary` puts back on
+    the commit: tracked files (staged or not) against HEAD, then untracked files (not
+    ignored) as new files. None when clean, outside a repository, over 50 MB or over 200
+    untracked files."""
+    try:
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60)
+
+        top = run("rev-parse", "--show-toplevel")
+        if top.returncode != 0:
+            return None
+        root = top.stdout.decode().strip()
+        tracked = subprocess.run(["git", "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"],
+                                 cwd=root, capture_output=True, timeout=60)
+        if tracked.returncode != 0:
+            return None
+        parts = [tracked.stdout]
+        others = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "-z"],
+                                cwd=root, capture_output=True, timeout=60)
+        untracked = [p for p in others.stdout.decode(errors="replace").split("\0") if p]
+        if len(untracked) > MAX_UNTRACKED:  # a build folder nobody ignored: not the code
+            return None
+        for path in untracked:
+            new = subprocess.run(
+                ["git", "diff", "--binary", "--no-color", "--no-index", "--", "/dev/null", path],
+                cwd=root, capture_output=True, timeout=60,
+            )
+            parts.append(new.stdout)  # exit status 1 means "differs", as expected
+            if sum(map(len, parts)) > MAX_PATCH_BYTES:
+                return None
+    except (OSError, subprocess.SubprocessError):
+        return None
+    patch = b"".join(parts)
+    return patch if patch.strip() and len(patch) <= MAX_PATCH_BYTES else None
+
+
 def command_line() -> str:
     return " ".join([os.path.basename(sys.executable), *sys.argv])
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from metastore.backends.base import Backend
 
 ENVIRONMENT_ASSET = "python"
+GIT_DIFF_ASSET = "git-diff"
 DEFAULT_EXPERIMENT = "default"
 #: How often a running run says it is alive; a stale heartbeat means a crashed run.
 HEARTBEAT_SECONDS = 15.0
@@ -78,6 +79,14 @@ class ActiveRun(RunHandle):
         run = cls(store, store.create_run(record))
         run._t0 = (time.perf_counter(), time.process_time())
         run._ended = False
+        if ctx.get("git", {}).get("dirty"):
+            # the whole uncommitted change, so the code can be rebuilt (reproduce)
+            patch = context.git_patch()
+            if patch:
+                run.use_asset(patch, kind="code", name=GIT_DIFF_ASSET, role="uncommitted changes",
+                              media_type="text/x-diff",
+                              meta={"format": "git-diff", "commit": ctx["git"]["commit"],
+                                    "apply": "git apply --binary"})
         if "packages" in parts:
             run.log_asset(
                 context.packages_text().encode(),
