@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from metastore import reproduce
 from metastore.backends.base import Backend
 from metastore.records import RunView
 
@@ -39,6 +40,8 @@ class RunAudit:
     status: str
     checks: dict[str, bool]
     duplicate_of: str | None = None
+    #: Why `metastore reproduce` could not run it (empty when it could).
+    reproduce_missing: list[str] = field(default_factory=list)
 
     @property
     def missing(self) -> list[str]:
@@ -51,7 +54,9 @@ class RunAudit:
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "id": self.id, "name": self.name, "status": self.status,
                 "checks": self.checks, "missing": self.missing,
-                "duplicate_of": self.duplicate_of}
+                "duplicate_of": self.duplicate_of,
+                "reproduce": {"can_run": not self.reproduce_missing,
+                              "missing": self.reproduce_missing}}
 
 
 @dataclass
@@ -104,7 +109,8 @@ def _check(run: RunView) -> RunAudit:
         "model": any(v.kind == "model" for v in run.outputs),
         "note": run.has_note,
     }
-    return RunAudit(ref=run.ref, id=run.id, name=run.name, status=run.status, checks=checks)
+    return RunAudit(ref=run.ref, id=run.id, name=run.name, status=run.status, checks=checks,
+                    reproduce_missing=reproduce.plan(run).missing)
 
 
 def _configuration(run: RunView) -> str | None:
@@ -145,6 +151,9 @@ def summary_lines(report: AuditReport) -> list[str]:
         lines.append("Missing: " + ", ".join(gaps) + ".")
     if s["duplicates"]:
         lines.append(f"{s['duplicates']} runs repeat an earlier finished run's params and inputs.")
+    can = sum(not r.reproduce_missing for r in report.runs)
+    lines.append(f"{can} of {s['runs']} runs have what `metastore reproduce` needs"
+                 " (--format json says what the others lack).")
     hints = {
         "code": "run from a git repository, or log the script with run.use_asset(path, kind='code')",
         "data": "record inputs with run.use_asset(path, kind='dataset')",

@@ -523,7 +523,9 @@ def audit(
     rows = [r.to_dict() for r in report.runs]
     columns = [Column("run", "ref"),
                *(Column(c, lambda r, c=c: mark(r["checks"][c])) for c in CHECKS),
-               Column("duplicate of", "duplicate_of")]
+               Column("duplicate of", "duplicate_of"),
+               Column("reproduce", lambda r: "yes" if r["reproduce"]["can_run"]
+                      else "; ".join(r["reproduce"]["missing"]))]
     if format == "text":  # the checklist, then what it adds up to
         if rows:
             output.table(rows, columns)
@@ -759,6 +761,30 @@ def server(
         soft_wrap=True,
     )
     run_server(s, host, port, auth=not no_auth, ui=not no_ui)
+
+
+@app.command()
+def reproduce(
+    run: Annotated[str, typer.Argument(help="The run: id, number, experiment#number or name.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and what is missing; run nothing.")] = False,
+    store: StoreOption = None,
+    experiment: ExperimentOption = None,
+    format: format_option("text", "json", default="text") = "text",
+) -> None:
+    """Rebuild a run's code, inputs and environment and re-run its command. For now only
+    --dry-run: the plan, and what is missing."""
+    if not dry_run:
+        raise MetastoreError("only `metastore reproduce RUN --dry-run` exists so far: the plan "
+                             "and what is missing", hint=f"metastore reproduce {run} --dry-run")
+    from metastore import reproduce as planner
+
+    p = open_store(store, create=False).reproduce_plan(run, experiment)
+    if format == "json":
+        print_json(p.to_dict())
+    else:
+        sys.stdout.write(planner.format_text(p))
+    if not p.can_run:
+        sys.exit(1)
 
 
 @app.command()

@@ -77,7 +77,10 @@ def run_demo(store: Store, experiment: str = "diabetes", quiet: bool = False) ->
             name = f"{'lr' if config['algorithm'] == 'linear' else 'rf'}-{len(features)}f" + (
                 "-norm" if config["normalize"] else ""
             )
-            with store.start_run(experiment=experiment, name=name) as run:
+            # No git capture: the demo's code is its script (code:demo below), not the
+            # repository it happens to be run in, whose uncommitted change would be stored.
+            with store.start_run(experiment=experiment, name=name,
+                                 capture={"command", "system", "packages"}) as run:
                 params = dict(config)
                 if config["algorithm"] == "linear":
                     # Lightly regularised, so that normalize changes the fit (plain least

@@ -213,6 +213,15 @@ class Store:
         asset, av = self.backend.get_asset_version(kind, name, version)
         return VersionHandle(self.backend, asset, av)
 
+    def reproduce_plan(self, ref, experiment: str | None = None):
+        """What `metastore reproduce RUN` would rebuild, and what is missing for it
+        (`metastore.reproduce.Plan`); nothing is run."""
+        from metastore import reproduce
+
+        run = self.get_run(ref, experiment)
+        [view] = self.backend.read_runs(run_ids=[run.id])
+        return reproduce.plan(view, self.backend)
+
     def fields(self, experiment: str | None = None) -> list[dict]:
         """Every name a query can use: params, metrics and tags (with how many runs have
         each), attributes, history suffixes, lineage conditions, sources."""

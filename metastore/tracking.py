@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from metastore.backends.base import Backend
 
 ENVIRONMENT_ASSET = "python"
-GIT_DIFF_ASSET = "git-diff"
+GIT_DIFF_ASSET = "git-diff"  # metastore.reproduce looks for it
 DEFAULT_EXPERIMENT = "default"
 #: How often a running run says it is alive; a stale heartbeat means a crashed run.
 HEARTBEAT_SECONDS = 15.0

@@ -7,7 +7,9 @@ import pytest
 from metastore.errors import Conflict, InvalidValue, NotFound
 
 
-def test_record_and_read_back(store, tmp_path):
+def test_record_and_read_back(store, tmp_path, monkeypatch):
+    # outside any repository: a dirty checkout running the tests would add code:git-diff
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "train.csv"
     data.write_text("a,b\n1,2\n")
     model = tmp_path / "model.pkl"

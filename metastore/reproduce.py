@@ -1,0 +1,123 @@
+"""What `metastore reproduce RUN` would rebuild, and what is missing for it.
+
+The plan of a reproduction, from what the run recorded: the code (a git worktree at the
+recorded commit, with the stored uncommitted change applied, or the run's code assets),
+the inputs (each version materialised from the blob store, verified by digest, or
+fetched from its URI), the environment (a fresh virtual environment from the recorded
+package list, or the current one with `--here`), the command to re-run, and the metrics
+to compare. `plan(run)` works on a `RunView`, so `audit` answers per run whether a
+reproduction could run, with the same rules. Running the plan is not built yet: only
+`--dry-run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from metastore.records import RunView
+
+if TYPE_CHECKING:
+    from metastore.backends.base import Backend
+
+GIT_DIFF_ASSET = "git-diff"  # what tracking stores a dirty tree's change as
+
+
+@dataclass
+class Step:
+    """One part of the plan: what (code, input, environment, command, compare), how, and
+    whether it can be done (`missing` says why not)."""
+
+    part: str
+    action: str
+    missing: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"part": self.part, "action": self.action, "missing": self.missing}
+
+
+@dataclass
+class Plan:
+    run: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[str]:
+        return [f"{s.part}: {s.missing}" for s in self.steps if s.missing]
+
+    @property
+    def can_run(self) -> bool:
+        return not self.missing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "can_run": self.can_run, "missing": self.missing,
+                "steps": [s.to_dict() for s in self.steps]}
+
+
+def plan(run: RunView, store: Backend | None = None) -> Plan:
+    """The reproduction plan of a run; with `store`, inputs are also checked to be in its
+    blob store."""
+    p = Plan(run=run.ref)
+    code = [v for v in run.inputs if v.kind == "code"]
+    diffs = [v for v in code if v.name == GIT_DIFF_ASSET]
+    scripts = [v for v in code if v.name != GIT_DIFF_ASSET]
+    if run.git_commit:
+        where = f" (branch {run.git_branch})" if run.git_branch else ""
+        p.steps.append(Step("code", f"git worktree at commit {run.git_commit[:12]}{where}"))
+        if run.git_dirty:
+            if diffs:
+                p.steps.append(Step("code", f"apply the uncommitted change {diffs[0].ref}"))
+            else:
+                p.steps.append(Step("code", "apply the uncommitted change",
+                                    "the tree was dirty and its change was not stored"))
+    elif scripts:
+        for v in scripts:
+            p.steps.append(Step("code", f"materialise {v.ref} ({_filename(v)})"))
+    else:
+        p.steps.append(Step("code", "rebuild the code", "no git commit and no code asset"))
+    for v in run.inputs:
+        if v.kind in ("code", "environment"):
+            continue
+        role = f" as {v.role}" if v.role else ""
+        if v.uri == "blob:":
+            missing = None
+            if store is not None and not store.blobs.exists(v.digest):
+                missing = f"{v.ref}: its content is not in the blob store"
+            p.steps.append(Step("input", f"materialise {v.ref}{role} to {_filename(v)}, "
+                                         f"sha256 {v.digest[:12]}", missing))
+        else:
+            p.steps.append(Step("input", f"fetch {v.ref}{role} from {v.uri}, check sha256 "
+                                         f"{v.digest[:12]}"))
+    envs = [v for v in run.inputs if v.kind == "environment"]
+    if envs:
+        p.steps.append(Step("environment", f"fresh virtual environment from {envs[0].ref}"))
+    else:
+        p.steps.append(Step("environment", "fresh virtual environment",
+                            "no package list recorded (--here would use the current one)"))
+    if run.command:
+        p.steps.append(Step("command", run.command))
+    else:
+        p.steps.append(Step("command", "re-run the command", "no command recorded"))
+    if run.metrics:
+        keys = ", ".join(k for k in sorted(run.metrics) if not k.startswith("system."))
+        p.steps.append(Step("compare", f"metrics {keys}: identical, within --rtol/--atol, "
+                                       "or different"))
+    return p
+
+
+def _filename(v) -> str:
+    return (v.meta or {}).get("filename") or v.name
+
+
+def format_text(p: Plan) -> str:
+    lines = [f"reproduce {p.run} (dry run):"]
+    for i, s in enumerate(p.steps, 1):
+        mark = "MISSING " if s.missing else ""
+        lines.append(f"  {i}. [{s.part}] {mark}{s.action}")
+        if s.missing:
+            lines.append(f"       {s.missing}")
+    if p.can_run:
+        lines.append("Everything it needs was recorded.")
+    else:
+        lines.append(f"Cannot reproduce: {'; '.join(p.missing)}.")
+    return "\n".join(lines) + "\n"
