@@ -1,14 +1,16 @@
 """Importers: bring runs in from the tools people already use.
 
-One module per source tool, each exposing:
+One module (or package) per source tool, each an `Importer` (the Protocol below):
 
     NAME: str                                    # "mlflow", "tensorboard", …
     def detect(path: Path) -> bool               # cheap: does this look like my format?
     def import_source(store, path: Path, options: ImportOptions, report: ImportReport) -> None
 
-Modules are registered here, and third-party packages can add their own through the
-`metastore.importers` entry-point group (the entry point names a module with the same
-three attributes).
+An importer that also reads a source given by URL (MLflow's tracking database) is a
+`UrlImporter`: `accepts_url(url)`, `import_url_source(store, url, options, report)` and
+the `URL_OPTIONS` it takes. Modules are registered here, and third-party packages can
+add their own through the `metastore.importers` entry-point group (the entry point names
+a module with the same attributes).
 
 Every importer must be idempotent (a run whose `source`/`source_id` is already in the
 store is not written again; `_util.write_run` completes it with the metric points,
@@ -26,8 +28,35 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import Protocol
 
 from metastore.errors import InvalidValue, MetastoreError
+
+
+class Importer(Protocol):
+    """What an importer module offers (a module, or any object, with these attributes).
+
+    An importer reads its source into `RunRecord`s and hands them to the shared writer
+    (`_util.write_run`, or `runs.Writer` for batches); it never opens a database itself."""
+
+    NAME: str
+
+    def detect(self, path: Path) -> bool:
+        """Cheap: does `path` look like this importer's format?"""
+
+    def import_source(self, store, path: Path, options: ImportOptions, report: ImportReport) -> None:
+        """Import everything at `path`, counting it in `report`."""
+
+
+class UrlImporter(Importer, Protocol):
+    """An importer that also reads a source given by URL (MLflow's tracking database)."""
+
+    URL_OPTIONS: frozenset[str]
+
+    def accepts_url(self, url: str) -> bool: ...
+
+    def import_url_source(self, store, url: str, options: ImportOptions, report: ImportReport) -> None: ...
+
 
 #: Built-in importers, in detection order (the most specific formats first).
 BUILTIN = {
@@ -186,24 +215,39 @@ def import_path(
 ) -> ImportReport:
     """Import everything at `path` (detecting the source tool unless named). `path`
     may also be the SQLAlchemy URL of an MLflow tracking database."""
-    if "://" in str(path) and source in (None, "mlflow"):
-        from metastore.importers import mlflow
-
-        unknown = set(extra) - {"artifact_root"}
+    options = ImportOptions(experiment=experiment, dry_run=dry_run, copy=copy, extra=extra)
+    if progress is not None:
+        options.progress = progress
+    if "://" in str(path):
+        url = str(path)
+        name, module = _for_url(url, source)
+        unknown = set(extra) - set(getattr(module, "URL_OPTIONS", ()))
         if unknown:
-            raise InvalidValue(f"{', '.join(sorted(unknown))}: not options of the mlflow importer")
-        return mlflow.import_url(
-            store, str(path), experiment=experiment, dry_run=dry_run, copy=copy,
-            progress=progress, **extra,
-        )
+            raise InvalidValue(f"{', '.join(sorted(unknown))}: not options of the {name} importer")
+        report = ImportReport(source=name, path=url)
+        module.import_url_source(store, url, options, report)
+        return report
     path = Path(path)
     if not path.exists():
         raise InvalidValue(f"no such file or directory: {path}")
     source = source or detect(path)
     module = load(source)
     report = ImportReport(source=source, path=str(path))
-    options = ImportOptions(experiment=experiment, dry_run=dry_run, copy=copy, extra=extra)
-    if progress is not None:
-        options.progress = progress
     module.import_source(store, path, options, report)
     return report
+
+
+def _for_url(url: str, source: str | None) -> tuple[str, ModuleType]:
+    """The importer that reads the source at `url` (named, or the first that accepts it)."""
+    names = [source] if source else list(registry())
+    for name in names:
+        try:
+            module = load(name)
+        except ImportError:
+            continue
+        if hasattr(module, "import_url_source") and (source or module.accepts_url(url)):
+            return name, module
+    if source:
+        raise InvalidValue(f"the {source} importer reads files and folders, not URLs")
+    raise ImportFailed(f"no importer reads {url.split('://', 1)[0]}:// URLs",
+                       hint="MLflow tracking databases: sqlite:///mlflow.db, postgresql://…")

@@ -199,9 +199,28 @@ def import_url(
     (sqlite:///mlflow.db, postgresql://…, mysql://…). `artifact_root` is where to look
     for artifacts whose recorded absolute paths no longer exist (e.g. after a copy)."""
     report = ImportReport(source=NAME, path=_safe(url))
-    options = ImportOptions(experiment=experiment, dry_run=dry_run, copy=copy)
+    options = ImportOptions(experiment=experiment, dry_run=dry_run, copy=copy,
+                            extra={"artifact_root": artifact_root} if artifact_root else {})
     if progress is not None:
         options.progress = progress
+    import_url_source(store, url, options, report)
+    return report
+
+
+#: options of `metastore import mlflow URL` beyond the common ones
+URL_OPTIONS = frozenset({"artifact_root"})
+
+
+def accepts_url(url: str) -> bool:
+    """A SQLAlchemy URL of a database MLflow can track into."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    return scheme in ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql")
+
+
+def import_url_source(store, url: str, options: ImportOptions, report: ImportReport) -> None:
+    """The importer interface's URL entry: an MLflow tracking database."""
+    report.path = _safe(url)
+    artifact_root = options.extra.get("artifact_root")
     roots = [Path(artifact_root)] if artifact_root else []
     if url.startswith("sqlite:"):
         db = Path(url.split(":///", 1)[-1]) if ":///" in url else None
@@ -210,7 +229,6 @@ def import_url(
         roots += [db.parent, db.parent / "mlruns"]
         url = _sqlite_url(db)
     _import(store, SQLReader(url, artifact_roots=roots), options, report)
-    return report
 
 
 def _safe(url: str) -> str:
@@ -867,4 +885,5 @@ class SQLReader:
         return found if found is not None and found.is_dir() else None
 
 
-__all__ = ["NAME", "detect", "import_source", "import_url"]
+__all__ = ["NAME", "URL_OPTIONS", "accepts_url", "detect", "import_source", "import_url",
+           "import_url_source"]

@@ -110,6 +110,15 @@ def test_import_path_takes_a_database_url_like_the_cli(sqlite_store, mlflow_db):
     assert report.source == "mlflow" and report.imported == 5 and report.complete
     with pytest.raises(InvalidValue, match="not options of the mlflow importer"):
         import_path(sqlite_store.backend, f"sqlite:///{mlflow_db}", params=["lr"])
+    # the URL goes to the importer that declares it reads URLs, not to a special case
+    with pytest.raises(InvalidValue, match="the csv importer reads files and folders"):
+        import_path(sqlite_store.backend, f"sqlite:///{mlflow_db}", "csv")
+    from metastore.importers import ImportFailed
+
+    with pytest.raises(ImportFailed, match="no importer reads ftp:// URLs"):
+        import_path(sqlite_store.backend, "ftp://example.com/mlflow.db")
+    again = import_path(sqlite_store.backend, f"sqlite:///{mlflow_db}", "mlflow", dry_run=True)
+    assert (again.source, again.already_present) == ("mlflow", 5)
 
 
 def test_sql_store_is_opened_read_only(sqlite_store, mlflow_db):
