@@ -344,6 +344,11 @@ def query(
     sql: Annotated[
         bool, typer.Option("--sql", help="Print the SQL the query compiles to, and do not run it.")
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Cancel the query after this many seconds "
+                     "(default: 300 on a database, the server's limit through a server)."),
+    ] = None,
 ) -> None:
     """Answer a question in the query language (docs/query-language.md)."""
     from metastore.query import QueryError
@@ -354,7 +359,7 @@ def query(
             # through the Store interface, so --sql works against a server too
             sys.stdout.write(s.query_sql(text, experiment=experiment) + "\n")
             return
-        result = s.query(text, experiment=experiment)
+        result = s.query(text, experiment=experiment, timeout=timeout)
     except QueryError as e:
         # the whole error, caret line included; the CLI's generic handler prints one line
         err.print("[red]error:[/red] ", end="", highlight=False)

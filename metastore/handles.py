@@ -188,9 +188,8 @@ class VersionHandle:
             from urllib.parse import unquote, urlparse
 
             return Path(unquote(urlparse(self.row.uri).path))
-        filename = self.meta.get("filename") or f"{self.name}-v{self.version}"
         if target is None:
-            target = Path(self.store.cache_dir()) / self.row.digest / filename
+            target = self._cache_path()
         target = Path(target)
         if target.exists() and _complete(target):
             return target
@@ -214,6 +213,24 @@ class VersionHandle:
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         tmp.rename(target)
+        return target
+
+    def _cache_path(self) -> Path:
+        """Where `path()` puts the content: cache/DIGEST/FILENAME, never anywhere else,
+        whatever the stored names say (a store written before names were checked, or a
+        hostile server, could hold "../../x" or "/abs")."""
+        from metastore.records import validate_filename
+
+        filename = self.meta.get("filename")
+        try:
+            validate_filename(filename)
+        except InvalidValue:
+            filename = f"{self.name}-v{self.version}".replace("/", "_").replace("\\", "_")
+            filename = filename.lstrip(".") or f"version-{self.version}"
+        folder = Path(self.store.cache_dir()).resolve() / _one_part(self.row.digest)
+        target = folder / filename
+        if target.resolve().parent != folder:
+            raise InvalidValue(f"{self.ref}: its cache path leaves the cache folder: {target}")
         return target
 
     def record(self) -> VersionLink:
@@ -250,3 +267,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _one_part(digest: str) -> str:
+    """A digest as one folder name ("sha256 hex", "md5:…"; nothing that climbs)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", digest or ""):
+        raise InvalidValue(f"not a content digest: {digest[:80]!r}")
+    return digest

@@ -7,7 +7,8 @@ every door. The meta-model's tables (`metastore.models`) are the other half of t
 bottom layer; these records are what travels, those rows are what is stored.
 
 Validation that must give the same answer locally and through a server lives here too
-(`validate_key`, `validate_metric_value`): the server checks with the very same code.
+(`validate_key`, `validate_asset_name`, `validate_filename`,
+`validate_metric_value`): the server checks with the very same code.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
 
 from metastore.errors import InvalidValue
 from metastore.models import RUN_STATUSES
@@ -44,6 +45,50 @@ def validate_key(key: str, what: str, *, allow_slash: bool = True) -> str:
             hint="use '.' or '_' to structure param names, e.g. 'optimizer.lr'",
         )
     return key
+
+
+def validate_asset_name(name: str) -> str:
+    """An asset name may have '/'-separated parts ("data/train.csv"), never a part that
+    climbs or roots a path: names reach the file system in the cache (`path()`)."""
+    validate_key(name, "asset name")
+    parts = name.split("/")
+    if "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise InvalidValue(
+            f"asset name {name!r} could be read as a file path",
+            hint="use a plain name such as 'regressor' or 'data/train.csv': no leading '/', "
+            "no '.' or '..' parts, no '\\'",
+        )
+    return name
+
+
+def validate_filename(filename: Any) -> str:
+    """A version's `filename` (meta) is one file name: no folder, no climbing out."""
+    if (not isinstance(filename, str) or not filename.strip() or len(filename) > 255
+            or filename in (".", "..") or set(filename) & (KEY_FORBIDDEN | {"/", "\\"})):
+        raise InvalidValue(
+            f"a version's filename must be one file name, not {str(filename)[:80]!r}",
+            hint="e.g. meta={'filename': 'model.pkl'}: no '/', '\\', '..' or control characters",
+        )
+    return filename
+
+
+def validate_step(step: Any) -> int | None:
+    """A step is a whole number within ±2**62 (it is summed and offset inside a BIGINT)."""
+    if step is None:
+        return None
+    if hasattr(step, "item") and callable(step.item) and not isinstance(step, bool):
+        try:
+            step = step.item()  # numpy integers
+        except (TypeError, ValueError):
+            pass
+    if isinstance(step, float) and step.is_integer():
+        step = int(step)
+    if isinstance(step, bool) or not isinstance(step, int) or not -MAX_STEP <= step <= MAX_STEP:
+        raise InvalidValue(
+            f"a step is a whole number between -2**62 and 2**62, not {str(step)[:40]!r}",
+            hint="count steps (0, 1, 2 …) or epochs; a time goes in timestamp=",
+        )
+    return step
 
 
 def validate_metric_value(key: str, value: Any) -> float:
@@ -99,6 +144,11 @@ class MetricPoint(Record):
     value: Any
     step: int | None = Field(default=None, ge=-MAX_STEP, le=MAX_STEP)
     timestamp: datetime | None = None
+
+    @field_validator("step", mode="before")
+    @classmethod
+    def _whole_step(cls, step: Any) -> Any:
+        return validate_step(step)
 
 
 class NoteRecord(Record):

@@ -259,11 +259,16 @@ class Store:
         return [VersionHandle(self.backend, a, v) for a, v in self.backend.list_versions(kind, name)]
 
     # -- questions ------------------------------------------------------------------------
-    def query(self, text: str, experiment: str | None = None) -> Result:
-        """Answer a query in metastore's query language (docs/query-language.md)."""
+    def query(
+        self, text: str, experiment: str | None = None, timeout: float | None = None
+    ) -> Result:
+        """Answer a query in metastore's query language (docs/query-language.md).
+
+        The database cancels it after `timeout` seconds with a QueryError (None: the
+        backend's default, 300 s on a database, the server's limit through a server)."""
         from metastore.query import execute
 
-        return execute(self.backend, text, experiment=experiment)
+        return execute(self.backend, text, experiment=experiment, timeout=timeout)
 
     def query_sql(self, text: str, experiment: str | None = None) -> str:
         """The SQL a query compiles to on this store, without running it (what

@@ -39,6 +39,10 @@ from metastore.records import AliasRecord, MetricPoint, QueryAnswer, RunRecord, 
 NodeKey = tuple[str, str]
 
 
+#: The default deadline of a query, in seconds: past it the database cancels the query.
+QUERY_TIMEOUT = 300.0
+
+
 class Backend(ABC):
     """One store's primitives. Open one with `metastore.backends.open_backend(url)`."""
 
@@ -52,6 +56,8 @@ class Backend(ABC):
     blob_root: str
     #: True when the backend refuses writes (a server with a read-only token).
     read_only: bool = False
+    #: Seconds a query may run when the caller names no deadline (`query(timeout=)`).
+    query_timeout: float = QUERY_TIMEOUT
 
     # -- experiments ----------------------------------------------------------------------
     @abstractmethod
@@ -246,8 +252,11 @@ class Backend(ABC):
 
     # -- questions ------------------------------------------------------------------------
     @abstractmethod
-    def query(self, text: str, experiment: str | None = None) -> QueryAnswer:
-        """Answer a query in the query language (compiled and run by the database)."""
+    def query(
+        self, text: str, experiment: str | None = None, timeout: float | None = None
+    ) -> QueryAnswer:
+        """Answer a query in the query language (compiled and run by the database),
+        cancelled by the database past `timeout` seconds (None: `query_timeout`)."""
 
     @abstractmethod
     def compile_query(self, text: str, experiment: str | None = None) -> str:

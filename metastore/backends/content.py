@@ -14,7 +14,7 @@ from pathlib import Path
 from metastore.blobs import DIR_MEDIA_TYPE, directory_manifest, manifest_bytes, sha256_file
 from metastore.errors import InvalidValue
 from metastore.models import ASSET_KINDS
-from metastore.records import validate_key
+from metastore.records import validate_asset_name, validate_filename
 
 
 def prepare_content(
@@ -26,10 +26,12 @@ def prepare_content(
     by `uri` and `digest`. Every Store's put_asset starts here."""
     if kind not in ASSET_KINDS:
         raise InvalidValue(f"unknown asset kind {kind!r}", hint=f"one of: {', '.join(ASSET_KINDS)}")
-    validate_key(name, "asset name")
+    validate_asset_name(name)
     if relation is not None and relation not in ("used", "produced"):
         raise InvalidValue("relation of a run to an asset is 'used' or 'produced'")
     meta = dict(meta or {})
+    if "filename" in meta:
+        validate_filename(meta["filename"])
     if content is None:
         if not uri or not digest:
             raise InvalidValue("an external asset needs both uri= and digest=")

@@ -113,9 +113,14 @@ class HTTPBackend(_Routed):
             params = request.model_dump(mode="json", exclude_none=True)
         elif request is not None:
             content = dumps(request.model_dump(mode="python"))
+        wait = None
+        if route.deadline and values.get(route.deadline) is not None:
+            # the server cancels the query at its deadline: wait for that answer
+            wait = max(self._http.timeout.read or 0, values[route.deadline] + 30)
         response = self._send(
             route.method, path, params=params, content=content, idempotent=not route.writes,
             headers={"content-type": "application/json"} if content is not None else None,
+            timeout=wait,
         )
         result = from_json(route, json.loads(response.content))
         if key is not None:
@@ -124,13 +129,15 @@ class HTTPBackend(_Routed):
 
     # -- transport --------------------------------------------------------------------------
     def _send(self, method: str, path: str, *, params=None, content=None, headers=None,
-              stream: bool = False, idempotent: bool | None = None) -> httpx.Response:
+              stream: bool = False, idempotent: bool | None = None,
+              timeout: float | None = None) -> httpx.Response:
         if idempotent is None:
             idempotent = method in ("GET", "HEAD")
         for attempt in range(self.retries + 1):
             try:
+                extra = {} if timeout is None else {"timeout": timeout}
                 request = self._http.build_request(
-                    method, path, params=params, content=content, headers=headers
+                    method, path, params=params, content=content, headers=headers, **extra
                 )
                 response = self._http.send(request, stream=stream)
                 break

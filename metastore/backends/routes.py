@@ -223,6 +223,9 @@ class Route:
     memo: bool = False
     #: A parameter whose text the server bounds (`Limits.max_query_chars`).
     text_limit: str | None = None
+    #: A parameter in seconds the server defaults and caps (`Limits.query_timeout`,
+    #: `Limits.max_query_timeout`); the client waits that long for the answer.
+    deadline: str | None = None
     wire: Wire | None = None
     prepare: Callable[[Any, dict], dict] | None = None
     check: Callable[[Backend, dict], None] | None = None
@@ -374,7 +377,8 @@ ROUTES: list[Route] = [
     Route("unset_alias", "DELETE", "/aliases", "assets", bounds={"alias": ALIAS, "author": NAME}),
     Route("alias_history", "GET", "/aliases/history", "assets", bounds={"alias": ALIAS}),
     # -- questions and maintenance --------------------------------------------------------
-    Route("query", "POST", "/query", "query", reads=True, text_limit="text"),
+    Route("query", "POST", "/query", "query", reads=True, text_limit="text",
+          deadline="timeout", bounds={"timeout": {"gt": 0, "le": 86_400}}),
     Route("compile_query", "POST", "/query/sql", "query", reads=True, text_limit="text"),
     Route("purge", "POST", "/purge", "server"),
 ]

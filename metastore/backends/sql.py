@@ -864,8 +864,10 @@ class SQLBackend(AliasSQL, Backend):
             return edges
         return _edges_of_runs(edges, set(run_ids))
 
-    def query(self, text: str, experiment: str | None = None) -> QueryAnswer:
-        return sql_query.run_query(self, text, experiment)
+    def query(
+        self, text: str, experiment: str | None = None, timeout: float | None = None
+    ) -> QueryAnswer:
+        return sql_query.run_query(self, text, experiment, timeout)
 
     def compile_query(self, text: str, experiment: str | None = None) -> str:
         return sql_query.compile_query_text(self, text, experiment)

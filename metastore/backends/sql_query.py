@@ -5,21 +5,30 @@ this is where its SQL meets the database.
 
 from __future__ import annotations
 
-import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 
 from metastore.query.compile import Compiled
 from metastore.query.errors import QueryError, at, did_you_mean
+from metastore.query.regex import regexp
 from metastore.query.resolve import Catalog
 from metastore.query.run import compile_cached, compile_text, inline_sql, shape
 from metastore.records import QueryAnswer
 
 
-def run_query(backend, text: str, experiment: str | None = None) -> QueryAnswer:
-    """Answer a query on a SQL backend (SQLite, PostgreSQL, MySQL/MariaDB)."""
+def run_query(
+    backend, text: str, experiment: str | None = None, timeout: float | None = None
+) -> QueryAnswer:
+    """Answer a query on a SQL backend (SQLite, PostgreSQL, MySQL/MariaDB), cancelled by
+    the database when it runs past `timeout` seconds (the backend's default when None)."""
     if not isinstance(text, str):
         raise QueryError(f"a query is text, not {type(text).__name__}")
+    seconds = backend.query_timeout if timeout is None else float(timeout)
+    if not seconds > 0:
+        raise QueryError(f"a timeout is a positive number of seconds, not {timeout!r}")
     with backend.read() as s:
         conn = s.connection()
         if conn.execute(_RUNNING).first() is not None:
@@ -28,30 +37,101 @@ def run_query(backend, text: str, experiment: str | None = None) -> QueryAnswer:
             s.rollback()  # end this read so the query sees what reconciling wrote
             backend.reconcile_crashed()
             conn = s.connection()
-        if experiment is not None:
-            _check_experiment(conn, experiment)
-        catalog = read_catalog(conn)
-        compiled = compile_cached(text, backend.dialect, catalog, experiment)
-        if backend.dialect == "sqlite":
-            _sqlite_functions(conn)
-        _check_refs(conn, compiled, text, experiment)
-        try:
-            raw = None
-            if compiled.shortcut is not None:
-                fast, needed = compiled.shortcut
-                raw = conn.execute(sa.text(fast), compiled.params).all()
-                if len(raw) < needed:
-                    raw = None
-            if raw is None:
-                raw = conn.execute(sa.text(compiled.sql()), compiled.params).all()
-        except sa.exc.DBAPIError as e:
-            raise QueryError(
-                f"the database rejected the query: {getattr(e, 'orig', e)}",
-                text=text,
-                suggestion="this is a bug in metastore if the query is valid; `--sql` shows the SQL",
-            ) from None
+        with deadline(conn, seconds, text):
+            raw, compiled = _run(backend, conn, text, experiment)
     columns, rows = shape(compiled.columns, raw)
     return QueryAnswer(columns=columns, rows=rows, sql=inline_sql(compiled), dialect=compiled.dialect)
+
+
+def _run(backend, conn, text: str, experiment: str | None):
+    if experiment is not None:
+        _check_experiment(conn, experiment)
+    catalog = read_catalog(conn)
+    compiled = compile_cached(text, backend.dialect, catalog, experiment)
+    if backend.dialect == "sqlite":
+        _sqlite_functions(conn)
+    _check_refs(conn, compiled, text, experiment)
+    try:
+        raw = None
+        if compiled.shortcut is not None:
+            fast, needed = compiled.shortcut
+            raw = conn.execute(sa.text(fast), compiled.params).all()
+            if len(raw) < needed:
+                raw = None
+        if raw is None:
+            raw = conn.execute(sa.text(compiled.sql()), compiled.params).all()
+    except sa.exc.DBAPIError as e:
+        if timed_out(e):
+            raise
+        raise QueryError(
+            f"the database rejected the query: {getattr(e, 'orig', e)}",
+            text=text,
+            suggestion="this is a bug in metastore if the query is valid; `--sql` shows the SQL",
+        ) from None
+    return raw, compiled
+
+
+#: SQLite calls the deadline check every this many virtual-machine steps.
+_SQLITE_STEPS = 1000
+
+
+@contextmanager
+def deadline(conn, seconds: float, text: str = "") -> Iterator[None]:
+    """Statements on `conn` inside this block are cancelled by the database once
+    `seconds` have passed: SQLite through its progress handler, PostgreSQL through
+    `statement_timeout`, MariaDB through `max_statement_time` (MySQL
+    `max_execution_time`). A cancelled statement becomes a QueryError."""
+    name = conn.dialect.name
+    reset = None
+    if name == "sqlite":
+        raw = conn.connection.driver_connection
+        end = time.monotonic() + seconds
+        raw.set_progress_handler(lambda: 1 if time.monotonic() > end else 0, _SQLITE_STEPS)
+
+        def reset():
+            raw.set_progress_handler(None, 0)
+    elif name == "postgresql":
+        # for this transaction only: the pooled connection keeps no trace of it
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+    elif name in ("mysql", "mariadb"):
+        if getattr(conn.dialect, "is_mariadb", False):
+            setting = f"max_statement_time = {max(0.001, seconds):.3f}"
+            off = "max_statement_time = 0"
+        else:
+            setting = f"max_execution_time = {max(1, round(seconds * 1000))}"
+            off = "max_execution_time = 0"
+        conn.exec_driver_sql(f"SET SESSION {setting}")
+
+        def reset():
+            conn.exec_driver_sql(f"SET SESSION {off}")
+    try:
+        yield
+    except sa.exc.DBAPIError as e:
+        if not timed_out(e):
+            raise
+        raise QueryError(
+            f"the query ran past its deadline of {seconds:g} s and was cancelled",
+            text=text,
+            suggestion="narrow it (a where clause, a limit), or give it more time: "
+            "store.query(text, timeout=SECONDS), metastore query --timeout SECONDS",
+        ) from None
+    finally:
+        if reset is not None:
+            try:
+                reset()
+            except sa.exc.DBAPIError:  # the connection is gone; the pool drops it
+                pass
+
+
+def timed_out(e: sa.exc.DBAPIError) -> bool:
+    """Whether the database cancelled a statement for running past its deadline."""
+    orig = getattr(e, "orig", None)
+    if getattr(orig, "sqlstate", None) == "57014":  # PostgreSQL query_canceled
+        return True
+    code = orig.args[0] if orig is not None and orig.args else None
+    if code in (1969, 3024):  # MariaDB max_statement_time, MySQL max_execution_time
+        return True
+    return type(orig).__name__ == "OperationalError" and str(orig) == "interrupted"
 
 
 _RUNNING = sa.text("SELECT 1 FROM run WHERE status = 'running' AND pid IS NOT NULL LIMIT 1")
@@ -110,19 +190,14 @@ def read_catalog(conn) -> Catalog:
 
 
 def _sqlite_functions(conn) -> None:
-    """SQLite has no REGEXP function of its own; give it Python's."""
+    """SQLite has no REGEXP function of its own; give it RE2's (linear time: see
+    `metastore.query.regex`)."""
     raw = conn.connection.driver_connection
-    if getattr(raw, "_metastore_regexp", False):
+    if getattr(raw, "_metastore_regexp2", False):
         return
-
-    def regexp(pattern, value):
-        if pattern is None or value is None:
-            return None
-        return re.search(pattern, str(value)) is not None
-
     raw.create_function("regexp", 2, regexp, deterministic=True)
     try:
-        raw._metastore_regexp = True
+        raw._metastore_regexp2 = True
     except AttributeError:
         pass
 

@@ -21,6 +21,7 @@ from metastore.query import ast
 from metastore.query.dialects import ExactText, TimeValue
 from metastore.query.errors import did_you_mean
 from metastore.query.nodes import and_, not_, or_
+from metastore.query.regex import regex_problem
 from metastore.query.values import Val, a_type, column_name, literal_type
 
 AGGREGATES = {"count", "min", "max", "mean", "avg", "sum", "std", "stddev"}
@@ -138,6 +139,11 @@ class Expressions:
                     re.compile(pattern.literal)
                 except re.error as e:
                     raise self.err(f"not a regular expression: {e}", p) from None
+                problem = regex_problem(pattern.literal)
+                if problem:
+                    raise self.err(
+                        f"~ takes RE2 syntax (no lookaround or backreferences): {problem}", p
+                    )
                 cond = exp.RegexpLike(this=v.textual(), expression=self.lit(pattern.literal))
                 if neg:
                     cond = and_(self.not_null(v), not_(exp.paren(cond)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast as pyast
 import functools
+import math
 import re
 
 from lark import Lark, Token, Transformer, v_args
@@ -92,10 +93,12 @@ MAX_NODES = 20000
 
 
 def _check_size(text: str, tree) -> None:
-    nodes, stack = 0, [(tree, 1)]
+    nodes, stack, longest = 0, [(tree, 1)], 0
     while stack:
         node, depth = stack.pop()
         nodes += 1
+        if getattr(node, "data", None) == "list":
+            longest = max(longest, len(node.children))
         if depth > MAX_DEPTH:
             raise QueryError(
                 "the query nests too deeply", text=text,
@@ -105,6 +108,12 @@ def _check_size(text: str, tree) -> None:
             raise QueryError(
                 f"more than {MAX_TERMS} conditions joined by and/or", text=text,
                 suggestion="use `in (…)` or `between` instead of many separate conditions",
+            )
+        if nodes > MAX_NODES and longest * 4 > MAX_NODES:
+            raise QueryError(
+                f"an `in (…)` list of {longest} values is too long to compile", text=text,
+                suggestion="select the runs by what they share instead (`between` a range, "
+                "`like` a pattern, a tag), or split the list over several queries",
             )
         if nodes > MAX_NODES:
             raise QueryError(
@@ -217,17 +226,28 @@ class _ToAst(Transformer):
     def ref_string(self, meta, children):
         return _unquote_string(children[0])
 
+    def _int(self, token) -> int:
+        """An integer of the query; past 64 bits no database column can hold it."""
+        n = int(token)
+        if not -(2**63) <= n < 2**63:
+            raise QueryError(
+                f"{str(token)[:30]} is too large: numbers in a query fit in 64 bits",
+                text=self.text, line=token.line, column=token.column, length=len(str(token)),
+                suggestion="use a number between -9223372036854775808 and 9223372036854775807",
+            )
+        return n
+
     def ref_int(self, meta, children):
-        return int(children[0])
+        return self._int(children[0])
 
     def version_number(self, meta, children):
-        return int(children[0])
+        return self._int(children[0])
 
     def version_latest(self, meta, children):
         return "latest"
 
     def hops(self, meta, children):
-        n = int(children[0])
+        n = self._int(children[0])
         if n < 1:
             raise QueryError(
                 "depth must be at least 1", text=self.text, line=meta.line, column=meta.column,
@@ -248,7 +268,7 @@ class _ToAst(Transformer):
 
     def limit(self, meta, children):
         n, *per = children
-        return ast.Limit(count=int(n), per=tuple(per), pos=_pos(meta))
+        return ast.Limit(count=self._int(n), per=tuple(per), pos=_pos(meta))
 
     def config_key(self, meta, children):
         names = children[1] if len(children) > 1 else []
@@ -355,7 +375,15 @@ class _ToAst(Transformer):
 
     def number(self, meta, children):
         t = str(children[0])
-        value = float(t) if any(c in t for c in ".eE") else int(t)
+        if any(c in t for c in ".eE"):
+            value = float(t)
+            if not math.isfinite(value):
+                raise QueryError(
+                    f"{t[:30]} is too large: numbers in a query fit in 64 bits", text=self.text,
+                    line=children[0].line, column=children[0].column, length=len(t),
+                )
+        else:
+            value = self._int(children[0])
         return ast.Literal(value=value, pos=_pos(children[0]))
 
     def string(self, meta, children):

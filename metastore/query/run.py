@@ -97,9 +97,12 @@ def compile_text(
     return compiled.sql()
 
 
-def execute(backend, text: str, experiment: str | None = None) -> Result:
-    """Answer a query on any backend."""
-    return Result(backend.query(text, experiment=experiment))
+def execute(
+    backend, text: str, experiment: str | None = None, timeout: float | None = None
+) -> Result:
+    """Answer a query on any backend, within `timeout` seconds (None: the backend's
+    default deadline)."""
+    return Result(backend.query(text, experiment=experiment, timeout=timeout))
 
 
 _CACHE: OrderedDict[tuple, Compiled] = OrderedDict()

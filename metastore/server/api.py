@@ -84,6 +84,11 @@ def _endpoint(route: Route):
             args.update({name: getattr(body, name) for name in type(body).model_fields})
         if route.text_limit:
             _check_length(request, args[route.text_limit])
+        if route.deadline:
+            limits = request.app.state.limits
+            asked = args.get(route.deadline)
+            args[route.deadline] = (limits.query_timeout if asked is None
+                                    else min(asked, limits.max_query_timeout))
         backend = backend_of(request)
         if route.check is not None:
             route.check(backend, args)

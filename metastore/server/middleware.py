@@ -35,6 +35,10 @@ class Limits:
     max_body_bytes: int = 16 * MiB
     max_blob_bytes: int = 8 * 1024 * MiB
     max_query_chars: int = 10_000
+    #: Seconds a query may run when the client names no deadline, and the most a
+    #: client may ask for (`store.query(text, timeout=…)`).
+    query_timeout: float = 30.0
+    max_query_timeout: float = 300.0
 
 
 async def _send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
