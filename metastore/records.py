@@ -48,15 +48,15 @@ def validate_key(key: str, what: str, *, allow_slash: bool = True) -> str:
 
 
 def validate_asset_name(name: str) -> str:
-    """An asset name may have '/'-separated parts ("data/train.csv"), never a part that
-    climbs or roots a path: names reach the file system in the cache (`path()`)."""
+    """An asset name may look like a path or URL ("data/train.csv", "/data/x.csv",
+    "s3://bucket/x": importers name datasets so), never one that climbs out of a
+    folder ('..' parts). `VersionHandle.path()` flattens names anyway; this refuses the
+    hostile ones where they are written."""
     validate_key(name, "asset name")
-    parts = name.split("/")
-    if "\\" in name or any(p in ("", ".", "..") for p in parts):
+    if ".." in name.replace("\\", "/").split("/"):
         raise InvalidValue(
-            f"asset name {name!r} could be read as a file path",
-            hint="use a plain name such as 'regressor' or 'data/train.csv': no leading '/', "
-            "no '.' or '..' parts, no '\\'",
+            f"asset name {name!r} could be read as a file path climbing out of its folder",
+            hint="use a name such as 'regressor' or 'data/train.csv', without '..' parts",
         )
     return name
 

@@ -55,6 +55,7 @@ from metastore.records import (
     Walk,
     validate_key,
     validate_metric_value,
+    validate_step,
 )
 
 DEFAULT_PROJECT = "default"
@@ -641,6 +642,8 @@ class SQLBackend(AliasSQL, Backend):
         self.transact(go)
 
     def log_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        for p in points:
+            validate_step(p.step)  # points built without validation reach here too
         checked = [
             (validate_key(p.key, "metric"), validate_metric_value(p.key, p.value), p)
             for p in points

@@ -51,6 +51,7 @@ def _run(backend, conn, text: str, experiment: str | None):
     if backend.dialect == "sqlite":
         _sqlite_functions(conn)
     _check_refs(conn, compiled, text, experiment)
+    _check_types(conn, compiled, text)
     try:
         raw = None
         if compiled.shortcut is not None:
@@ -235,3 +236,34 @@ def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> 
         if ref.value in names:
             raise at(f"{ref.kind}:{ref.value} has no version {ref.version}", text, ref.pos)
         raise at(f"no {ref.kind} named {ref.value!r}", text, ref.pos, did_you_mean(str(ref.value), names))
+
+
+#: The stored param types a value of each kind can meet meaningfully.
+_MEETS = {"number": {"number", "bool"}, "text": {"text", "json"}, "bool": {"bool"}}
+_WHAT = {"number": "a number", "text": "text", "bool": "true/false", "json": "JSON"}
+_ADVICE = {"number": "compare it with a number", "text": "compare it with a string",
+           "bool": "compare it with = true or = false"}
+
+
+def _check_types(conn, compiled: Compiled, text: str) -> None:
+    """A param compared with a value of a kind it never holds (`algorithm > 5` where
+    algorithm is text in every run) is a mistake, not an empty answer: the types come
+    from the data, one indexed lookup per key."""
+    seen: dict[str, set[str]] = {}
+    q = conn.dialect.identifier_preparer.quote
+    types_of = sa.text(f"SELECT {q('type')} FROM param WHERE {q('key')} = :k GROUP BY {q('type')}")
+    for key, kind, pos, name in compiled.type_checks:
+        if key not in seen:
+            seen[key] = {r[0] for r in conn.execute(types_of, {"k": key})}
+        types = seen[key]
+        if not types or types & _MEETS[kind]:
+            continue
+        held = " or ".join(sorted(_WHAT.get(t, t) for t in types))
+        stored = sorted(types)[0]
+        raise at(
+            f"{name} is {held} in every run, so it never matches {_WHAT[kind]}", text, pos,
+            f"{_ADVICE.get(stored, 'compare it with a value of its type')}"
+            + (" (a number is written without quotes)" if stored == "number" else "")
+            + (' (text is written in quotes, e.g. "5")' if stored == "text" else ""),
+        )
+

@@ -46,6 +46,9 @@ class Compiled:
     # A faster statement to try first, and the row count that proves it right: see
     # EntityFrame.top_rows_shortcut.
     shortcut: tuple[str, int] | None = None
+    # (param key, the kind of value it meets: number, text or bool, where, its name):
+    # checked against the types the store holds for that key before the query runs
+    type_checks: list[tuple[str, str, Any, str]] = field(default_factory=list)
     _sql: str | None = None
 
     def sql(self, pretty: bool = False) -> str:
@@ -77,6 +80,7 @@ class Compiler(Expressions, Sources, LineageSQL):
         self.params: dict[str, Any] = {}
         self.ctes: list[tuple[str, exp.Expression]] = []
         self.ref_checks: list[tuple[ast.Ref, exp.Select]] = []
+        self.type_checks: list[tuple[str, str, Any, str]] = []
         self.n = 0
 
     def alias(self, prefix: str) -> str:
@@ -123,7 +127,8 @@ class Compiler(Expressions, Sources, LineageSQL):
             for name, body in self.ctes:
                 fast = fast.with_(name, as_=body.copy(), recursive=True, copy=False)
             shortcut = (to_sql(fast, self.dialect), n)
-        return Compiled(select, self.dialect, self.params, columns, checks, shortcut)
+        return Compiled(select, self.dialect, self.params, columns, checks, shortcut,
+                        type_checks=self.type_checks)
 
 
 __all__ = ["compile_query", "Compiled", "Column", "ATTRS", "dialect_name"]

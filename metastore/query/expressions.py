@@ -179,7 +179,14 @@ class Expressions:
             return scope.field(node, as_value=True)
         return self.expr(node, scope)
 
+    def meets(self, v: Val, kind: str, node) -> None:
+        """Note that param `v` meets a value of `kind` (number, text, bool): the store
+        says, from its data, whether the param ever holds one (`Compiled.type_checks`)."""
+        if v.type == "param" and v.key is not None:
+            self.type_checks.append((v.key, kind, getattr(node, "pos", None), column_name(v.node or node)))
+
     def number_of(self, v: Val, node) -> Val:
+        self.meets(v, "number", node)
         if v.type in ("text", "time", "null") and not v.is_literal:
             raise self.err(f"{column_name(node)} is {a_type(v.type)}; arithmetic needs numbers", node)
         if v.is_literal and not isinstance(v.literal, int | float):
@@ -259,6 +266,10 @@ class Expressions:
         lt, rt = left.type, right.type
         if right.is_literal:
             value = right.literal
+            if lt == "param":
+                kind = ("bool" if isinstance(value, bool) else
+                        "number" if isinstance(value, int | float) else "text")
+                self.meets(left, kind, right.node or node)
             if lt in ("param", "any"):
                 if isinstance(value, bool):
                     return cls(this=left.num, expression=exp.Literal.number(int(value)))
@@ -266,6 +277,9 @@ class Expressions:
                     return cls(this=left.numeric(), expression=self.lit(value))
                 return cls(this=self.exact(left.textual()), expression=self.lit(value))
             if lt in ("number", "int"):
+                if isinstance(value, bool):
+                    raise self.err(f"{column_name(left.node)} is a number; compare it with a number",
+                                   right.node or node, "true/false compare with params and flags")
                 if isinstance(value, str):
                     hint = f"did you mean {value}?" if _is_number(value) else None
                     raise self.err(f"{column_name(left.node)} is a number; compare it with a number", right.node or node, hint)

@@ -326,7 +326,7 @@ class EntityFrame:
         if isinstance(b, ParamRef):
             a = self.param_join(b.key)
             return Val("param", num=exp.column("num", table=a), text=exp.column("text", table=a),
-                       ptype=exp.column("type", table=a))
+                       ptype=exp.column("type", table=a), key=b.key)
         if isinstance(b, TagRef):
             return Val("text", sql=exp.column("value", table=self.tag_join(b.key)))
         if isinstance(b, AnyRef):

@@ -36,6 +36,8 @@ class Val:
     # How to sort when the text would sort wrongly: `ref` sorts diabetes#2 before
     # diabetes#10 by (experiment, number), not as text.
     order: list[exp.Expression] | None = None
+    #: The param's key, for a check of its stored types against what it is compared with.
+    key: str | None = None
 
     def numeric(self) -> exp.Expression:
         if self.type == "param":

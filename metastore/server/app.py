@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metastore.errors import (
     Ambiguous,
@@ -73,6 +75,21 @@ def error_body(error: MetastoreError) -> dict:
     return payload
 
 
+def _scrub(app: FastAPI, payload: dict) -> dict:
+    """No server-side path in an error the client sees (a missing blob names the blob
+    folder on the server's disk)."""
+    backend = app.state.store.backend
+    roots = {str(getattr(backend, "blob_root", "") or ""), str(getattr(backend.blobs, "url", ""))}
+    error = payload["error"]
+    for field in ("message", "hint"):
+        text = error.get(field)
+        if isinstance(text, str):
+            for root in sorted((r for r in roots if len(r) > 1), key=len, reverse=True):
+                text = text.replace(root, "the server's blob store")
+            error[field] = text
+    return payload
+
+
 def create_app(
     store: Store,
     *,
@@ -102,7 +119,27 @@ def create_app(
 
     @app.exception_handler(MetastoreError)
     async def _metastore_error(request: Request, e: MetastoreError):
-        return JSON(error_body(e), status_code=status_of(e))
+        return JSON(_scrub(app, error_body(e)), status_code=status_of(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException):
+        # unknown routes, wrong methods …: the same envelope as every other error
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(e.status_code, "HTTPError")
+        message = f"no route {request.method} {request.url.path}" if e.status_code in (404, 405) \
+            else str(e.detail)
+        hint = "the routes are listed at /api/docs" if e.status_code in (404, 405) else None
+        return JSON(error_payload(kind, message, hint), status_code=e.status_code,
+                    headers=getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, e: RequestValidationError):
+        # malformed JSON and request bodies the route's model refuses
+        errors = e.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "body"
+        message = ("the request body is not valid JSON" if first.get("type") == "json_invalid"
+                   else f"{where}: {first.get('msg', 'invalid')}")
+        return JSON(error_payload("InvalidValue", message), status_code=422)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, e: IntegrityError):
