@@ -877,6 +877,62 @@ def alias_history(
                 Column("to", lambda r: "(removed)" if r["version"] is None else r["version"]),
                 Column("from", "previous"), Column("by", "author"), Column("note")],
          format, empty="No alias has been set.")
+db_app = typer.Typer(help="The store's database schema: its revision, and upgrading it.",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _engine(url: str | None):
+    from metastore import database
+    from metastore.store import database_url
+
+    target = database.normalize_url(database_url(url))
+    _, writer = database.create_engines(target)
+    database.check_reachable(writer)
+    return writer
+
+
+@db_app.command("status")
+def db_status(url: DatabaseOption = None, format: FormatOption = "table") -> None:
+    """The schema revision of the store and of this metastore, and what to do."""
+    from metastore import database
+
+    engine = _engine(url)
+    status = database.schema_status(engine)
+    engine.dispose()
+    advice = {
+        "new": "no schema yet: opening the store creates it",
+        "current": "up to date",
+        "older": "older: run `metastore db upgrade` (a SQLite store upgrades itself on open, "
+                 "after a backup)",
+        "newer": "newer than this metastore: upgrade metastore to open it",
+    }
+    emit([{**status, "advice": advice[status["state"]]}],
+         [Column("store"), Column("package"), Column("state"), Column("advice")], format)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: DatabaseOption = None,
+    backup: Annotated[bool, typer.Option(
+        "--backup/--no-backup", help="Copy a SQLite store beside itself first.")] = True,
+) -> None:
+    """Upgrade the store's schema to this metastore's revision (a backup first for
+    SQLite; on PostgreSQL/MariaDB take a database backup of your own first)."""
+    from metastore import database
+
+    engine = _engine(url)
+    try:
+        done = database.upgrade(engine, backup=backup)
+    finally:
+        engine.dispose()
+    if done["from"] == done["to"]:
+        console.print(f"The store is already at revision {done['to']}.", highlight=False)
+        return
+    console.print(f"Upgraded the store from {done['from'] or 'nothing'} to {done['to']}.",
+                  highlight=False)
+    if done["backup"]:
+        console.print(f"Backup: {done['backup']}", highlight=False)
 
 
 token_app = typer.Typer(help="Manage the API tokens of `metastore server`.", no_args_is_help=True)

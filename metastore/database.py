@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from metastore.errors import InvalidURL, StoreUnavailable
+from metastore.errors import InvalidURL, SchemaMismatch, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -138,6 +138,11 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to SCHEMA_REVISION, creating it in an empty database."""
     if current_revision(engine) == SCHEMA_REVISION:
         return
+    # a newer store than this package's head: never hand it to alembic (its error is a
+    # traceback naming a revision it cannot find)
+    revision = current_revision(engine)
+    if revision is not None and revision not in known_revisions():
+        check_schema(engine, create=False)
     from alembic import command
     from alembic.config import Config
 
@@ -146,3 +151,102 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn, _migration_lock(conn):
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+# -- schema revisions: checking a store on open, status and upgrade ----------------------
+
+
+def _script():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg)
+
+
+def known_revisions() -> list[str]:
+    """The revisions this package's migrations know, oldest first."""
+    return [r.revision for r in reversed(list(_script().walk_revisions()))]
+
+
+def schema_state(revision: str | None) -> str:
+    """"new" (no schema yet), "current", "older" (this package can upgrade it) or
+    "newer" (written by a later metastore)."""
+    if revision is None:
+        return "new"
+    if revision == SCHEMA_REVISION:
+        return "current"
+    return "older" if revision in known_revisions() else "newer"
+
+
+def check_schema(engine: Engine, *, create: bool) -> None:
+    """What opening a store does about its schema revision (docs/security.md):
+
+    - none yet: create it (with `create`);
+    - current: nothing (one small read, the common case);
+    - newer: SchemaMismatch naming both revisions: this metastore cannot read it;
+    - older: a SQLite file is backed up beside itself and upgraded (it has one owner);
+      a PostgreSQL/MariaDB store, shared by clients of several versions, is upgraded
+      only on purpose, by `metastore db upgrade`."""
+    revision = current_revision(engine)
+    if revision == SCHEMA_REVISION:
+        return
+    state = schema_state(revision)
+    if state == "new":
+        if create:
+            migrate(engine)
+        return
+    if state == "newer":
+        raise SchemaMismatch(
+            f"the store's schema is at revision {revision!r}, newer than this metastore's "
+            f"{SCHEMA_REVISION!r}: it was written by a later version of metastore",
+            hint="upgrade metastore (pip install -U metastore) to open it",
+        )
+    if engine.url.get_backend_name() == "sqlite":
+        upgrade(engine)
+        return
+    raise SchemaMismatch(
+        f"the store's schema is at revision {revision!r}, older than this metastore's "
+        f"{SCHEMA_REVISION!r}",
+        hint=f"upgrade it once for every client: metastore db upgrade --store "
+        f"{safe_url(engine.url)} (clients of the older metastore must then be upgraded too)",
+    )
+
+
+def upgrade(engine: Engine, *, backup: bool = True) -> dict:
+    """Bring an older (or new) store to this package's revision; a SQLite file is first
+    copied beside itself (`metastore.db.backup-REVISION`) with SQLite's backup API.
+    Returns {"from", "to", "backup"}."""
+    revision = current_revision(engine)
+    state = schema_state(revision)
+    if state == "newer":
+        check_schema(engine, create=False)  # raises, naming both revisions
+    copy = None
+    if backup and state == "older" and engine.url.get_backend_name() == "sqlite":
+        copy = backup_sqlite(engine, revision)
+    migrate(engine)
+    return {"from": revision, "to": SCHEMA_REVISION, "backup": str(copy) if copy else None}
+
+
+def backup_sqlite(engine: Engine, revision: str | None) -> Path:
+    """A consistent copy of a SQLite store beside it (WAL included), before an upgrade."""
+    import sqlite3
+
+    source = Path(engine.url.database)
+    target = source.with_name(f"{source.name}.backup-{revision}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = source.with_name(f"{source.name}.backup-{revision}-{n}")
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
+
+
+def schema_status(engine: Engine) -> dict:
+    """The store's revision, this package's, and what opening it would do."""
+    revision = current_revision(engine)
+    return {"store": revision, "package": SCHEMA_REVISION, "state": schema_state(revision)}

@@ -46,5 +46,10 @@ class IntegrityFailure(MetastoreError):
     """Stored content no longer matches its recorded digest."""
 
 
+class SchemaMismatch(MetastoreError):
+    """The store's schema revision is not the one this metastore reads: newer (upgrade
+    metastore) or older on a shared database (`metastore db upgrade`)."""
+
+
 class Conflict(MetastoreError):
     """A write that contradicts what is stored (e.g. a lineage cycle)."""

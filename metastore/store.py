@@ -367,6 +367,27 @@ def open(  # noqa: A001 - metastore.open is the public name
     return open(_directory_url(folder, create), blobs, create=create)
 
 
+def database_url(url: str | os.PathLike | None = None) -> str:
+    """The database URL `open(url)` would open (METASTORE_URL, else the nearest
+    `.metastore/`), without opening it: for `metastore db status` and `db upgrade`."""
+    url = url if url is not None else os.environ.get("METASTORE_URL") or None
+    if url is None:
+        folder = find_store_dir()
+        if folder is None:
+            raise NotFound("no metastore here or in any parent folder",
+                           hint="pass --store URL, or run `metastore init`")
+        return _directory_url(folder, False)
+    url = str(url)
+    if url.startswith(("http://", "https://")):
+        raise InvalidValue(
+            "a store's schema is upgraded on its database, not through a server",
+            hint="pass the server's database URL, e.g. --store postgresql://user@host/metastore",
+        )
+    if "://" not in url and not url.startswith("sqlite:"):
+        url = _directory_url(Path(url), False)
+    return url
+
+
 def _default_blobs(url: str) -> Path:
     if url.startswith("sqlite:"):
         path = url.split("///", 1)[1] if "///" in url else ""

@@ -71,8 +71,8 @@ class SQLBackend(AliasSQL, Backend):
         self.dialect = self.sa_url.get_backend_name()
         self.reader, self.writer = database.create_engines(self.sa_url)
         database.check_reachable(self.reader)
-        if create:
-            database.migrate(self.writer)
+        # new: created; current: nothing; newer: refused; older: see check_schema
+        database.check_schema(self.writer, create=create)
         self.blobs = BlobStore(blobs)
         self.blob_root = str(blobs)
         self._host = socket.gethostname()
