@@ -116,6 +116,8 @@ def create_app(
     app.state.store = store
     app.state.auth = auth
     app.state.limits = limits or Limits()
+    # the web UI's queries (pages over the Store) run under the server's deadline too
+    store.backend.query_timeout = app.state.limits.query_timeout
 
     @app.exception_handler(MetastoreError)
     async def _metastore_error(request: Request, e: MetastoreError):
