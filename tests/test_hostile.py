@@ -260,5 +260,6 @@ def test_a_param_or_metric_against_a_literal_of_the_wrong_type(store, text, says
     assert e.value.hint and e.value.caret
     # what is right still answers
     for ok in ('runs where algorithm = "linear"', "runs where lr < 1", "runs where normalize = true",
-               "runs where normalize = 1", "runs where rmse < 55", "runs show lr + 1"):
+               "runs where normalize = 1", "runs where rmse < 55", "runs show lr + 1",
+               'runs where lr = "0.1"', 'runs where normalize = "true"'):
         assert len(store.query(ok)) == 1, ok

@@ -266,7 +266,10 @@ class Expressions:
         lt, rt = left.type, right.type
         if right.is_literal:
             value = right.literal
-            if lt == "param":
+            if lt == "param" and not (isinstance(value, str) and (
+                    _is_number(value) or value.lower() in ("true", "false"))):
+                # a string that reads as a number or bool matches a param's text form
+                # ("0.1", as MLflow filters write every param), so only others are checked
                 kind = ("bool" if isinstance(value, bool) else
                         "number" if isinstance(value, int | float) else "text")
                 self.meets(left, kind, right.node or node)
