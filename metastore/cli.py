@@ -877,6 +877,8 @@ def alias_history(
                 Column("to", lambda r: "(removed)" if r["version"] is None else r["version"]),
                 Column("from", "previous"), Column("by", "author"), Column("note")],
          format, empty="No alias has been set.")
+
+
 db_app = typer.Typer(help="The store's database schema: its revision, and upgrading it.",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")

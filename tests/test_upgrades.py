@@ -106,8 +106,17 @@ def test_a_store_written_by_the_previous_release_opens(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(old))  # the old code wrote it
 
-    store = metastore.open(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        written = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    engine.dispose()
+    store = metastore.open(url)  # an older SQLite store is backed up, then upgraded
     assert database.schema_status(store.backend.writer)["state"] == "current"
+    if written != database.SCHEMA_REVISION:
+        backup = tmp_path / "store" / f"metastore.db.backup-{written}"
+        assert backup.is_file()
+        with sa.create_engine(f"sqlite:///{backup}").connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == written
     [row] = store.query("runs where algorithm = \"linear\" show name, lr, loss")
     assert row == {"name": "r1", "lr": 0.1, "loss": pytest.approx(1 / 3)}
     assert store.get_asset("model", "regressor").read_bytes() == b"weights"
