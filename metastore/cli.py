@@ -884,24 +884,13 @@ db_app = typer.Typer(help="The store's database schema: its revision, and upgrad
 app.add_typer(db_app, name="db")
 
 
-def _engine(url: str | None):
-    from metastore import database
-    from metastore.store import database_url
-
-    target = database.normalize_url(database_url(url))
-    _, writer = database.create_engines(target)
-    database.check_reachable(writer)
-    return writer
-
-
 @db_app.command("status")
 def db_status(url: DatabaseOption = None, format: FormatOption = "table") -> None:
     """The schema revision of the store and of this metastore, and what to do."""
-    from metastore import database
+    from metastore.backends.schema import schema_status
+    from metastore.store import database_url
 
-    engine = _engine(url)
-    status = database.schema_status(engine)
-    engine.dispose()
+    status = schema_status(database_url(url))
     advice = {
         "new": "no schema yet: opening the store creates it",
         "current": "up to date",
@@ -921,13 +910,10 @@ def db_upgrade(
 ) -> None:
     """Upgrade the store's schema to this metastore's revision (a backup first for
     SQLite; on PostgreSQL/MariaDB take a database backup of your own first)."""
-    from metastore import database
+    from metastore.backends.schema import upgrade_schema
+    from metastore.store import database_url
 
-    engine = _engine(url)
-    try:
-        done = database.upgrade(engine, backup=backup)
-    finally:
-        engine.dispose()
+    done = upgrade_schema(database_url(url), backup=backup)
     if done["from"] == done["to"]:
         console.print(f"The store is already at revision {done['to']}.", highlight=False)
         return
