@@ -8,9 +8,24 @@
     store.query('runs where algorithm = "linear" order by rmse show number, rmse')
 """
 
+
+from typing import TYPE_CHECKING
+
 from metastore.errors import InvalidValue, MetastoreError, NotFound  # noqa: F401
-from metastore.store import Store, open  # noqa: A004, F401
 from metastore.version import __version__  # noqa: F401
+
+if TYPE_CHECKING:
+    from metastore.store import Store, open  # noqa: A004, F401
+
+
+def __getattr__(name: str):
+    """`open` and `Store` are imported on first use: `import metastore` stays cheap
+    (no SQLAlchemy, pydantic models or database drivers until a store is opened)."""
+    if name in ("open", "Store"):
+        from metastore import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'metastore' has no attribute {name!r}")
 
 
 def compile(text: str, dialect: str = "sqlite") -> str:  # noqa: A001

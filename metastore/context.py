@@ -41,25 +41,47 @@ def _git(*args: str, cwd: str | None = None, strip: bool = True) -> str | None:
     return out.stdout.strip() if strip else out.stdout
 
 
+#: What a repository's location cannot change within a process: (root, remote) by folder.
+_repo_cache: dict[str, tuple[str | None, str | None]] = {}
+
+
 def git_info(cwd: str | None = None) -> dict:
-    """commit, branch, dirty flag and a summary of the uncommitted diff, if in a repo."""
-    commit = _git("rev-parse", "HEAD", cwd=cwd)
-    if not commit:
+    """commit, branch, dirty flag and a summary of the uncommitted diff, if in a repo.
+    One `git status` per call (plus `git diff --shortstat` when dirty); the root and
+    the remote are read once per folder and process."""
+    # Not stripped: status lines may end in significant spaces.
+    out = _git("status", "--porcelain=v2", "--branch", "--untracked-files=normal",
+               cwd=cwd, strip=False)
+    if out is None:
         return {}
-    # Not stripped: porcelain lines start with a status column that may be a space.
-    status = (_git("status", "--porcelain", cwd=cwd, strip=False) or "").rstrip("\n")
+    commit = branch = None
+    changed = []
+    for line in out.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line[len("# branch.oid "):]
+        elif line.startswith("# branch.head "):
+            branch = line[len("# branch.head "):]
+        elif line.startswith(("1 ", "2 ", "u ", "? ")):
+            changed.append(_changed_path(line))
+    if not commit or commit == "(initial)":
+        return {}
+    where = os.path.abspath(cwd or os.getcwd())
+    if where not in _repo_cache:
+        _repo_cache[where] = (
+            _git("rev-parse", "--show-toplevel", cwd=cwd),
+            _git("config", "--get", "remote.origin.url", cwd=cwd),
+        )
+    root, remote = _repo_cache[where]
     info = {
         "commit": commit,
-        "branch": _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd),
-        "dirty": bool(status),
-        "root": _git("rev-parse", "--show-toplevel", cwd=cwd),
+        "branch": "HEAD" if branch == "(detached)" else branch,
+        "dirty": bool(changed),
+        "root": root,
     }
-    remote = _git("config", "--get", "remote.origin.url", cwd=cwd)
     if remote:
         info["remote"] = remote
-    if status:
-        changed = status.splitlines()
-        info["changed_files"] = [line[3:] for line in changed[:50]]
+    if changed:
+        info["changed_files"] = changed[:50]
         info["diff_stat"] = (_git("diff", "HEAD", "--shortstat", cwd=cwd) or "").strip()
     return info
 
@@ -105,6 +127,19 @@ def git_patch(cwd: str | None = None) -> bytes | None:
     return patch if patch.strip() and len(patch) <= MAX_PATCH_BYTES else None
 
 
+def _changed_path(line: str) -> str:
+    """The path of one `git status --porcelain=v2` entry (a rename: "old -> new")."""
+    kind = line[0]
+    if kind == "?":
+        return line[2:]
+    if kind == "1":
+        return line.split(" ", 8)[8]
+    if kind == "2":
+        new, old = line.split(" ", 9)[9].split("\t", 1)
+        return f"{old} -> {new}"
+    return line.split(" ", 10)[10]  # "u": unmerged
+
+
 def command_line() -> str:
     return " ".join([os.path.basename(sys.executable), *sys.argv])
 
@@ -126,13 +161,31 @@ def system_info() -> dict:
     }
 
 
+_packages: tuple[tuple, str] | None = None
+
+
 def packages_text() -> str:
     """Installed distributions as sorted `name==version` lines: the environment asset.
-    The same environment gives the same bytes, so it is stored once."""
+    The same environment gives the same bytes, so it is stored once. Read once per
+    process, and again only when a folder on sys.path changed (a package installed or
+    removed), since reading every distribution's metadata takes a quarter of a second."""
+    global _packages
+    key = tuple(_mtime(p) for p in sys.path)
+    if _packages is not None and _packages[0] == key:
+        return _packages[1]
     seen = {}
     for dist in metadata.distributions():
         name = dist.metadata.get("Name")
         if name:
             seen[name.lower()] = f"{name}=={dist.version}"
     header = f"# python {platform.python_version()} on {platform.system().lower()}\n"
-    return header + "\n".join(seen[k] for k in sorted(seen)) + "\n"
+    text = header + "\n".join(seen[k] for k in sorted(seen)) + "\n"
+    _packages = (key, text)
+    return text
+
+
+def _mtime(path: str) -> tuple[str, int]:
+    try:
+        return path, os.stat(path or ".").st_mtime_ns
+    except OSError:
+        return path, 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
 from metastore.models import Asset, AssetVersion, Metric, Note, Run
-from metastore.records import NoteRecord, RunDetail, RunFields, VersionLink
+from metastore.records import MetricSeries, NoteRecord, RunDetail, RunFields, VersionLink
 
 if TYPE_CHECKING:
     from metastore.backends.base import Backend
@@ -77,8 +78,16 @@ class RunHandle:
         return summaries if key is None else summaries[key]
 
     def metric_history(self, key: str) -> list[Metric]:
-        """Every recorded point of a metric, by step."""
+        """Every recorded point of a metric, by step, one object each (with its
+        timestamp); for long histories `metric_series` is columnar and can downsample."""
         return self.store.get_metric_history(self.row.id, key)
+
+    def metric_series(self, key: str, max_points: int | None = None) -> History:
+        """A metric's history as numpy arrays (`steps`, `values`), in step order. With
+        `max_points`, at most that many points: the first and last, and the lowest and
+        highest of each stretch between (spikes survive). `count` is the recorded total."""
+        series = self.store.metric_series(self.row.id, key, max_points)
+        return History.of(series)
 
     @property
     def tags(self) -> dict[str, str | None]:
@@ -119,6 +128,26 @@ class RunHandle:
     def to_dict(self) -> dict[str, Any]:
         """Everything about the run as plain JSON-ready data (times as UTC ISO text)."""
         return _plain(self.detail().model_dump())
+
+
+@dataclass(frozen=True)
+class History:
+    """A metric's history in columns: `steps` (int64) and `values` (float64) arrays."""
+
+    key: str
+    steps: Any
+    values: Any
+    count: int
+
+    @classmethod
+    def of(cls, series: MetricSeries) -> History:
+        import numpy as np
+
+        return cls(series.key, np.asarray(series.steps, dtype=np.int64),
+                   np.asarray(series.values, dtype=np.float64), series.count)
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 class VersionHandle:

@@ -151,6 +151,40 @@ class MetricPoint(Record):
         return validate_step(step)
 
 
+class MetricSeries(Record):
+    """A metric's history in columns, by step: what `Backend.metric_series` returns.
+    `count` is the number of recorded points; with `max_points` fewer may come back
+    (`downsample`)."""
+
+    key: str
+    steps: list[int]
+    values: list[float]
+    count: int
+
+
+def downsample(steps: list[int], values: list[float], max_points: int | None):
+    """At most `max_points` of the (step, value) points, in step order: the first and
+    the last, and in each of max_points/2 - 1 equal runs of points between them the
+    lowest and the highest value, so spikes and dips survive. Returns (steps, values)."""
+    n = len(values)
+    if max_points is None or n <= max_points:
+        return steps, values
+    if max_points < 4:
+        raise InvalidValue(f"max_points must be at least 4, got {max_points}")
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    buckets = max_points // 2 - 1
+    inner = n - 2
+    bucket = (np.arange(inner) * buckets) // inner  # 0..buckets-1, points in order
+    order = np.lexsort((v[1:-1], bucket))  # by bucket, then by value
+    first = np.searchsorted(bucket[order], np.arange(buckets), side="left")
+    last = np.searchsorted(bucket[order], np.arange(buckets), side="right") - 1
+    keep = np.unique(np.concatenate(([0, n - 1], order[first] + 1, order[last] + 1)))
+    st = np.asarray(steps)
+    return st[keep].tolist(), v[keep].tolist()
+
+
 class NoteRecord(Record):
     """A note or event on a run."""
 

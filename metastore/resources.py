@@ -6,6 +6,7 @@ an installed wheel they are packaged as `metastore/_grammar` and `metastore/_sch
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -24,6 +25,20 @@ def grammar_dir() -> Path:
 
 def schema_dir() -> Path:
     return _find("schema")
+
+
+def user_cache_dir() -> Path | None:
+    """A folder only this user writes, for what is costly to rebuild in every process
+    (the query parser's tables): METASTORE_CACHE_DIR, else $XDG_CACHE_HOME/metastore or
+    ~/.cache/metastore. None when it cannot be made (a read-only home)."""
+    where = os.environ.get("METASTORE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "metastore"
+    )
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return Path(where) if os.access(where, os.W_OK) else None
 
 
 def check_installed() -> None:

@@ -70,17 +70,21 @@ class Store:
         capture: bool | Iterable[str] = True,
         system_metrics: float | bool | None = None,
         cost_per_hour: float | None = None,
+        flush_interval: float | None = None,
     ) -> ActiveRun:
         """Begin a run; use it as a context manager. `capture` switches automatic context
         capture: True (all), False (none), or names among git, command, system, packages.
         `system_metrics` samples system.* metrics (True: every 10 s, or seconds; default:
         METASTORE_SYSTEM_METRICS); `cost_per_hour` (or METASTORE_COST_PER_HOUR) gives the
-        run its system.cost."""
+        run its system.cost. Params and metrics are buffered and written every
+        `flush_interval` seconds (default 1.0 or METASTORE_FLUSH_INTERVAL; 0 writes each
+        call at once), on `run.flush()` and at the end of the run (see metastore.tracking)."""
         from metastore.tracking import ActiveRun
 
         return ActiveRun.start(
             self.backend, experiment=experiment, name=name, parent=parent, tags=tags,
             capture=capture, system_metrics=system_metrics, cost_per_hour=cost_per_hour,
+            flush_interval=flush_interval,
         )
 
     def put_asset(self, kind: str, name: str, content=None, **options) -> VersionHandle:

@@ -7,21 +7,41 @@
 Leaving the block marks the run finished; an exception marks it failed and re-raises;
 KeyboardInterrupt marks it killed. A process killed outright leaves the run "running"
 with a heartbeat that stops; the store then reports it as crashed.
+
+Params and metrics are buffered: `log_param(s)`, `log_metric(s)` and `log_series` check
+their values at once (a bad key or value raises at the call) and return; a background
+flusher writes what is pending every `flush_interval` seconds (default 1.0, or the
+environment variable METASTORE_FLUSH_INTERVAL) in one transaction per kind, and so do
+`flush()`, the end of the run, reading the run's own params or metrics, and the exit of
+the interpreter. A process killed outright loses at most the last `flush_interval` of
+values. `flush_interval=0` writes every call at once. An error a buffered write meets
+(the database gone, a param another writer set differently) is raised by the run's next
+call, `flush()` or the end of the run: it is never dropped silently. The values of a
+write that failed are not written again (the backends already retry what cannot have
+reached the database; repeating a write that may have arrived would record it twice).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from metastore import context, sampler
-from metastore.errors import InvalidValue
+from metastore import context, params, sampler
+from metastore.errors import Conflict, InvalidValue
 from metastore.handles import RunHandle, VersionHandle
-from metastore.records import MetricPoint, RunRecord
+from metastore.models import Metric, utcnow
+from metastore.records import (
+    MAX_STEP,
+    RunRecord,
+    validate_key,
+    validate_metric_value,
+)
 
 if TYPE_CHECKING:
     from metastore.backends.base import Backend
@@ -31,11 +51,63 @@ GIT_DIFF_ASSET = "git-diff"  # metastore.reproduce looks for it
 DEFAULT_EXPERIMENT = "default"
 #: How often a running run says it is alive; a stale heartbeat means a crashed run.
 HEARTBEAT_SECONDS = 15.0
+#: Seconds between background writes of buffered params and metrics: what a process
+#: killed outright can lose. 0 writes every call at once.
+FLUSH_INTERVAL = 1.0
+#: Pending points that wake the flusher early; ten times as many make the caller wait.
+MAX_PENDING = 10_000
+
+_live: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
+
+
+class _Point(NamedTuple):
+    """A buffered, already checked metric point: a MetricPoint by its attributes
+    (`Backend.log_metrics` reads them; a server request validates them as MetricPoint),
+    a tenth of the cost of building one, which a million-point series feels."""
+
+    key: str
+    value: float
+    step: int | None
+    timestamp: datetime
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A script that never ends its run still keeps what it logged."""
+    for run in list(_live):
+        try:
+            run.flush()
+        except Exception:  # noqa: S110 - nothing is left to tell at interpreter exit
+            pass
+
+
+def _flush_interval(value: float | None) -> float:
+    if value is None:
+        value = float(os.environ.get("METASTORE_FLUSH_INTERVAL", FLUSH_INTERVAL))
+    if value < 0:
+        raise InvalidValue(f"flush_interval must be 0 or more seconds, got {value}")
+    return float(value)
+
+
+def _step(key: str, step: Any) -> int | None:
+    if step is None:
+        return None
+    if isinstance(step, bool) or not isinstance(step, int):
+        try:
+            as_int = int(step)
+        except (TypeError, ValueError):
+            as_int = None
+        if as_int is None or as_int != step or isinstance(step, bool):
+            raise InvalidValue(f"metric {key!r} step must be an integer, got {step!r}")
+        step = as_int
+    if not -MAX_STEP <= step <= MAX_STEP:
+        raise InvalidValue(f"metric {key!r} step {step} is out of range (±2**62)")
+    return step
 
 
 class ActiveRun(RunHandle):
-    """A run being recorded. Every log_* call is written at once (one transaction), so
-    whatever was logged before a crash is kept."""
+    """A run being recorded. Params and metrics are buffered and written by a
+    background flusher (see the module's docstring); everything else at once."""
 
     @classmethod
     def start(
@@ -50,7 +122,9 @@ class ActiveRun(RunHandle):
         command: str | None = None,
         system_metrics: float | bool | None = None,
         cost_per_hour: float | None = None,
+        flush_interval: float | None = None,
     ) -> ActiveRun:
+        flush_every = _flush_interval(flush_interval)
         parts = context.selected(capture)
         interval = sampler.interval_setting(system_metrics)  # bad settings fail before the run
         rate = sampler.cost_rate(cost_per_hour)
@@ -76,9 +150,7 @@ class ActiveRun(RunHandle):
                 ctx["git"] = git
         record.context = ctx or None
         record.parent_id = parent_id
-        run = cls(store, store.create_run(record))
-        run._t0 = (time.perf_counter(), time.process_time())
-        run._ended = False
+        run = cls(store, store.create_run(record), flush_interval=flush_every)
         if ctx.get("git", {}).get("dirty"):
             # the whole uncommitted change, so the code can be rebuilt (reproduce)
             patch = context.git_patch()
@@ -96,14 +168,31 @@ class ActiveRun(RunHandle):
                 media_type="text/plain",
                 meta={"format": "pip-freeze"},
             )
-        run._start_heartbeat()
         run._cost_per_hour = rate
-        run._sampler = None
         if interval is not None:
             run._sampler = sampler.Sampler(
                 store, run.row.id, interval=interval, cost_per_hour=run._cost_per_hour
             ).start()
         return run
+
+    def __init__(self, store: Backend, row, *, flush_interval: float | None = None):
+        """Record into an existing run (`start` creates one): buffers, and the flusher
+        thread that writes them and beats the heartbeat until the run ends."""
+        super().__init__(store, row)
+        self._t0 = (time.perf_counter(), time.process_time())
+        self._ended = False
+        self._interval = _flush_interval(flush_interval)
+        self._lock = threading.Lock()  # guards the buffers below
+        self._writing = threading.Lock()  # one flush at a time, in order
+        self._points: list[_Point] = []
+        self._params: dict[str, Any] = {}
+        self._seen_params: dict[str, params.Encoded] = {}
+        self._keys: set[str] = set()
+        self._error: BaseException | None = None
+        self._sampler = None
+        self._cost_per_hour: float | None = None
+        self._start_flusher()
+        _live.add(self)
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> ActiveRun:
@@ -112,63 +201,237 @@ class ActiveRun(RunHandle):
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
             self.end("finished")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.end("killed")
-        else:
+            return False
+        # The block's own exception propagates; a write error met now is kept as an event.
+        status = "killed" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+        if status == "failed":
             self.note(f"{exc_type.__name__}: {exc}", kind="event", author="metastore")
-            self.end("failed")
+        try:
+            self.end(status)
+        except Exception as e:
+            self.note(f"values not written: {type(e).__name__}: {e}", kind="event",
+                      author="metastore")
         return False
 
     def end(self, status: str = "finished") -> None:
-        """Mark the run ended (finished, failed or killed) and record its wall and CPU
-        time as the system metrics `system.wall_time` and `system.cpu_time` (seconds)."""
+        """Write what is buffered, mark the run ended (finished, failed or killed) and
+        record its wall and CPU time as the system metrics `system.wall_time` and
+        `system.cpu_time` (seconds). A write error met by the last flush, or earlier and
+        not yet reported, is raised after the run is marked ended."""
         if self._ended:
             return
         self._ended = True
         self._stop.set()
-        if getattr(self, "_sampler", None) is not None:
+        self._wake.set()
+        if self._sampler is not None:
             self._sampler.stop()
         wall = time.perf_counter() - self._t0[0]
         cpu = time.process_time() - self._t0[1]
-        points = [MetricPoint(key="system.wall_time", value=wall, step=0),
-                  MetricPoint(key="system.cpu_time", value=cpu, step=0)]
-        if getattr(self, "_cost_per_hour", None) is not None:
-            points.append(MetricPoint.build(key="system.cost", value=self._cost_per_hour * wall / 3600))
-        self.store.log_metrics(self.row.id, points)
-        self.store.set_run_status(self.row.id, status)
-        self.refresh()
+        now = utcnow()
+        with self._lock:
+            self._points.append(_Point("system.wall_time", wall, 0, now))
+            self._points.append(_Point("system.cpu_time", cpu, 0, now))
+            if self._cost_per_hour is not None:
+                self._points.append(_Point(
+                    "system.cost", validate_metric_value("system.cost",
+                                                         self._cost_per_hour * wall / 3600),
+                    None, now))
+        error = None
+        try:
+            self.flush()
+        except Exception as e:
+            error = e
+        self.store.set_run_status(self.row.id, status, now)
+        self.row.status, self.row.ended = status, now
+        _live.discard(self)
+        if error is not None:
+            raise error
 
-    def _start_heartbeat(self) -> None:
+    def flush(self) -> None:
+        """Write the buffered params and metrics now; raise the first error met by this
+        write or by an earlier background one."""
+        with self._writing:
+            self._write()
+        self._raise_pending()
+
+    def _raise_pending(self) -> None:
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+
+    def _write(self) -> None:
+        """Write both buffers (the caller holds `_writing`); an error is kept in
+        `_error` for the run's next call."""
+        with self._lock:
+            pending_params, self._params = self._params, {}
+            points, self._points = self._points, []
+        if pending_params:
+            try:
+                self.store.log_params(self.row.id, pending_params)
+            except Exception as e:
+                self._keep(e)
+                with self._lock:  # not written: the store, not this run, knows the value
+                    for key in pending_params:
+                        self._seen_params.pop(key, None)
+        if points:
+            try:
+                self.store.log_metrics(self.row.id, points)
+            except Exception as e:
+                self._keep(e)
+
+    def _keep(self, error: BaseException) -> None:
+        """Remember a write error for the run's next call. The values of that write are
+        not retried here: the backends already retry what cannot have been written, and
+        repeating a write that may have arrived would record its points twice."""
+        if self._error is None:
+            self._error = error
+
+    def _start_flusher(self) -> None:
+        """One thread per run: writes the buffers every `flush_interval` seconds (or
+        when woken by a full buffer) and beats the heartbeat, until the run ends."""
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        wait = min(self._interval or HEARTBEAT_SECONDS, HEARTBEAT_SECONDS)
 
-        def beat():
-            while not self._stop.wait(HEARTBEAT_SECONDS):
-                try:
-                    self.store.heartbeat(self.row.id)
-                except Exception:  # a missed beat is harmless; the next one retries
-                    pass
+        def loop():
+            last_beat = time.monotonic()
+            while True:
+                self._wake.wait(wait)
+                self._wake.clear()
+                with self._writing:
+                    if self._stop.is_set():
+                        return
+                    self._write()
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                    last_beat = time.monotonic()
+                    try:
+                        self.store.heartbeat(self.row.id)
+                    except Exception:  # noqa: S110 - a missed beat is harmless; the next retries
+                        pass
 
-        threading.Thread(target=beat, name=f"metastore-heartbeat-{self.row.id}", daemon=True).start()
+        threading.Thread(target=loop, name=f"metastore-run-{self.row.id}", daemon=True).start()
+
+    def _pending(self, count: int) -> None:
+        """After buffering: write now when unbuffered, wake or wait for the flusher when
+        much is pending."""
+        if not self._interval:
+            self.flush()
+        elif count >= MAX_PENDING:
+            if count >= 10 * MAX_PENDING:
+                self.flush()
+            else:
+                self._wake.set()
+
+    # -- reading back what this run logged: pending values are written first -------------
+    @property
+    def params(self) -> dict[str, Any]:
+        self.flush()
+        return super().params
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        self.flush()
+        return super().metrics
+
+    def metric_summary(self, key: str | None = None):
+        self.flush()
+        return super().metric_summary(key)
+
+    def metric_history(self, key: str) -> list[Metric]:
+        self.flush()
+        return super().metric_history(key)
+
+    def metric_series(self, key: str, max_points: int | None = None):
+        self.flush()
+        return super().metric_series(key, max_points)
 
     # -- logging ------------------------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
-        self.store.log_params(self.row.id, {key: value})
+        self.log_params({key: value})
 
     def log_params(self, values: Mapping[str, Any]) -> None:
-        """Log params; their Python types are kept (numbers, bools, text, JSON)."""
-        self.store.log_params(self.row.id, values)
+        """Log params; their Python types are kept (numbers, bools, text, JSON). A param
+        does not change within a run: logging it again with another value raises
+        Conflict. All or nothing: a bad key refuses the whole call."""
+        if self._error is not None:
+            self._raise_pending()
+        encoded = params.encode_all(values, validate_key)
+        with self._lock:
+            seen = self._seen_params
+            for key, (ptype, _num, text) in encoded.items():
+                old = seen.get(key)
+                if old is not None and (old[0], old[2]) != (ptype, text):
+                    raise Conflict(
+                        f"param {key!r} is already {params.decode(*old)!r} on this run;"
+                        " params do not change within a run",
+                        hint="log the changed value as a new run, or as a metric",
+                    )
+            seen.update(encoded)
+            self._params.update(values)
+        self._pending(0)
 
     def log_metric(
         self, key: str, value: float, step: int | None = None, timestamp: datetime | None = None
     ) -> None:
         """Log one point of a metric. Without `step` it follows the metric's last step."""
-        point = MetricPoint.build(key=key, value=value, step=step, timestamp=timestamp)
-        self.store.log_metrics(self.row.id, [point])
+        if self._error is not None:
+            self._raise_pending()
+        if key not in self._keys:
+            validate_key(key, "metric")
+            self._keys.add(key)
+        point = _Point(key, validate_metric_value(key, value), _step(key, step), timestamp or utcnow())
+        with self._lock:
+            self._points.append(point)
+            count = len(self._points)
+        self._pending(count)
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
-        self.store.log_metrics(
-            self.row.id, [MetricPoint.build(key=k, value=v, step=step) for k, v in values.items()]
-        )
+        """Log one point of each metric, at the same step."""
+        if self._error is not None:
+            self._raise_pending()
+        now = utcnow()
+        points = []
+        for key, value in values.items():
+            if key not in self._keys:
+                validate_key(key, "metric")
+                self._keys.add(key)
+            points.append(_Point(key, validate_metric_value(key, value), _step(key, step), now))
+        with self._lock:
+            self._points.extend(points)
+            count = len(self._points)
+        self._pending(count)
+
+    def log_series(
+        self,
+        key: str,
+        values: Iterable[float],
+        steps: Iterable[int] | None = None,
+        timestamps: Iterable[datetime] | None = None,
+    ) -> None:
+        """Log many points of one metric at once: a whole history (lists, tuples or
+        numpy arrays). Without `steps` the values follow the metric's last step."""
+        if self._error is not None:
+            self._raise_pending()
+        validate_key(key, "metric")
+        self._keys.add(key)
+        values = list(values)
+        steps = [None] * len(values) if steps is None else [_step(key, s) for s in steps]
+        now = utcnow()
+        times = [now] * len(values) if timestamps is None else list(timestamps)
+        if not len(steps) == len(times) == len(values):
+            raise InvalidValue(
+                f"metric {key!r}: {len(values)} values, {len(steps)} steps and"
+                f" {len(times)} timestamps; give as many of each"
+            )
+        points = [
+            _Point(key, validate_metric_value(key, v), s, t)
+            for v, s, t in zip(values, steps, times, strict=True)
+        ]
+        with self._lock:
+            self._points.extend(points)
+            count = len(self._points)
+        self._pending(count)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.store.set_tags("run", self.row.id, tags)

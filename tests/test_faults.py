@@ -84,6 +84,7 @@ KILLED = textwrap.dedent(
     run.log_params({"lr": 0.1})
     run.log_metric("loss", 0.9, step=0)
     run.log_metric("loss", 0.7, step=1)
+    run.flush()  # what the flusher wrote before a crash is kept (every flush_interval)
     print(run.id, flush=True)
     time.sleep(600)
     """

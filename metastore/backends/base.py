@@ -33,7 +33,16 @@ from metastore.models import (
     Note,
     Run,
 )
-from metastore.records import AliasRecord, MetricPoint, QueryAnswer, RunRecord, RunView, Walk
+from metastore.records import (
+    AliasRecord,
+    MetricPoint,
+    MetricSeries,
+    QueryAnswer,
+    RunRecord,
+    RunView,
+    Walk,
+    downsample,
+)
 
 #: A lineage node: ("run", run id) or ("asset_version", version id).
 NodeKey = tuple[str, str]
@@ -155,6 +164,14 @@ class Backend(ABC):
 
     @abstractmethod
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    def metric_series(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
+        """A metric's history in columns (steps, values), downsampled to at most
+        `max_points` keeping each stretch's extremes (`records.downsample`). Backends
+        override it to read columns without building a row object per point."""
+        rows = self.get_metric_history(run_id, key)
+        steps, values = downsample([m.step for m in rows], [m.value for m in rows], max_points)
+        return MetricSeries(key=key, steps=steps, values=values, count=len(rows))
 
     @abstractmethod
     def get_tags(self, entity_type: str, entity_id: str) -> dict[str, str | None]: ...

@@ -332,6 +332,8 @@ ROUTES: list[Route] = [
     Route("get_metric_summaries", "GET", "/runs/{run_id}/metrics", "runs"),
     Route("log_metrics", "POST", "/runs/{run_id}/metrics", "runs"),
     Route("get_metric_history", "GET", "/runs/{run_id}/metric-history", "runs"),
+    Route("metric_series", "GET", "/runs/{run_id}/metric-series", "runs",
+          bounds={"max_points": {"ge": 4, "le": MAX_STEP}}),
     Route("get_notes", "GET", "/runs/{run_id}/notes", "runs"),
     Route("add_note", "POST", "/runs/{run_id}/notes", "runs",
           bounds={"kind": {"max_length": 16}, "author": {"max_length": 250}}),

@@ -14,7 +14,6 @@ import sqlite3
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.dialects.sqlite import SQLite
@@ -151,9 +150,16 @@ class MetastoreMySQL(MySQL):
         }
 
 
-class MetastoreDuckDB(DuckDB):
-    class Generator(DuckDB.Generator):
-        TRANSFORMS = {**DuckDB.Generator.TRANSFORMS, **_NEUTRAL}
+def _duckdb() -> Dialect:
+    """Built on first use: sqlglot's DuckDB generator takes longer to import than the
+    other three dialects together, and only `metastore compile --dialect duckdb` asks."""
+    from sqlglot.dialects.duckdb import DuckDB
+
+    class MetastoreDuckDB(DuckDB):
+        class Generator(DuckDB.Generator):
+            TRANSFORMS = {**DuckDB.Generator.TRANSFORMS, **_NEUTRAL}
+
+    return MetastoreDuckDB()
 
 
 # The names a caller may use, and the one each is known by afterwards (Compiled.dialect).
@@ -163,7 +169,6 @@ _DIALECTS: dict[str, Dialect] = {
     "sqlite": MetastoreSQLite(),
     "postgres": MetastorePostgres(),
     "mysql": MetastoreMySQL(),
-    "duckdb": MetastoreDuckDB(),
 }
 
 
@@ -198,7 +203,10 @@ def dialect_name(dialect: str) -> str:
 
 def dialect(name: str) -> Dialect:
     """The sqlglot dialect that writes the neutral tree for `name` (any spelling in NAMES)."""
-    return _DIALECTS[dialect_name(name)]
+    name = dialect_name(name)
+    if name not in _DIALECTS:
+        _DIALECTS[name] = _duckdb()
+    return _DIALECTS[name]
 
 
 def to_sql(node: exp.Expression, name: str, pretty: bool = False) -> str:

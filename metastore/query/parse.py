@@ -10,13 +10,14 @@ import ast as pyast
 import functools
 import math
 import re
+import sys
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from metastore.query import ast
 from metastore.query.errors import QueryError, at
-from metastore.resources import grammar_dir
+from metastore.resources import grammar_dir, user_cache_dir
 
 # What a person calls the tokens Lark expects, for "expected …" messages.
 _TOKEN_NAMES = {
@@ -49,14 +50,24 @@ STAGE_WORDS = ("where", "order by", "limit", "group by", "show", "select")
 
 @functools.cache
 def parser() -> Lark:
+    """Built once per process; its LALR tables (a fifth of a second to build) are kept
+    in the user's cache folder, keyed by Lark and Python versions, and used again when
+    the grammar and options hash the same (Lark checks)."""
+    import lark
+
     grammar = (grammar_dir() / "query.lark").read_text(encoding="utf-8")
+    folder = user_cache_dir()
+    cache: bool | str = False
+    if folder is not None:
+        py = f"{sys.version_info[0]}{sys.version_info[1]}"
+        cache = str(folder / f"query-parser-lark{lark.__version__}-py{py}.pickle")
     return Lark(
         grammar,
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=False,
-        cache=False,
+        cache=cache,
     )
 
 

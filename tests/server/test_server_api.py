@@ -287,7 +287,8 @@ def test_client_retries_what_cannot_have_reached_the_server(live, monkeypatch):
 
     monkeypatch.setattr("time.sleep", lambda s: None)  # no waiting in a test
     with live.remote() as remote:
-        with remote.start_run(experiment="e", capture=False) as run:
+        # unbuffered: each log call is its own request, as the transport sees it
+        with remote.start_run(experiment="e", capture=False, flush_interval=0) as run:
             flaky = Flaky(remote.backend._http._transport, 2, httpx.ConnectError)
             monkeypatch.setattr(remote.backend._http, "_transport", flaky)
             run.log_metric("loss", 0.5)  # a write: retried, it never arrived

@@ -31,6 +31,8 @@ MAX_COMPARE = 10
 # A browser stays quick up to a few hundred rows; beyond, the page offers the rest.
 MAX_TABLE_ROWS = 500
 MAX_QUERY_LENGTH = 10_000
+#: Points drawn per metric history chart: longer histories are downsampled (extremes kept).
+CHART_POINTS = 1000
 LINEAGE_DIRECTIONS = ("both", "upstream", "downstream")
 KIND_TITLES = {"model": "Models", "dataset": "Datasets"}
 
@@ -240,10 +242,12 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         charts_ = []
         for key, s in summaries.items():
             if s.count > 1:
-                history = run.metric_history(key)
+                # downsampled: a million points would make a page of megabytes
+                history = run.metric_series(key, max_points=CHART_POINTS)
                 charts_.append(
                     (key, charts.line_chart(
-                        [charts.Series(key, [(p.step, p.value) for p in history])],
+                        [charts.Series(key, list(zip(history.steps.tolist(),
+                                                     history.values.tolist(), strict=True)))],
                         y_title=key,
                     ))
                 )
@@ -297,13 +301,14 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         metric_rows = data.compare_metrics(picked)
         history_charts = []
         summaries = {h.id: h.metric_summary() for h in handles}
-        histories = {h.id: h.metric_history for h in handles}
+        histories = {h.id: h.metric_series for h in handles}
         for key in data.all_keys(picked, "metrics"):
             series = []
             for run, c in zip(picked, colors, strict=True):
                 summary = summaries[run.id].get(key)
                 if summary is not None and summary.count > 1:
-                    pts = [(p.step, p.value) for p in histories[run.id](key)]
+                    h = histories[run.id](key, max_points=CHART_POINTS)
+                    pts = list(zip(h.steps.tolist(), h.values.tolist(), strict=True))
                     series.append(charts.Series(f"#{run.number}", pts, c, run_url(run.id)))
             if series:
                 history_charts.append((key, charts.line_chart(series, y_title=key)))

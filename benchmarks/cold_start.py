@@ -1,0 +1,92 @@
+"""Cold start: what a command costs before it does anything, beside MLflow's.
+
+    python benchmarks/cold_start.py                  # 7 rounds, demo store in a temp dir
+    python benchmarks/cold_start.py --rounds 15 --store /path/to/.metastore
+
+Each round starts a fresh interpreter for every command, in turn (so all see the same
+machine load), and times its wall clock:
+
+  python -c pass                      the interpreter alone
+  python -c "import metastore"        goal < 0.15 s
+  metastore query '...'               on the 12-run demo store; goal < 0.3 s
+  metastore --help
+  python -c "import mlflow"           the peer
+  mlflow --help
+
+Printed: min, median and max seconds over the rounds, and each metastore command's
+median as a fraction of `import mlflow`'s. The query parser's tables are cached in the
+user's cache folder (metastore.resources.user_cache_dir); the first round builds them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+QUERY = 'runs where rmse < 55 show number, r2'
+CLI = "import sys; from metastore.cli import main; sys.argv[0] = 'metastore'; main()"
+
+
+def wall(argv: list[str], cwd: Path, env: dict) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--store", help="a store to query (default: the demo, recorded once)")
+    args = ap.parse_args()
+    py = sys.executable
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    work = Path(tempfile.mkdtemp(prefix="metastore-coldstart-"))
+    if args.store:
+        store = ["--store", args.store]
+    else:
+        subprocess.run([py, "-c", CLI, "demo"], cwd=work, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        store = []
+    mlflow_cli = shutil.which("mlflow", path=os.path.dirname(py))
+    commands = {
+        "python -c pass": [py, "-c", "pass"],
+        "import metastore": [py, "-c", "import metastore"],
+        "metastore query": [py, "-c", CLI, "query", QUERY, *store],
+        "metastore --help": [py, "-c", CLI, "--help"],
+        "import mlflow": [py, "-c", "import mlflow"],
+    }
+    if mlflow_cli:
+        commands["mlflow --help"] = [mlflow_cli, "--help"]
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    wall(commands["metastore query"], work, env)  # builds the parser cache
+    for _ in range(args.rounds):
+        for name, argv in commands.items():
+            times[name].append(wall(argv, work, env))
+    import mlflow
+
+    import metastore
+
+    print(f"# cold_start: {args.rounds} rounds; {platform.node()} {platform.machine()} "
+          f"{os.cpu_count()} cpus, Python {platform.python_version()}, "
+          f"mlflow {mlflow.__version__}, metastore {metastore.__version__}, "
+          f"{datetime.now().isoformat(timespec='minutes')}")
+    print(f"{'command':22} {'min s':>7} {'median s':>9} {'max s':>7}  {'/ import mlflow':>15}")
+    peer = statistics.median(times["import mlflow"])
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"{name:22} {min(ts):7.3f} {med:9.3f} {max(ts):7.3f}  {med / peer:15.2f}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
