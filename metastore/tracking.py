@@ -37,10 +37,10 @@ from metastore.errors import Conflict, InvalidValue
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Metric, utcnow
 from metastore.records import (
-    MAX_STEP,
     RunRecord,
     validate_key,
     validate_metric_value,
+    validate_step,
 )
 
 if TYPE_CHECKING:
@@ -87,22 +87,6 @@ def _flush_interval(value: float | None) -> float:
     if value < 0:
         raise InvalidValue(f"flush_interval must be 0 or more seconds, got {value}")
     return float(value)
-
-
-def _step(key: str, step: Any) -> int | None:
-    if step is None:
-        return None
-    if isinstance(step, bool) or not isinstance(step, int):
-        try:
-            as_int = int(step)
-        except (TypeError, ValueError):
-            as_int = None
-        if as_int is None or as_int != step or isinstance(step, bool):
-            raise InvalidValue(f"metric {key!r} step must be an integer, got {step!r}")
-        step = as_int
-    if not -MAX_STEP <= step <= MAX_STEP:
-        raise InvalidValue(f"metric {key!r} step {step} is out of range (±2**62)")
-    return step
 
 
 class ActiveRun(RunHandle):
@@ -380,7 +364,7 @@ class ActiveRun(RunHandle):
         if key not in self._keys:
             validate_key(key, "metric")
             self._keys.add(key)
-        point = _Point(key, validate_metric_value(key, value), _step(key, step), timestamp or utcnow())
+        point = _Point(key, validate_metric_value(key, value), validate_step(step), timestamp or utcnow())
         with self._lock:
             self._points.append(point)
             count = len(self._points)
@@ -396,7 +380,7 @@ class ActiveRun(RunHandle):
             if key not in self._keys:
                 validate_key(key, "metric")
                 self._keys.add(key)
-            points.append(_Point(key, validate_metric_value(key, value), _step(key, step), now))
+            points.append(_Point(key, validate_metric_value(key, value), validate_step(step), now))
         with self._lock:
             self._points.extend(points)
             count = len(self._points)
@@ -416,7 +400,7 @@ class ActiveRun(RunHandle):
         validate_key(key, "metric")
         self._keys.add(key)
         values = list(values)
-        steps = [None] * len(values) if steps is None else [_step(key, s) for s in steps]
+        steps = [None] * len(values) if steps is None else [validate_step(s) for s in steps]
         now = utcnow()
         times = [now] * len(values) if timestamps is None else list(timestamps)
         if not len(steps) == len(times) == len(values):

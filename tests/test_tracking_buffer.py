@@ -65,7 +65,7 @@ def test_log_series(store):
             run.log_series("bad", [1.0, 2.0], steps=[1])
         with pytest.raises(InvalidValue):
             run.log_series("bad", [1.0, float("nan")])
-        with pytest.raises(InvalidValue, match="integer"):
+        with pytest.raises(InvalidValue, match="whole number"):
             run.log_series("bad", [1.0], steps=[1.5])
     history = store.get_run(run.id).metric_history("loss")
     assert [m.step for m in history] == list(range(0, 100, 2))
