@@ -107,14 +107,7 @@ class Expressions:
                     raise self.err("like needs a quoted pattern, e.g. like \"*bmi*\"", p)
                 if v.type in ("number", "int", "bool"):
                     raise self.err(f"{column_name(o)} is a number; like matches text", o)
-                sql_pattern = glob_to_like(pattern.literal.lower())
-                cond = exp.Escape(
-                    this=exp.Like(this=exp.Lower(this=v.textual()), expression=self.lit(sql_pattern)),
-                    expression=exp.Literal.string("!"),
-                )
-                if neg:
-                    cond = and_(self.not_null(v), not_(exp.paren(cond)))
-                return Val("bool", sql=cond, agg=v.agg, node=node)
+                return self.text_match(v, glob_to_like(pattern.literal.lower()), neg, node)
             case ast.Contains(operand=o, pattern=p, negated=neg):
                 v = self.expr(o, scope)
                 pattern = self.expr(p, scope)
@@ -123,13 +116,7 @@ class Expressions:
                 if v.type in ("number", "int", "bool"):
                     raise self.err(f"{column_name(o)} is a number; contains looks in text", o)
                 word = pattern.literal.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
-                cond = exp.Escape(
-                    this=exp.Like(this=exp.Lower(this=v.textual()), expression=self.lit(f"%{word}%")),
-                    expression=exp.Literal.string("!"),
-                )
-                if neg:
-                    cond = and_(self.not_null(v), not_(exp.paren(cond)))
-                return Val("bool", sql=cond, agg=v.agg, node=node)
+                return self.text_match(v, f"%{word}%", neg, node)
             case ast.Regex(operand=o, pattern=p, negated=neg):
                 v = self.expr(o, scope)
                 pattern = self.expr(p, scope)
@@ -192,6 +179,17 @@ class Expressions:
         if v.is_literal and not isinstance(v.literal, int | float):
             raise self.err("arithmetic needs numbers", node)
         return v
+
+    def text_match(self, v: Val, like_pattern: str, negated: bool, node) -> Val:
+        """A case-insensitive LIKE of a value's text form (`like`, `contains`), with "!"
+        as the escape character; negated, a missing value does not match either."""
+        cond = exp.Escape(
+            this=exp.Like(this=exp.Lower(this=v.textual()), expression=self.lit(like_pattern)),
+            expression=exp.Literal.string("!"),
+        )
+        if negated:
+            cond = and_(self.not_null(v), not_(exp.paren(cond)))
+        return Val("bool", sql=cond, agg=v.agg, node=node)
 
     def not_null(self, v: Val) -> exp.Expression:
         if v.type == "param":
