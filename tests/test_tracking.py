@@ -169,3 +169,11 @@ def test_bulk_and_single_run_creation_record_the_same_liveness(sqlite_store):
     assert single.host  # always recorded for a running run
     # the pid cannot exist on this host: the single-created run is found crashed
     assert sqlite_store.get_run(single.id).status == "crashed"
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999999", "2147483648", "²"])
+def test_run_references_no_run_can_have_are_not_found(store, ref):
+    with store.start_run(experiment="e", capture=False):
+        pass
+    with pytest.raises(NotFound):
+        store.get_run(ref)

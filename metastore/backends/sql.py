@@ -62,6 +62,7 @@ from metastore.records import (
 
 DEFAULT_PROJECT = "default"
 STALE_AFTER = timedelta(minutes=5)
+MAX_RUN_NUMBER = 2**31 - 1  # the run.number column is a 32-bit INTEGER on every database
 
 
 class SQLBackend(AliasSQL, Backend):
@@ -494,7 +495,11 @@ class SQLBackend(AliasSQL, Backend):
         if "#" in text:
             experiment, _, text = text.rpartition("#")
         live = col(Run.deleted_at).is_(None)
-        if text.isdigit():
+        # ASCII digits only ("²".isdigit() is true, int() refuses it), and a number no
+        # run can have is simply not found rather than sent to the driver to overflow.
+        if text.isascii() and text.isdigit():
+            if int(text) > MAX_RUN_NUMBER:
+                raise NotFound(f"no run number {text}")
             q = select(Run).where(Run.number == int(text), live)
             if experiment is not None:
                 q = q.where(Run.experiment_id == self._experiment(s, experiment).id)
