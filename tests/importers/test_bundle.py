@@ -195,7 +195,8 @@ def test_numbers_survive_a_deleted_run(store, tmp_path):
 
     src = metastore.open(f"sqlite:///{tmp_path / 'src' / 'm.db'}")
     for i in range(1, 6):
-        with src.start_run(experiment="exp_b", name=f"r{i}") as run:
+        # the environment is captured, not git: a dirty checkout would add its diff
+        with src.start_run(experiment="exp_b", name=f"r{i}", capture={"packages"}) as run:
             run.log_metric("loss", 1.0 / i)
             if i in (2, 4):
                 run.log_asset(f"weights {i}".encode(), kind="model", name="net")
