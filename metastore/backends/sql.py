@@ -414,18 +414,15 @@ class SQLBackend(AliasSQL, Backend):
             }
             ids = list(views)
             for chunk in _chunks(ids, 500):
-                for p in s.exec(select(Param).where(col(Param.run_id).in_(chunk)).order_by(Param.key)):
-                    views[p.run_id].params[p.key] = params.decode(p.type, p.num, p.text)
+                for run_id, key, value in _params_of(s, chunk):
+                    views[run_id].params[key] = value
+                for run_id, key, value in _tags_of(s, chunk):
+                    views[run_id].tags[key] = value
                 for m in s.exec(
                     select(MetricSummary).where(col(MetricSummary.run_id).in_(chunk))
                     .order_by(MetricSummary.key)
                 ):
                     views[m.run_id].metrics[m.key] = m.last
-                for t in s.exec(
-                    select(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(chunk))
-                    .order_by(Tag.key)
-                ):
-                    views[t.entity_id].tags[t.key] = t.value
                 noted = sa.select(Note.run_id).where(col(Note.run_id).in_(chunk), Note.kind == "note")
                 for (run_id,) in s.execute(noted.distinct()):
                     views[run_id].has_note = True
@@ -463,8 +460,10 @@ class SQLBackend(AliasSQL, Backend):
                         **fields, experiment=exp, number=r.number,
                         context=json.loads(r.context) if r.context else None,
                     )
-                for p in s.exec(select(Param).where(col(Param.run_id).in_(chunk)).order_by(Param.key)):
-                    out[p.run_id].params[p.key] = params.decode(p.type, p.num, p.text)
+                for run_id, key, value in _params_of(s, chunk):
+                    out[run_id].params[key] = value
+                for run_id, key, value in _tags_of(s, chunk):
+                    out[run_id].tags[key] = value
                 for m in s.exec(
                     select(Metric).where(col(Metric.run_id).in_(chunk))
                     .order_by(Metric.run_id, Metric.key, Metric.step, Metric.timestamp, Metric.id)
@@ -478,11 +477,6 @@ class SQLBackend(AliasSQL, Backend):
                     out[n.run_id].notes.append(
                         NoteRecord(text=n.text, kind=n.kind, author=n.author, time=n.time)
                     )
-                for t in s.exec(
-                    select(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(chunk))
-                    .order_by(Tag.key)
-                ):
-                    out[t.entity_id].tags[t.key] = t.value
         return [out[i] for i in run_ids if i in out]
 
     def resolve_run(self, ref: str | int, experiment: str | None = None) -> Run:
@@ -1090,6 +1084,21 @@ def _fold_metrics(run_id: str, points, summaries: dict[str, MetricSummary], now)
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _params_of(s: Session, run_ids: list[str]):
+    """(run id, key, typed value) of the given runs' params, by key."""
+    rows = s.exec(select(Param).where(col(Param.run_id).in_(run_ids)).order_by(Param.key))
+    return ((p.run_id, p.key, params.decode(p.type, p.num, p.text)) for p in rows)
+
+
+def _tags_of(s: Session, run_ids: list[str]):
+    """(run id, key, value) of the given runs' tags, by key."""
+    rows = s.exec(
+        select(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(run_ids))
+        .order_by(Tag.key)
+    )
+    return ((t.entity_id, t.key, t.value) for t in rows)
 
 
 def _version_link(kind: str, name: str, av: AssetVersion, role: str | None) -> VersionLink:
