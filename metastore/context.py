@@ -144,6 +144,22 @@ def command_line() -> str:
     return " ".join([os.path.basename(sys.executable), *sys.argv])
 
 
+def invocation(cwd: str | None = None) -> dict:
+    """How this process was started, as `metastore reproduce` re-runs it: the working
+    folder, the interpreter, sys.argv, and the module of `python -m` (argv[0] is then the
+    module's file). `interactive` when there is no script to re-run (a REPL, `-c`)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    argv = list(sys.argv)
+    out = {"cwd": os.path.abspath(cwd or os.getcwd()), "executable": sys.executable,
+           "argv": argv}
+    if spec is not None and getattr(spec, "name", None) not in (None, "__main__"):
+        out["module"] = spec.name.removesuffix(".__main__")
+    if not argv or argv[0] in ("", "-c") or not hasattr(main, "__file__"):
+        out["interactive"] = True
+    return out
+
+
 def system_info() -> dict:
     try:
         user = getpass.getuser()

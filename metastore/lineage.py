@@ -131,7 +131,8 @@ def link(store: Backend, upstream, downstream, relation: str = "derived_from", r
     """Record after the fact that data flowed from `upstream` to `downstream`.
 
     derived_from links two asset versions (a fine-tuned model and its base, a cleaned
-    dataset and its raw one); used links a version to a run, produced a run to a version.
+    dataset and its raw one); used links a version to a run, produced a run to a version,
+    reproduces a run to its reproduction (what `metastore reproduce` records).
     An edge that would close a cycle is refused with `Conflict`. Linking twice is a no-op.
     """
     up, down = resolve(store, upstream), resolve(store, downstream)
@@ -139,10 +140,11 @@ def link(store: Backend, upstream, downstream, relation: str = "derived_from", r
         "derived_from": (VERSION, VERSION),
         "used": (VERSION, RUN),
         "produced": (RUN, VERSION),
+        "reproduces": (RUN, RUN),
     }
     if relation not in expected:
         raise InvalidValue(
-            f"relation must be derived_from, used or produced, not {relation!r}"
+            f"relation must be derived_from, used, produced or reproduces, not {relation!r}"
         )
     if (up.type, down.type) != expected[relation]:
         want = " → ".join(t.replace("_", " ") for t in expected[relation])

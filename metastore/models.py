@@ -40,7 +40,7 @@ ASSET_KINDS = (
     "notebook",
     "other",
 )
-RELATIONS = ("used", "produced", "derived_from")
+RELATIONS = ("used", "produced", "derived_from", "reproduces")
 NODE_TYPES = ("run", "asset_version")
 PARAM_TYPES = ("number", "text", "bool", "json")
 
@@ -242,8 +242,10 @@ class AssetVersion(SQLModel, table=True):
 
 class LineageEdge(SQLModel, table=True):
     """Data flows from `src` to `dst`, each a run or an asset version. `relation` is used
-    (version → run), produced (run → version) or derived_from (version → version, the
-    upstream first); `role` says how (train, test, base_model …)."""
+    (version → run), produced (run → version), derived_from (version → version, the
+    upstream first) or reproduces (run → run: the original, then its reproduction);
+    `role` says how (train, test, base_model …), and `path` where a run read an input
+    (relative to the run's working folder), so a reproduction can put it back."""
 
     __tablename__ = "lineage_edge"
     __table_args__ = (
@@ -261,6 +263,7 @@ class LineageEdge(SQLModel, table=True):
     dst_id: str = Field(max_length=ID_LENGTH)
     relation: str = Field(max_length=16)
     role: str | None = Field(default=None, max_length=64)
+    path: str | None = Field(default=None, sa_type=sa.Text)
     created: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 

@@ -256,9 +256,11 @@ class VersionRecord(Record):
 
 
 class VersionLink(VersionRecord):
-    """An asset version as a run sees it: the version, and the role it played."""
+    """An asset version as a run sees it: the version, the role it played, and the path
+    the run read or wrote it at (relative to the run's working folder, when recorded)."""
 
     role: str | None = None
+    path: str | None = None
 
 
 class RunView(RunFields):

@@ -207,6 +207,8 @@ def run_command(
     run = ActiveRun.start(
         store.backend, experiment=experiment, name=name, command=shlex.join(command),
         tags={"cwd": str(cwd)}, system_metrics=False, cost_per_hour=cost_per_hour,
+        invocation={"argv": list(command), "runner": "metastore run",
+                    **({"metric_pattern": metric_pattern} if metric_pattern else {})},
     )
     interval = sampler.interval_setting(system_metrics)
     params = parse_params(_script_args(command))

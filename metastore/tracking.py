@@ -81,6 +81,21 @@ def _flush_at_exit() -> None:
             pass
 
 
+#: A file `metastore reproduce` names for the command it re-runs: each run started in
+#: that command appends its id, so the reproduction can be told among them.
+STARTED_RUNS_ENV = "METASTORE_STARTED_RUNS"
+
+
+def _announce(run_id: str) -> None:
+    target = os.environ.get(STARTED_RUNS_ENV)
+    if target:
+        try:
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(run_id + "\n")
+        except OSError:  # the reproduction then says the command started no run
+            pass
+
+
 def _flush_interval(value: float | None) -> float:
     if value is None:
         value = float(os.environ.get("METASTORE_FLUSH_INTERVAL", FLUSH_INTERVAL))
@@ -107,7 +122,11 @@ class ActiveRun(RunHandle):
         system_metrics: float | bool | None = None,
         cost_per_hour: float | None = None,
         flush_interval: float | None = None,
+        invocation: Mapping[str, Any] | None = None,
     ) -> ActiveRun:
+        """Create the run and capture its context. `invocation` is how a wrapper started
+        the command it records (`metastore run`: its argv, metric pattern …); otherwise
+        this process's own (sys.argv) is kept when "command" is captured."""
         flush_every = _flush_interval(flush_interval)
         parts = context.selected(capture)
         interval = sampler.interval_setting(system_metrics)  # bad settings fail before the run
@@ -126,6 +145,10 @@ class ActiveRun(RunHandle):
             record.command = command
         elif "command" in parts:
             record.command = context.command_line()
+        if invocation is not None or "command" in parts:
+            # what `metastore reproduce` re-runs, and the folder input paths are relative to
+            ctx["invocation"] = ({"cwd": os.getcwd(), **invocation} if invocation is not None
+                                 else context.invocation())
         if "git" in parts:
             git = context.git_info()
             if git:
@@ -135,6 +158,8 @@ class ActiveRun(RunHandle):
         record.context = ctx or None
         record.parent_id = parent_id
         run = cls(store, store.create_run(record), flush_interval=flush_every)
+        run._root = ctx.get("git", {}).get("root")
+        _announce(run.row.id)
         if ctx.get("git", {}).get("dirty"):
             # the whole uncommitted change, so the code can be rebuilt (reproduce)
             patch = context.git_patch()
@@ -175,6 +200,8 @@ class ActiveRun(RunHandle):
         self._error: BaseException | None = None
         self._sampler = None
         self._cost_per_hour: float | None = None
+        self._cwd = os.getcwd()  # input paths are kept relative to it
+        self._root: str | None = None  # the git repository's root, when in one
         self._start_flusher()
         _live.add(self)
 
@@ -466,6 +493,7 @@ class ActiveRun(RunHandle):
         if isinstance(source, VersionHandle):
             self.store.link_run_asset(self.row.id, source.id, relation, role)
             return source
+        path = None if isinstance(source, bytes | bytearray) else self._link_path(source)
         if name is None:
             if isinstance(source, bytes | bytearray):
                 raise InvalidValue("name= is required when logging bytes")
@@ -482,6 +510,19 @@ class ActiveRun(RunHandle):
             role=role,
             derived_from=upstream,
             copy=copy,
+            path=path,
         )
         return VersionHandle(self.store, asset, version, role)
+
+    def _link_path(self, source) -> str:
+        """Where the run read or wrote a file, as `metastore reproduce` puts it back:
+        relative to the run's working folder when inside it or its git repository
+        ("data/train.csv", "../data/train.csv"), else absolute."""
+        full = os.path.abspath(os.fspath(source))
+        rel = os.path.relpath(full, self._cwd)
+        inside = not (rel == os.pardir or rel.startswith(os.pardir + os.sep))
+        if not inside and self._root:
+            root = os.path.abspath(self._root)
+            inside = os.path.commonpath([full, root]) == root
+        return (rel if inside else full).replace(os.sep, "/")
 

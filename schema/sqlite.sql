@@ -171,6 +171,7 @@ CREATE TABLE lineage_edge (
 	dst_id VARCHAR(26) NOT NULL, 
 	relation VARCHAR(16) NOT NULL, 
 	role VARCHAR(64), 
+	path TEXT, 
 	created DATETIME NOT NULL, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_lineage_edge UNIQUE (src_type, src_id, dst_type, dst_id, relation)

@@ -186,11 +186,12 @@ class Backend(ABC):
         digest: str | None = None, size: int | None = None, media_type: str | None = None,
         meta: Mapping[str, Any] | None = None, run_id: str | None = None,
         relation: str | None = None, role: str | None = None,
-        derived_from: Sequence[str] = (), copy: bool = True,
+        derived_from: Sequence[str] = (), copy: bool = True, path: str | None = None,
     ) -> tuple[Asset, AssetVersion]:
         """Store content (a file or directory path, or bytes) as a version of the asset
         kind/name, or register external content by `uri` and `digest`. With `run_id` and
-        `relation` ("used" or "produced") the run is linked to it."""
+        `relation` ("used" or "produced") the run is linked to it; `path` is where the run
+        read or wrote it, relative to its working folder (kept on the link)."""
 
     @abstractmethod
     def add_edge(
@@ -202,7 +203,8 @@ class Backend(ABC):
 
     @abstractmethod
     def link_run_asset(
-        self, run_id: str, version_id: str, relation: str, role: str | None = None
+        self, run_id: str, version_id: str, relation: str, role: str | None = None,
+        path: str | None = None,
     ) -> None:
         """Record that a run used or produced an existing version, as it goes: unlike
         `add_edge`, no cycle check (cycles through runs are allowed, see lineage)."""

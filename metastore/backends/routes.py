@@ -54,7 +54,7 @@ MAX_STEP = 2**62
 MAX_ID = 2**63 - 1
 ENTITY_TYPES = Literal["project", "experiment", "run", "asset", "asset_version"]
 NODE_TYPES = Literal["run", "asset_version"]
-RELATIONS = Literal["used", "produced", "derived_from"]
+RELATIONS = Literal["used", "produced", "derived_from", "reproduces"]
 
 
 # -- wire models for what is not one row or record --------------------------------------
@@ -306,6 +306,7 @@ def _request_model(route: Route) -> type[BaseModel] | None:
 
 ID = {"max_length": 26}
 ROLE = {"max_length": 64}
+PATH = {"max_length": 4096}
 ALIAS = {"max_length": 64}
 NAME = {"max_length": 250}
 
@@ -344,7 +345,7 @@ ROUTES: list[Route] = [
           types={"direction": Literal["inputs", "outputs"]}, wire=RUN_ASSETS),
     Route("link_run_asset", "POST", "/runs/{run_id}/assets", "runs",
           types={"relation": Literal["used", "produced"]},
-          bounds={"version_id": ID, "role": ROLE}),
+          bounds={"version_id": ID, "role": ROLE, "path": PATH}),
     Route("resolve_run", "GET", "/runs/{ref:path}", "runs", types={"ref": str}),
     Route("delete_run", "DELETE", "/runs/{ref:path}", "runs", types={"ref": str}),
     # -- tags -------------------------------------------------------------------------------
@@ -358,7 +359,8 @@ ROUTES: list[Route] = [
           prepare=_prepare_put_asset, check=_check_uploaded,
           types={"relation": Literal["used", "produced"] | None},
           bounds={"digest": {"max_length": 80}, "size": {"ge": 0, "le": MAX_STEP},
-                  "media_type": {"max_length": 128}, "run_id": ID, "role": ROLE}),
+                  "media_type": {"max_length": 128}, "run_id": ID, "role": ROLE,
+                  "path": PATH}),
     Route("list_versions", "GET", "/assets/versions", "assets", wire=PAIRS),
     Route("get_asset_version", "GET", "/assets/version", "assets", wire=PAIR,
           bounds={"version": {"ge": 1, "le": MAX_STEP}}),

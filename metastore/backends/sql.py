@@ -430,16 +430,17 @@ class SQLBackend(AliasSQL, Backend):
                     run_end, version_end = ("dst", "src") if direction == "inputs" else ("src", "dst")
                     e = LineageEdge.__table__.c
                     links = (
-                        sa.select(e[f"{run_end}_id"], e.role, Asset.kind, Asset.name, AssetVersion)
+                        sa.select(e[f"{run_end}_id"], e.role, e.path, Asset.kind, Asset.name,
+                                  AssetVersion)
                         .join(AssetVersion, AssetVersion.id == e[f"{version_end}_id"])
                         .join(Asset, Asset.id == AssetVersion.asset_id)
                         .where(e[f"{run_end}_type"] == "run", e[f"{run_end}_id"].in_(chunk),
                                e[f"{version_end}_type"] == "asset_version")
                         .order_by(Asset.kind, Asset.name, AssetVersion.version)
                     )
-                    for run_id, role, kind, name, av in s.execute(links):
+                    for run_id, role, path, kind, name, av in s.execute(links):
                         getattr(views[run_id], direction).append(
-                            _version_link(kind, name, av, role)
+                            _version_link(kind, name, av, role, path)
                         )
             return list(views.values())
 
@@ -763,10 +764,12 @@ class SQLBackend(AliasSQL, Backend):
         role: str | None = None,
         derived_from: Sequence[str] = (),
         copy: bool = True,
+        path: str | None = None,
     ) -> tuple[Asset, AssetVersion]:
         """Store content (a file or directory path, or bytes) as a version of the asset
         kind/name, or register external content by `uri` and `digest` without its bytes.
-        With `run_id` and `relation` ("used" or "produced") the run is linked to it."""
+        With `run_id` and `relation` ("used" or "produced") the run is linked to it; `path`
+        is where the run read or wrote it (kept on the link)."""
         digest, size, uri, media_type, meta = prepare_content(
             self.blobs, kind, name, content, uri=uri, digest=digest, size=size,
             media_type=media_type, meta=meta, relation=relation, copy=copy,
@@ -806,9 +809,10 @@ class SQLBackend(AliasSQL, Backend):
                 s.add(av)
                 s.flush()
             if run_id is not None and relation == "used":
-                self._add_edge(s, "asset_version", av.id, "run", run_id, "used", role)
+                self._add_edge(s, "asset_version", av.id, "run", run_id, "used", role, path=path)
             elif run_id is not None and relation == "produced":
-                self._add_edge(s, "run", run_id, "asset_version", av.id, "produced", role)
+                self._add_edge(s, "run", run_id, "asset_version", av.id, "produced", role,
+                               path=path)
             for up in derived_from:
                 if up == av.id:  # unchanged content "derived from itself": nothing to record
                     continue
@@ -817,14 +821,16 @@ class SQLBackend(AliasSQL, Backend):
 
         return self.transact(go)
 
-    def link_run_asset(self, run_id: str, version_id: str, relation: str, role=None) -> None:
+    def link_run_asset(
+        self, run_id: str, version_id: str, relation: str, role=None, path: str | None = None
+    ) -> None:
         if relation == "used":
             ends = ("asset_version", version_id, "run", run_id)
         elif relation == "produced":
             ends = ("run", run_id, "asset_version", version_id)
         else:
             raise InvalidValue("relation of a run to an asset is 'used' or 'produced'")
-        self.transact(lambda s: self._add_edge(s, *ends, relation, role))
+        self.transact(lambda s: self._add_edge(s, *ends, relation, role, path=path))
 
     def add_edge(
         self, src_type: str, src_id: str, dst_type: str, dst_id: str, relation: str, role=None
@@ -836,7 +842,8 @@ class SQLBackend(AliasSQL, Backend):
         )
 
     def _add_edge(
-        self, s, src_type, src_id, dst_type, dst_id, relation, role, check_cycle=False
+        self, s, src_type, src_id, dst_type, dst_id, relation, role, check_cycle=False,
+        path=None,
     ) -> LineageEdge:
         """Edges a run records as it goes (used, produced) cannot close a cycle through
         versions alone, so only derived_from edges and edges added after the fact are
@@ -868,9 +875,13 @@ class SQLBackend(AliasSQL, Backend):
                 dst_id=dst_id,
                 relation=relation,
                 role=role,
+                path=path,
             )
             s.add(edge)
             s.flush()
+        elif path is not None and edge.path is None:  # a link recorded before its path
+            edge.path = path
+            s.add(edge)
         return edge
 
     def list_edges(self, run_ids: Sequence[str] | None = None) -> list[LineageEdge]:
@@ -1101,9 +1112,10 @@ def _tags_of(s: Session, run_ids: list[str]):
     return ((t.entity_id, t.key, t.value) for t in rows)
 
 
-def _version_link(kind: str, name: str, av: AssetVersion, role: str | None) -> VersionLink:
+def _version_link(kind: str, name: str, av: AssetVersion, role: str | None,
+                  path: str | None = None) -> VersionLink:
     return VersionLink(
-        **av.model_dump(exclude={"asset_id", "meta"}), kind=kind, name=name, role=role,
+        **av.model_dump(exclude={"asset_id", "meta"}), kind=kind, name=name, role=role, path=path,
         meta=json.loads(av.meta) if av.meta else None,
     )
 

@@ -4,7 +4,8 @@
       bundle.json                     header: format, version, counts, experiments
       runs.jsonl                      one Run record per line, whole metric histories
       assets.jsonl                    one AssetVersion record per line
-      edges.jsonl                     one lineage Edge per line (used, produced, derived_from)
+      edges.jsonl                     one lineage Edge per line (used, produced, derived_from,
+                                      reproduces)
       blobs/sha256/ab/cdef…           the content of every version kept in the blob store
 
 Every record validates against `schema/bundle.schema.json`, which is generated from the
@@ -121,8 +122,9 @@ class EdgeEntry(_Record):
     src_id: str
     dst_type: Literal["run", "asset_version"]
     dst_id: str
-    relation: Literal["used", "produced", "derived_from"]
+    relation: Literal["used", "produced", "derived_from", "reproduces"]
     role: str | None = None
+    path: str | None = Field(None, description="where the run read or wrote the version")
 
 
 class BundleHeader(_Record):
@@ -275,7 +277,7 @@ def _write(store, target: Path, experiment: str | None) -> dict:
             f.write(
                 EdgeEntry(
                     src_type=e.src_type, src_id=e.src_id, dst_type=e.dst_type,
-                    dst_id=e.dst_id, relation=e.relation, role=e.role,
+                    dst_id=e.dst_id, relation=e.relation, role=e.role, path=e.path,
                 ).model_dump_json()
                 + "\n"
             )

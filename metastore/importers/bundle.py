@@ -141,6 +141,7 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 options.progress(done, total)
         if not options.dry_run:
             for e in edges:
+                _link_after(store, e, version_ids, queued)
                 if e.relation != "derived_from":
                     continue
                 src, dst = version_ids.get(e.src_id), version_ids.get(e.dst_id)
@@ -204,6 +205,21 @@ def _put_version(store, folder: Path, a: AssetVersionEntry) -> str:
     if av.digest != a.digest:
         raise ImportFailed(f"{a.kind}:{a.name} v{a.version} came back with digest {av.digest}")
     return av.id
+
+
+def _link_after(store, e, version_ids, imported: set[str]) -> None:
+    """What a RunRecord cannot carry: the path on a run's link to a version, and a
+    reproduction's link to its original (both runs imported, or already present)."""
+    if e.relation == "reproduces":
+        if (e.src_id in imported or _exists(store, e.src_id)) and (
+                e.dst_id in imported or _exists(store, e.dst_id)):
+            store.add_edge("run", e.src_id, "run", e.dst_id, "reproduces", e.role)
+    elif e.path is not None and e.relation == "used" and e.dst_id in imported:
+        if e.src_id in version_ids:
+            store.link_run_asset(e.dst_id, version_ids[e.src_id], "used", e.role, e.path)
+    elif e.path is not None and e.relation == "produced" and e.src_id in imported:
+        if e.dst_id in version_ids:
+            store.link_run_asset(e.src_id, version_ids[e.dst_id], "produced", e.role, e.path)
 
 
 def _exists(store, run_id: str) -> bool:
