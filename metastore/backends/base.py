@@ -210,6 +210,11 @@ class Backend(ABC):
         `add_edge`, no cycle check (cycles through runs are allowed, see lineage)."""
 
     @abstractmethod
+    def create_asset(self, kind: str, name: str) -> Asset:
+        """The asset kind/name, created without versions if it does not exist yet: a name
+        registered before its content (MLflow's `create_registered_model`). Idempotent."""
+
+    @abstractmethod
     def list_assets(self, kind: str | None = None) -> list[Asset]: ...
 
     @abstractmethod

@@ -44,7 +44,7 @@ from sqlmodel import SQLModel
 from metastore.backends.base import Backend
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
-from metastore.models import Asset, AssetVersion
+from metastore.models import ASSET_KINDS, Asset, AssetVersion
 from metastore.records import RunStatus
 
 #: Where the table's paths live on a server.
@@ -355,6 +355,8 @@ ROUTES: list[Route] = [
           types={"entity_type": ENTITY_TYPES}, bounds={"entity_id": ID}),
     # -- assets -----------------------------------------------------------------------------
     Route("list_assets", "GET", "/assets", "assets"),
+    Route("create_asset", "POST", "/assets/named", "assets", bounds={"name": NAME},
+          types={"kind": Literal[ASSET_KINDS]}),
     Route("put_asset", "POST", "/assets", "assets", wire=PAIR, local=("content", "copy"),
           prepare=_prepare_put_asset, check=_check_uploaded,
           types={"relation": Literal["used", "produced"] | None},

@@ -29,6 +29,7 @@ from metastore.backends.sql_aliases import AliasSQL
 from metastore.blobs import DIR_MEDIA_TYPE, BlobStore
 from metastore.errors import Ambiguous, Conflict, InvalidValue, NotFound
 from metastore.models import (
+    ASSET_KINDS,
     RELATIONS,
     RUN_STATUSES,
     Asset,
@@ -55,6 +56,7 @@ from metastore.records import (
     VersionLink,
     Walk,
     downsample,
+    validate_asset_name,
     validate_key,
     validate_metric_value,
     validate_step,
@@ -902,6 +904,21 @@ class SQLBackend(AliasSQL, Backend):
     def walk(self, starts: Sequence[NodeKey], direction: str, depth: int | None = None) -> Walk:
         with self.read() as s:
             return sql_lineage.walk(s, [tuple(n) for n in starts], direction, depth)
+
+    def create_asset(self, kind: str, name: str) -> Asset:
+        if kind not in ASSET_KINDS:
+            raise InvalidValue(f"unknown asset kind {kind!r}", hint=f"one of: {', '.join(ASSET_KINDS)}")
+        validate_asset_name(name)
+
+        def go(s):
+            asset = s.exec(select(Asset).where(Asset.kind == kind, Asset.name == name)).first()
+            if asset is None:
+                asset = Asset(project_id=self._project(s).id, kind=kind, name=name)
+                s.add(asset)
+                s.flush()
+            return asset
+
+        return self.transact(go)
 
     def list_assets(self, kind: str | None = None) -> list[Asset]:
         with self.read() as s:

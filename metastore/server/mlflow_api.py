@@ -40,10 +40,24 @@ from starlette.concurrency import run_in_threadpool
 from metastore.errors import MetastoreError, NotFound
 from metastore.importers.values import infer_value
 from metastore.records import MetricPoint, RunRecord
+from metastore.server.mlflow_common import MlflowError, not_supported
+from metastore.server.mlflow_common import from_metastore as _from_metastore
+from metastore.server.mlflow_common import meta as _meta
+from metastore.server.mlflow_common import ms as _ms
+from metastore.server.mlflow_common import need as _need
+from metastore.server.mlflow_common import offset as _offset
+from metastore.server.mlflow_common import page as _page
+from metastore.server.mlflow_common import token as _token
 from metastore.server.mlflow_filter import (
     EXPERIMENT_ATTRIBUTES,
     translate_filter,
     translate_order_by,
+)
+from metastore.server.mlflow_registry import (
+    REGISTRY_ENDPOINTS,
+    REGISTRY_READING_POSTS,
+    VERSIONS_ROOT,
+    RegistryCalls,
 )
 
 #: The experiment MLflow calls "0" (its "Default") is metastore's default experiment.
@@ -58,29 +72,8 @@ ARTIFACT_META = "mlflow_artifact_path"
 MAX_RESULTS = 50_000
 
 
-class MlflowError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
 def _error_response(e: MlflowError) -> JSONResponse:
     return JSONResponse({"error_code": e.code, "message": e.message}, status_code=e.status)
-
-
-def _from_metastore(e: MetastoreError) -> MlflowError:
-    message = e.message + (f" ({e.hint})" if getattr(e, "hint", None) else "")
-    if isinstance(e, NotFound):
-        return MlflowError("RESOURCE_DOES_NOT_EXIST", message, 404)
-    return MlflowError("INVALID_PARAMETER_VALUE", message, 400)
-
-
-def _ms(t: datetime | None) -> int | None:
-    if t is None:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1000)
 
 
 def _time(ms) -> datetime | None:
@@ -92,14 +85,6 @@ def _time(ms) -> datetime | None:
         raise MlflowError("INVALID_PARAMETER_VALUE", f"a time is milliseconds, got {ms!r}") from e
 
 
-def _need(data: dict, *names: str) -> Any:
-    for name in names:
-        value = data.get(name)
-        if value not in (None, ""):
-            return value
-    raise MlflowError("INVALID_PARAMETER_VALUE", f"Missing value for required parameter '{names[0]}'")
-
-
 def _param_text(value: Any) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
@@ -108,8 +93,8 @@ def _param_text(value: Any) -> str:
     return str(value)
 
 
-class Translator:
-    """MLflow's calls over one store's backend."""
+class Translator(RegistryCalls):
+    """MLflow's calls over one store's backend (the registry's in `RegistryCalls`)."""
 
     def __init__(self, store):
         self.store = store
@@ -651,22 +636,37 @@ class Translator:
         )
         return {}
 
-    def artifact_open(self, path: str):
+    def _artifact_files(self, path: str) -> tuple[dict[str, tuple], str]:
+        """(artifact path → (digest, size, media type), the path within them) of a proxy
+        path: a run's artifacts, a logged model's, or a registered version's files."""
+        parts = PurePosixPath(path).parts
+        if len(parts) >= 2 and parts[0] == VERSIONS_ROOT:
+            if any(p in ("..", ".") for p in parts):
+                raise MlflowError("INVALID_PARAMETER_VALUE", f"invalid artifact path {path!r}")
+            files = {rel: (digest, size, mimetypes.guess_type(rel)[0])
+                     for rel, (digest, size) in self.version_files(parts[1]).items()}
+            return files, "/".join(parts[2:])
+        if len(parts) < 3 and "models" not in parts:
+            path += "/artifacts"
         run_id, rel = self._artifact_target(path)
-        version = self._artifacts(run_id).get(rel)
-        if version is None:
+        files = {key: (v.digest, v.size, v.media_type) for key, v in self._artifacts(run_id).items()}
+        return files, rel
+
+    def artifact_open(self, path: str) -> tuple[str, str | None]:
+        """(digest, media type) of one artifact file."""
+        files, rel = self._artifact_files(path)
+        if rel not in files:
             raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"artifact {path!r} not found", 404)
-        return version
+        digest, _, media_type = files[rel]
+        return digest, media_type
 
     def artifact_list(self, path: str | None) -> dict:
         if not path:
             return {"files": []}
-        path = path.strip("/")
-        run_id, rel = self._artifact_target(path if path.count("/") >= 2 or "/models/" in path
-                                            else path + "/artifacts")
+        files, rel = self._artifact_files(path.strip("/"))
         prefix = rel.rstrip("/") + "/" if rel else ""
         seen: dict[str, dict] = {}
-        for key, v in self._artifacts(run_id).items():
+        for key, (_, size, _) in files.items():
             if not key.startswith(prefix) or key == rel:
                 continue
             rest = key[len(prefix):]
@@ -674,19 +674,8 @@ class Translator:
             if sep:
                 seen.setdefault(head, {"path": head, "is_dir": True})
             else:
-                seen[head] = {"path": head, "is_dir": False, "file_size": v.size}
+                seen[head] = {"path": head, "is_dir": False, "file_size": size}
         return {"files": sorted(seen.values(), key=lambda f: f["path"])}
-
-
-def _meta(version) -> dict:
-    """A version's meta as a dict (rows keep it as JSON text, records as a dict)."""
-    meta = version.meta
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def _artifact_kind(rel: str) -> str:
@@ -707,29 +696,6 @@ def _model_run(model_id: str) -> str:
     if len(parts) != 3 or parts[0] != "m" or len(parts[1]) != 26:
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Logged model {model_id} not found", 404)
     return parts[1]
-
-
-def _offset(token) -> int:
-    if not token:
-        return 0
-    try:
-        value = int(str(token))
-    except ValueError as e:
-        raise MlflowError("INVALID_PARAMETER_VALUE", "invalid page_token") from e
-    if value < 0:
-        raise MlflowError("INVALID_PARAMETER_VALUE", "invalid page_token")
-    return value
-
-
-def _token(offset: int) -> str:
-    return str(offset)
-
-
-def _page(items: list, data: dict) -> tuple[list, str | None]:
-    max_results = int(data.get("max_results") or 1000)
-    offset = _offset(data.get("page_token"))
-    page = items[offset:offset + max_results]
-    return page, (_token(offset + max_results) if len(items) > offset + max_results else None)
 
 
 def _experiment_query(filter_text: str) -> str:
@@ -771,12 +737,14 @@ ENDPOINTS: dict[tuple[str, str], str] = {
     ("metrics/get-history", "GET"): "metrics_get_history",
     ("logged-models", "POST"): "logged_models_create",
     ("logged-models/search", "POST"): "logged_models_search",
+    **REGISTRY_ENDPOINTS,
 }
 #: MLflow's POST calls that only read: a read-only token may make them.
 READING_POSTS = frozenset(
     prefix + endpoint
     for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
-    for endpoint in ("runs/search", "experiments/search", "logged-models/search")
+    for endpoint in ("runs/search", "experiments/search", "logged-models/search",
+                     *REGISTRY_READING_POSTS)
 )
 #: logged-models/{id}[/suffix] and method → Translator method name.
 MODEL_ENDPOINTS: dict[tuple[str, str], str] = {
@@ -787,13 +755,10 @@ MODEL_ENDPOINTS: dict[tuple[str, str], str] = {
 }
 
 
-def _not_supported(endpoint: str, method: str) -> MlflowError:
-    return MlflowError(
-        "ENDPOINT_NOT_FOUND",
-        f"metastore's MLflow API does not support {method} {endpoint} "
-        "(see docs/integrations.md for the calls it supports)",
-        404,
-    )
+#: MLflow's GenAI calls (traces and what hangs on them): metastore keeps runs, not traces.
+TRACING = frozenset({"traces", "assessments", "issues", "label-schemas", "review-queues",
+                     "scorers", "prompts", "prompt-optimization", "gateway", "webhooks"})
+TRACING_HINT = "metastore keeps runs, not traces; keep tracing on an MLflow server"
 
 
 def _handler(translator: Translator, endpoint: str, method: str) -> Callable[[dict], dict]:
@@ -806,7 +771,9 @@ def _handler(translator: Translator, endpoint: str, method: str) -> Callable[[di
         if name is not None and model_id not in ("search", "batch-get"):
             method_ = getattr(translator, name)
             return lambda data: method_(data, model_id)
-    raise _not_supported(endpoint, method)
+    if endpoint.split("/")[0] in TRACING:
+        raise not_supported(f"MLflow tracing ({method} {endpoint})", TRACING_HINT)
+    raise not_supported(f"{method} {endpoint}")
 
 
 def _call(fn, *args):
@@ -853,6 +820,19 @@ def mlflow_router(store) -> APIRouter:
             methods=["GET", "POST", "PATCH", "DELETE", "PUT"],
         )
 
+    async def version3(request: Request, endpoint: str):
+        # MLflow's /api/3.0 calls are its tracing and GenAI evaluation calls
+        return _error_response(not_supported(
+            f"MLflow tracing ({request.method} 3.0/mlflow/{endpoint})", TRACING_HINT))
+
+    async def otlp(request: Request):  # spans exported over OpenTelemetry to /v1/traces
+        return _error_response(not_supported("MLflow tracing (POST /v1/traces)", TRACING_HINT))
+
+    for prefix in ("/api/3.0/mlflow/", "/ajax-api/3.0/mlflow/"):
+        router.add_api_route(prefix + "{endpoint:path}", version3,
+                             methods=["GET", "POST", "PATCH", "DELETE", "PUT"])
+    router.add_api_route("/v1/traces", otlp, methods=["POST"])
+
     async def artifact(request: Request, path: str):
         try:
             if request.method == "PUT":
@@ -865,15 +845,15 @@ def mlflow_router(store) -> APIRouter:
                     os.unlink(tmp.name)
                 return JSONResponse({})
             if request.method == "GET":
-                version = await run_in_threadpool(_call, translator.artifact_open, path)
+                digest, media_type = await run_in_threadpool(_call, translator.artifact_open, path)
 
                 def read():
-                    with store.backend.open_blob(version.digest) as f:
+                    with store.backend.open_blob(digest) as f:
                         return f.read()
 
                 return Response(await run_in_threadpool(read),
-                                media_type=version.media_type or "application/octet-stream")
-            raise _not_supported(f"mlflow-artifacts/artifacts ({request.method})", request.method)
+                                media_type=media_type or "application/octet-stream")
+            raise not_supported(f"{request.method} mlflow-artifacts/artifacts")
         except MlflowError as e:
             return _error_response(e)
 

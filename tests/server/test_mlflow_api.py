@@ -156,10 +156,18 @@ def test_client_api_runs_and_experiments(served):
 def test_unsupported_calls_answer_with_mlflow_errors(served):
     _, server = served
     client = mlflow.MlflowClient()
+    client.create_registered_model("regressor")
     with pytest.raises(mlflow.exceptions.MlflowException) as info:
-        client.create_registered_model("regressor")
+        client.delete_registered_model("regressor")
     assert info.value.error_code == "ENDPOINT_NOT_FOUND"
     assert "does not support" in info.value.message
+    # tracing: the client's calls (/api/2.0 and /api/3.0) answer in MLflow's format
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.get_trace("tr-0123456789abcdef")
+    assert "does not support MLflow tracing" in info.value.message
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.search_traces(locations=["0"])
+    assert "does not support MLflow tracing" in info.value.message
     with pytest.raises(mlflow.exceptions.MlflowException) as info:
         client.get_run("01ZZZZZZZZZZZZZZZZZZZZZZZZ")
     assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
@@ -210,3 +218,82 @@ def test_sklearn_autolog(served, tmp_path):
     models = store.query('models where name = "model" show name, version, created_by').rows
     assert len(models) == 1
     assert store.get_asset("model", "model").path().joinpath("MLmodel").exists()
+
+
+def test_model_registry(served, tmp_path):
+    """register_model, versions, aliases and models:/ downloads through MLflow, and the
+    same registry as metastore's model versions, aliases and lineage."""
+    from sklearn.linear_model import Ridge
+    from typer.testing import CliRunner
+
+    from metastore.cli import app
+
+    store, _ = served
+    client = mlflow.MlflowClient()
+    mlflow.set_experiment("registry")
+    X, y = np.arange(20.0).reshape(10, 2), np.arange(10.0)
+    runs, models = [], []
+    for alpha in (0.1, 1.0):
+        with mlflow.start_run() as run:
+            mlflow.log_param("alpha", alpha)
+            model = Ridge(alpha=alpha).fit(X, y)
+            info = mlflow.sklearn.log_model(model, name="ridge")
+        runs.append(run.info.run_id)
+        models.append((model, info))
+
+    first = mlflow.register_model(f"models:/{models[0][1].model_id}", "regressor")
+    assert (first.name, first.version, first.run_id) == ("regressor", "1", runs[0])
+    second = mlflow.register_model(f"runs:/{runs[1]}/ridge", "regressor")
+    assert (second.version, second.run_id) == ("2", runs[1])
+    again = client.create_model_version("regressor", f"models:/{models[0][1].model_id}")
+    assert again.version == "1"  # the same content is the same version
+
+    client.set_registered_model_alias("regressor", "production", "1")
+    client.set_registered_model_alias("regressor", "staging", "2")
+    assert client.get_model_version_by_alias("regressor", "production").version == "1"
+    assert client.get_model_version("regressor", "2").aliases == ["staging"]
+    registered = client.get_registered_model("regressor")
+    assert registered.aliases == {"production": "1", "staging": "2"}
+    assert [v.version for v in registered.latest_versions] == ["2"]
+    found = client.search_model_versions("name = 'regressor'")
+    assert sorted(v.version for v in found) == ["1", "2"]
+    # every model asset is a registered model: the logged models' own `model:ridge` too
+    by_run = client.search_model_versions(f"run_id = '{runs[1]}'")
+    assert sorted((v.name, v.version) for v in by_run) == [("regressor", "2"), ("ridge", "2")]
+
+    for uri, model in (("models:/regressor@production", models[0][0]),
+                       ("models:/regressor/2", models[1][0])):
+        loaded = mlflow.sklearn.load_model(uri)
+        assert np.allclose(loaded.predict(X[:3]), model.predict(X[:3]))
+
+    client.delete_registered_model_alias("regressor", "staging")
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.get_model_version_by_alias("regressor", "staging")
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.transition_model_version_stage("regressor", "1", "Production")
+    assert info.value.error_code == "ENDPOINT_NOT_FOUND" and "aliases" in info.value.message
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.create_model_version("regressor", "s3://bucket/model")
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+
+    empty = client.create_registered_model("empty", tags={"team": "ml"}, description="later")
+    assert empty.name == "empty"
+    got = client.get_registered_model("empty")
+    assert (got.tags, got.description, got.latest_versions) == ({"team": "ml"}, "later", [])
+    with pytest.raises(mlflow.exceptions.MlflowException) as info:
+        client.create_registered_model("empty")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
+
+    # … and through metastore: versions of model:regressor produced by the runs, the alias
+    rows = store.query('models where name = "regressor" order by version show version, created_by, alpha').rows
+    assert rows == [{"version": 1, "created_by": "registry#1", "alpha": 0.1},
+                    {"version": 2, "created_by": "registry#2", "alpha": 1.0}]
+    assert store.get_asset("model", "regressor", "production").version == 1
+    assert [(h.alias, h.version) for h in store.alias_history("model:regressor")] == [
+        ("production", 1), ("staging", 2), ("staging", None)]
+    result = CliRunner().invoke(
+        app, ["lineage", "model:regressor@production", "--up", "--store", store.url, "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert runs[0] in result.output and runs[1] not in result.output
