@@ -117,6 +117,11 @@ class ImportReport:
         self.skipped.append((str(where), reason))
         self.warnings.append(f"skipped {where}: {reason}")
 
+    def warn(self, where: str, message: str) -> None:
+        """Something of the source not carried over whole ("WHERE: MESSAGE"), the one
+        format of every importer's warnings."""
+        self.warnings.append(f"{where}: {message}")
+
     def leave_out(self, kind: str, n: int = 1) -> None:
         """Count `n` items of `kind` (plural: "histograms", "images") not imported."""
         if n:
