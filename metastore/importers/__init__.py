@@ -12,12 +12,13 @@ the `URL_OPTIONS` it takes. Modules are registered here, and third-party package
 add their own through the `metastore.importers` entry-point group (the entry point names
 a module with the same attributes).
 
-Every importer must be idempotent (a run whose `source`/`source_id` is already in the
-store is not written again; `_util.write_run` completes it with the metric points,
-params and lineage the store lacks), write each run in one transaction
-(`store.create_run(RunRecord)`), and count what the source holds against what it
-imported, with the file and the reason for every run it skips (`ImportReport.skip`)
-and what it leaves out by kind (`ImportReport.leave_out`).
+Every importer hands its runs to the one writer (`writer.Writer`), which makes imports
+idempotent (a run whose `source`/`source_id` is already in the store is not written
+again, but completed with the metric points, params and lineage the store lacks),
+writes runs in batches (`create_runs`, one transaction) and keeps the counts. The
+importer counts what the source holds (`found`), with the file and the reason for every
+run it skips (`ImportReport.skip`), its warnings (`ImportReport.warn`) and what it
+leaves out by kind (`ImportReport.leave_out`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from metastore.errors import InvalidValue, MetastoreError
 class Importer(Protocol):
     """What an importer module offers (a module, or any object, with these attributes).
 
-    An importer reads its source into `RunRecord`s and hands them to the shared writer
-    (`_util.write_run`, or `runs.Writer` for batches); it never opens a database itself."""
+    An importer reads its source into `RunRecord`s and hands them to the one writer
+    (`writer.Writer`); it never opens a database itself."""
 
     NAME: str
 

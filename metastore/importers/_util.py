@@ -1,24 +1,18 @@
-"""Helpers shared by the file-based importers (DVC, W&B, TensorBoard, Neptune, OpenLineage).
-
-Each of those importers reads its source into plain `RunRecord`s plus a list of
-`PendingAsset`s, then hands both to `write_run`, which skips runs already imported,
-registers the assets, and writes the run in one transaction. Reading everything before
-writing anything is what keeps a malformed source from leaving half a run behind.
-"""
+"""Helpers shared by the importers for reading values out of a source: nested keys,
+metric points, tags, ids. Writing is `importers.writer.Writer`'s job."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metastore.importers import ImportOptions, ImportReport
-from metastore.importers.writer import PendingAsset, Writer, check_record  # noqa: F401 (re-exported)
-from metastore.records import MetricPoint, RunRecord
+from metastore.importers import ImportReport
+from metastore.records import MetricPoint
 
 
 class SourceError(Exception):
@@ -123,23 +117,3 @@ def clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
         text = v if isinstance(v, str) else json.dumps(v, default=str)
         out[k] = text if len(text) <= 500 else text[:499] + "…"
     return out
-
-
-# -- writing -------------------------------------------------------------------------------
-
-
-def write_run(
-    store,
-    record: RunRecord,
-    assets: Sequence[PendingAsset],
-    options: ImportOptions,
-    report: ImportReport,
-    where: str,
-) -> str | None:
-    """Write one run through the one writer (`importers.writer.Writer`); the new run's
-    id, None when nothing was written (already present, skipped, or a dry run)."""
-    writer = Writer(store, options, report, batch=1)
-    before = len(report.run_ids)
-    writer.add(record, assets, where)
-    writer.flush()
-    return report.run_ids[-1] if len(report.run_ids) > before else None

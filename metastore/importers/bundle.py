@@ -42,7 +42,7 @@ from metastore.exporters.bundle import (
     run_record,
 )
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers.runs import Writer, count_skip
+from metastore.importers.writer import Writer
 from metastore.records import RunRecord
 
 NAME = "bundle"
@@ -101,7 +101,7 @@ def _lines(folder: Path, name: str, model, report: ImportReport, counted: bool):
                 loc = ".".join(str(x) for x in first["loc"]) or "record"
                 reason = f"is not a valid {model.__name__} ({loc}: {first['msg']})"
                 if counted:
-                    count_skip(report, where, reason)
+                    report.skip(where, reason)
                 else:
                     report.warnings.append(f"skipped {where}: {reason}")
 
@@ -129,19 +129,17 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             for t, i in ((e.src_type, e.src_id), (e.dst_type, e.dst_id)):
                 if t == "run":
                     by_run.setdefault(i, []).append(e)
-        queued: set[str] = set()
         done = total - len(runs)
         options.progress(done, total)
-        with Writer(store, options, report) as writer:
+        with Writer(store, options, report, match="id") as writer:
             for where, entry in runs:
                 done += 1
-                record = _record(store, entry, where, by_run.get(entry.id, []), version_ids, options, report, queued)
-                if record is not None and writer.add(record, [], where) is not None:
-                    queued.add(entry.id)
+                record = _record(entry, where, by_run.get(entry.id, []), version_ids, options, report)
+                writer.add(record, [], where, parent=entry.parent_id)
                 options.progress(done, total)
         if not options.dry_run:
             for e in edges:
-                _link_after(store, e, version_ids, queued)
+                _link_after(store, e, version_ids, set(report.run_ids), set(writer.known))
                 if e.relation != "derived_from":
                     continue
                 src, dst = version_ids.get(e.src_id), version_ids.get(e.dst_id)
@@ -207,12 +205,13 @@ def _put_version(store, folder: Path, a: AssetVersionEntry) -> str:
     return av.id
 
 
-def _link_after(store, e, version_ids, imported: set[str]) -> None:
+def _link_after(store, e, version_ids, imported: set[str], known: set[str]) -> None:
     """What a RunRecord cannot carry: the path on a run's link to a version, and a
-    reproduction's link to its original (both runs imported, or already present)."""
+    reproduction's link to its original (both runs imported, or already present).
+    `imported`: the runs this import wrote; `known`: those and the ones found present."""
     if e.relation == "reproduces":
-        if (e.src_id in imported or _exists(store, e.src_id)) and (
-                e.dst_id in imported or _exists(store, e.dst_id)):
+        if (e.src_id in known or _exists(store, e.src_id)) and (
+                e.dst_id in known or _exists(store, e.dst_id)):
             store.add_edge("run", e.src_id, "run", e.dst_id, "reproduces", e.role)
     elif e.path is not None and e.relation == "used" and e.dst_id in imported:
         if e.src_id in version_ids:
@@ -229,11 +228,8 @@ def _exists(store, run_id: str) -> bool:
         return False
 
 
-def _record(store, entry: RunEntry, where, edges, version_ids, options, report, queued) -> RunRecord | None:
-    """The RunRecord for a bundle run, or None when it is already in the store."""
-    if _exists(store, entry.id):
-        report.already_present += 1
-        return None
+def _record(entry: RunEntry, where, edges, version_ids, options, report) -> RunRecord:
+    """The RunRecord for a bundle run (its parent is set by the writer)."""
     inputs, outputs, missing = [], [], 0
     for e in edges:
         if e.relation == "used" and e.dst_id == entry.id and e.src_type == "asset_version":
@@ -248,10 +244,6 @@ def _record(store, entry: RunEntry, where, edges, version_ids, options, report, 
             pair.append((vid, e.role))
     if missing:
         report.warnings.append(f"{where}: {missing} lineage edge(s) point at asset versions not imported")
-    parent = entry.parent_id
-    if parent is not None and not options.dry_run and parent not in queued and not _exists(store, parent):
-        report.warnings.append(f"{where}: parent run {parent} is not in the store; imported without it")
-        parent = None
     record = run_record(entry)
     record.experiment = options.experiment or entry.experiment
     record.number = entry.number  # kept where the experiment has not gone past it
@@ -260,7 +252,7 @@ def _record(store, entry: RunEntry, where, edges, version_ids, options, report, 
         point.timestamp = _naive(point.timestamp)
     for note in record.notes:
         note.time = _naive(note.time)
-    record.inputs, record.outputs, record.parent_id = inputs, outputs, parent
+    record.inputs, record.outputs, record.parent_id = inputs, outputs, None
     return record
 
 

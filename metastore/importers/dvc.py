@@ -43,7 +43,6 @@ from typing import Any
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import (
-    PendingAsset,
     SourceError,
     clean_tags,
     finite,
@@ -52,8 +51,8 @@ from metastore.importers._util import (
     points,
     stable_id,
     utc,
-    write_run,
 )
+from metastore.importers.writer import PendingAsset, Writer
 from metastore.records import MetricPoint, RunRecord
 
 NAME = "dvc"
@@ -452,7 +451,7 @@ def import_git(store, path: Path, top: Path, options: ImportOptions, report: Imp
         return False
     report.found = len(runs)
     cache = _cache_dir(path)
-    run_of: dict[str, str] = {}
+    writer = Writer(store, options, report)
     for done, (sha, name, baseline, exp_name) in enumerate(runs, 1):
         options.progress(done, len(runs))
         tree = GitTree(top, sha, prefix)
@@ -463,21 +462,15 @@ def import_git(store, path: Path, top: Path, options: ImportOptions, report: Imp
         except SourceError as e:
             report.skip(e.where, e.reason)
             continue
-        parent = None
-        if baseline:
-            found = store.find_run_by_source(SOURCE, baseline)
-            parent = found.id if found is not None else run_of.get(baseline)
         tags = {"dvc.baseline": baseline} if baseline else {"dvc.baseline": sha}
         if exp_name:
             tags["dvc.exp_name"] = exp_name
         record = to_record(
             data, report, where, experiment=experiment, source_id=sha, name=name,
-            ended=utc(int(info[0])), user=info[1] or None, git_commit=sha, parent_id=parent,
-            tags=tags,
+            ended=utc(int(info[0])), user=info[1] or None, git_commit=sha, tags=tags,
         )
-        run_id = write_run(store, record, lineage(data, cache), options, report, where)
-        if run_id:
-            run_of[sha] = run_id
+        writer.add(record, lineage(data, cache), where, parent=baseline)
+    writer.flush()
     return True
 
 
@@ -520,7 +513,8 @@ def import_folder(store, path: Path, options: ImportOptions, report: ImportRepor
         source_id=stable_id(str(path.name), *fingerprint), name=path.name,
         ended=utc(max(times)) if times else None, tags={"dvc.folder": str(path)[-500:]},
     )
-    write_run(store, record, lineage(data, _cache_dir(path)), options, report, str(path))
+    with Writer(store, options, report) as writer:
+        writer.add(record, lineage(data, _cache_dir(path)), str(path))
 
 
 def import_exp_show(store, path: Path, options: ImportOptions, report: ImportReport) -> None:
@@ -543,7 +537,7 @@ def import_exp_show(store, path: Path, options: ImportOptions, report: ImportRep
         raise ImportFailed(f"{path} is not `dvc exp show --json` output")
     report.found = len(entries)
     experiment = path.parent.name or "dvc"
-    run_of: dict[str, str] = {}
+    writer = Writer(store, options, report)
     for done, (entry, baseline) in enumerate(entries, 1):
         options.progress(done, len(entries))
         rev = entry.get("rev")
@@ -565,11 +559,8 @@ def import_exp_show(store, path: Path, options: ImportOptions, report: ImportRep
         record.tags = {"dvc.baseline": baseline or rev}
         if baseline:
             record.tags["dvc.exp_name"] = record.name
-            found = store.find_run_by_source(SOURCE, baseline)
-            record.parent_id = found.id if found is not None else run_of.get(baseline)
-        run_id = write_run(store, record, assets, options, report, where)
-        if run_id:
-            run_of[rev] = run_id
+        writer.add(record, assets, where, parent=baseline)
+    writer.flush()
 
 
 def _dvc2_entries(rows: dict) -> list[tuple[dict, str | None]]:

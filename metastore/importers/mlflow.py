@@ -39,8 +39,8 @@ from urllib.parse import unquote, urlparse
 from metastore.errors import MetastoreError
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import SourceError
-from metastore.importers.runs import AssetSpec, Writer, count_skip, existing
 from metastore.importers.values import from_millis, infer_value
+from metastore.importers.writer import PendingAsset, Writer
 from metastore.models import Note
 from metastore.records import MetricPoint, RunRecord
 
@@ -245,36 +245,22 @@ def _import(store, reader, options: ImportOptions, report: ImportReport) -> None
     # A parent before its children, so the child can point at the parent's new id.
     runs = _parents_first(runs)
     total = report.found
-    ids = existing(store, NAME, [r.run_id for r in runs])
     done = report.found - len(runs)  # the unreadable ones, already skipped
     options.progress(done, total)
     experiments_seen: set[str] = set()
     with Writer(store, options, report) as writer:
         for src in runs:
             done += 1
-            if src.run_id in ids:
-                report.already_present += 1
-                options.progress(done, total)
-                continue
             try:
                 record, assets = _map(src, options, report, reader)
             except SourceError as e:
-                count_skip(report, e.where, e.reason)
+                report.skip(e.where, e.reason)
                 options.progress(done, total)
                 continue
-            if src.parent:
-                record.parent_id = ids.get(src.parent)
-                if record.parent_id is None and not options.dry_run:
-                    report.warnings.append(
-                        f"{src.where}: parent run {src.parent} was not imported; "
-                        "the run is imported without its parent"
-                    )
             if not options.dry_run and record.experiment not in experiments_seen:
                 experiments_seen.add(record.experiment)
                 _experiment_meta(store, reader, src, record.experiment, options)
-            new_id = writer.add(record, assets, src.where, deleted=src.deleted)
-            if new_id is not None:
-                ids[src.run_id] = new_id
+            writer.add(record, assets, src.where, deleted=src.deleted, parent=src.parent)
             options.progress(done, total)
     if not options.dry_run and options.experiment is None:
         _delete_deleted_experiments(store, runs)
@@ -420,7 +406,7 @@ def _metric_points(raw: list[tuple[str, int, float, int]]):
     return points, dropped
 
 
-def _dataset_assets(src: SourceRun) -> list[AssetSpec]:
+def _dataset_assets(src: SourceRun) -> list[PendingAsset]:
     specs = []
     for ds, context in src.datasets:
         uri = None
@@ -438,7 +424,7 @@ def _dataset_assets(src: SourceRun) -> list[AssetSpec]:
                 except ValueError:
                     meta[k] = value
         specs.append(
-            AssetSpec(
+            PendingAsset(
                 kind="dataset",
                 name=ds.name,
                 relation="used",
@@ -472,8 +458,8 @@ def _kind_of(path: Path) -> str:
     return "other"
 
 
-def _artifact_assets(src: SourceRun, reader, report: ImportReport) -> list[AssetSpec]:
-    specs: list[AssetSpec] = []
+def _artifact_assets(src: SourceRun, reader, report: ImportReport) -> list[PendingAsset]:
+    specs: list[PendingAsset] = []
     folder = reader.artifact_dir(src)
     if folder is None and src.artifact_uri and not _is_local(src.artifact_uri):
         report.warnings.append(
@@ -488,8 +474,8 @@ def _artifact_assets(src: SourceRun, reader, report: ImportReport) -> list[Asset
             if p.is_dir() and not any(x.is_file() for x in p.rglob("*")):
                 continue
             specs.append(
-                AssetSpec(
-                    kind=_kind_of(p), name=entry, relation="produced", path=p,
+                PendingAsset(
+                    kind=_kind_of(p), name=entry, relation="produced", content=p,
                     meta={"mlflow_artifact_path": entry},
                 )
             )
@@ -502,8 +488,8 @@ def _artifact_assets(src: SourceRun, reader, report: ImportReport) -> list[Asset
             )
             continue
         specs.append(
-            AssetSpec(
-                kind="model", name=name, relation="produced", path=p,
+            PendingAsset(
+                kind="model", name=name, relation="produced", content=p,
                 meta={"mlflow_model_id": model_id},
             )
         )
@@ -631,7 +617,7 @@ class FileReader:
                 # Without the experiment's name its runs cannot be placed: skip each.
                 for entry in self._run_dirs(exp_dir):
                     report.found += 1
-                    count_skip(report, exp_dir / entry, f"its experiment's {e.where} {e.reason}")
+                    report.skip(exp_dir / entry, f"its experiment's {e.where} {e.reason}")
                 continue
             exp_name = str(meta.get("name") or exp_dir.name)
             exp_id = str(meta.get("experiment_id") or exp_dir.name)
@@ -642,7 +628,7 @@ class FileReader:
                 try:
                     run = self._run(exp_dir / entry, exp_name, exp_id)
                 except SourceError as e:
-                    count_skip(report, e.where, e.reason)
+                    report.skip(e.where, e.reason)
                     continue
                 run.deleted = run.deleted or exp_deleted
                 run.experiment_deleted = exp_deleted
@@ -808,7 +794,7 @@ class SQLReader:
             where = f"{_safe(self.url.split('?')[0])} runs/{run_id}"
             exp_id = str(r["experiment_id"])
             if exp_id not in exps:
-                count_skip(report, where, f"its experiment {exp_id} is missing from the database")
+                report.skip(where, f"its experiment {exp_id} is missing from the database")
                 continue
             exp_name, exp_stage = exps[exp_id]
             yield SourceRun(

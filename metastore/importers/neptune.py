@@ -42,14 +42,13 @@ from typing import Any
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import (
-    PendingAsset,
     SourceError,
     clean_tags,
     param_key,
     points,
     utc,
-    write_run,
 )
+from metastore.importers.writer import PendingAsset, Writer
 from metastore.models import Note
 from metastore.records import RunRecord
 
@@ -333,13 +332,11 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
     # parents before their forks, so forks can point at them
     by_id = {r.source_id: i for i, (r, *_rest) in enumerate(pending)}
     order = sorted(range(len(pending)), key=lambda i: _depth(i, pending, by_id))
-    for done, i in enumerate(order, 1):
-        options.progress(done, len(order))
-        record, assets, parent, where, project_id = pending[i]
-        if parent:
-            found = store.find_run_by_source(SOURCE, f"{project_id}/{parent}")
-            record.parent_id = found.id if found is not None else None
-        write_run(store, record, assets, options, report, where)
+    with Writer(store, options, report) as writer:
+        for done, i in enumerate(order, 1):
+            options.progress(done, len(order))
+            record, assets, parent, where, project_id = pending[i]
+            writer.add(record, assets, where, parent=f"{project_id}/{parent}" if parent else None)
 
 
 def _depth(i: int, pending, by_id) -> int:

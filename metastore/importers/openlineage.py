@@ -35,12 +35,11 @@ from typing import Any
 from metastore.errors import MetastoreError, NotFound
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import (
-    PendingAsset,
     clean_tags,
     points,
     utc,
-    write_run,
 )
+from metastore.importers.writer import PendingAsset, Writer
 from metastore.models import ASSET_KINDS
 from metastore.records import RunRecord
 
@@ -194,8 +193,8 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
     ))
     # dataset → version id written by an earlier run of this import (for unversioned inputs)
     latest: dict[tuple[str, str], str] = {}
-    for done, run in enumerate(ordered, 1):
-        options.progress(done, len(ordered))
+    mapped = []
+    for run in ordered:
         where = ", ".join(sorted(run.where))
         if run.broken:
             report.skip(where, f"run {run.run_id}: {run.broken}")
@@ -209,21 +208,29 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             reason = "no COMPLETE, FAIL or ABORT event yet (still running?); import again when it ends"
             report.skip(where, f"run {run.run_id}: {reason}")
             continue
-        if record.id and _run_exists(store, record.id):
-            report.already_present += 1
-            continue
-        if write_run(store, record, assets, options, report, where) or options.dry_run:
-            for a in assets:
-                if a.relation == "produced":
-                    latest[(a.kind, a.name)] = a.digest
-
-
-def _run_exists(store, run_id: str) -> bool:
-    try:
-        store.resolve_run(run_id)
-        return True
-    except MetastoreError:
-        return False
+        for a in assets:
+            if a.relation == "produced":
+                latest[(a.kind, a.name)] = a.digest
+        mapped.append((where, record, assets))
+    # runs of metastore's own export carry their ids (and their parents'): one look-up
+    # of those in the store; other producers' parents by their run ids, in one look-up
+    own = {r.id for _, r, _ in mapped if r.id} | {r.parent_id for _, r, _ in mapped if r.parent_id}
+    present = {v.id for v in store.read_runs(run_ids=sorted(own), include_deleted=True)} if own else set()
+    ours = {r.id for _, r, _ in mapped if r.id}
+    wanted = {r.tags["ol.parent_run_id"] for _, r, _ in mapped if "ol.parent_run_id" in r.tags}
+    resolvable = {r.source_id for _, r, _ in mapped} | set(store.runs_by_source(SOURCE, sorted(wanted)))
+    with Writer(store, options, report) as writer:
+        for done, (where, record, assets) in enumerate(mapped, 1):
+            options.progress(done, len(mapped))
+            if record.id in present:
+                report.already_present += 1
+                continue
+            if record.parent_id and record.parent_id not in present | ours:
+                record.parent_id = None
+            parent = record.tags.get("ol.parent_run_id")
+            if parent in resolvable:
+                del record.tags["ol.parent_run_id"]
+            writer.add(record, assets, where, parent=parent if parent in resolvable else None)
 
 
 def _to_record(store, run: _Run, report: ImportReport, latest) -> tuple[RunRecord | None, list]:
@@ -276,16 +283,12 @@ def _to_record(store, run: _Run, report: ImportReport, latest) -> tuple[RunRecor
                           author=n.get("author"), text=n.get("text") or ""))
     git = job_facets.get("sourceCodeLocation") or {}
     parent = run_facets.get("parent") or {}
-    parent_id = None
+    # the parent is resolved in import_source, once every run of the import is read:
+    # metastore's own export names it by id, other producers by their run id
+    parent_id = ms.get("parent_id")
     parent_run_id = (parent.get("run") or {}).get("runId")
-    if ms.get("parent_id") and _run_exists(store, ms["parent_id"]):
-        parent_id = ms["parent_id"]
-    elif parent_run_id:
-        found = store.find_run_by_source(SOURCE, parent_run_id)
-        if found is not None:
-            parent_id = found.id
-        else:
-            tags["ol.parent_run_id"] = parent_run_id
+    if not parent_id and parent_run_id:
+        tags["ol.parent_run_id"] = parent_run_id
     metrics = []
     for key, rows in (ms.get("metrics") or {}).items():
         metrics += points(

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers.runs import Writer, count_skip, existing
 from metastore.importers.values import infer_value, parse_time
+from metastore.importers.writer import Writer
 from metastore.models import Note
 from metastore.records import MetricPoint, RunRecord
 
@@ -103,7 +103,7 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
         try:
             record = mapper.record(row, is_json, path)
         except RowError as e:
-            count_skip(report, where, str(e))
+            report.skip(where, str(e))
             mapped.append(None)
             continue
         if record.source_id is None:
@@ -114,18 +114,14 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             record.source_id = f"{digest}#{seen[digest]}"
         mapped.append((where, record, dict(mapper.dropped)))
         mapper.dropped.clear()
-    known = existing(store, NAME, [m[1].source_id for m in mapped if m is not None])
     with Writer(store, options, report) as writer:
         for item in mapped:
             done += 1
             if item is not None:
                 where, record, dropped = item
-                if record.source_id in known:
-                    report.already_present += 1
-                else:
-                    for key in dropped:
-                        report.warnings.append(f"{where}: metric {key!r}: NaN/inf value dropped")
-                    writer.add(record, [], where)
+                for key in dropped:
+                    report.warn(where, f"metric {key!r}: NaN/inf value dropped")
+                writer.add(record, [], where)
             options.progress(done, total)
     if mapper.defaulted:
         report.warnings.append(
@@ -166,15 +162,15 @@ def _rows(path: Path, report: ImportReport) -> Iterator[tuple[str, dict, bool]]:
             break
         except csv.Error as e:
             report.found += 1
-            count_skip(report, f"{path} line {reader.line_num}", f"is not valid CSV ({e})")
+            report.skip(f"{path} line {reader.line_num}", f"is not valid CSV ({e})")
             continue
         if not any(c.strip() for c in cells):
             continue  # blank line
         report.found += 1
         where = f"{path} line {reader.line_num}"
         if len(cells) != len(header):
-            count_skip(
-                report, where,
+            report.skip(
+                where,
                 f"has {len(cells)} cells but the header has {len(header)} (truncated or misquoted?)",
             )
             continue
@@ -196,7 +192,7 @@ def _json_rows(path: Path, text: str, report: ImportReport) -> Iterator[tuple[st
         for i, item in enumerate(items, 1):
             report.found += 1
             if not isinstance(item, dict):
-                count_skip(report, f"{path} item {i}", "is not a JSON object")
+                report.skip(f"{path} item {i}", "is not a JSON object")
                 continue
             yield f"{path} item {i}", item, True
         return
@@ -208,10 +204,10 @@ def _json_rows(path: Path, text: str, report: ImportReport) -> Iterator[tuple[st
         try:
             item = json.loads(line)
         except ValueError as e:
-            count_skip(report, where, f"is not valid JSON ({e}; truncated?)")
+            report.skip(where, f"is not valid JSON ({e}; truncated?)")
             continue
         if not isinstance(item, dict):
-            count_skip(report, where, "is not a JSON object")
+            report.skip(where, "is not a JSON object")
             continue
         yield where, item, True
 

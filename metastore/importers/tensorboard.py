@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers._util import SourceError, points, utc, write_run
+from metastore.importers._util import SourceError, points, utc
+from metastore.importers.writer import Writer
 from metastore.models import Note
 from metastore.records import RunRecord
 
@@ -224,46 +225,53 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
     # one bulk look-up of the ids this import, or an earlier one of a folder above, wrote
     candidates = {id(run): _known_ids(run, base) for run in runs}
     known = set(store.runs_by_source(SOURCE, [i for ids in candidates.values() for i in ids]))
-    for done, run in enumerate(runs, 1):
-        options.progress(done, len(runs))
-        where = str(run.directory)
-        if known.intersection(candidates[id(run)]):
-            report.already_present += 1
-            continue
-        try:
-            data = read_run(run, report)
-        except (SourceError, OSError) as e:
-            reason = e.reason if isinstance(e, SourceError) else str(e)
-            report.skip(getattr(e, "where", where), reason)
-            continue
-        first = min(run.files, key=lambda p: p.name)
-        name = str(run.directory.relative_to(base)) if run.directory != base else base.name
-        metrics = []
-        for tag, per_step in sorted(data["series"].items()):
-            metrics += points(
-                tag,
-                ((step, utc(t), v) for step, (t, v) in sorted(per_step.items())),
-                report,
-                where,
-            )
-        times = data["times"] or [first.stat().st_mtime]
-        record = RunRecord(
-            experiment=experiment,
-            name=name,
-            status="failed" if data["failed"] else "finished",
-            started=utc(min(times)),
-            ended=utc(max(times)),
-            params={k.replace("/", "."): v for k, v in data["params"].items() if v is not None},
-            metrics=metrics,
-            notes=data["notes"],
-            tags={"tensorboard.logdir": str(run.directory)[-500:]},
-            source=SOURCE,
-            # unique within the source: the run's whole path below the imported folder
-            # (two `train/` folders written in the same second on one host share their
-            # first event file's name)
-            source_id=_source_id(run, base, first),
+    with Writer(store, options, report) as writer:
+        for done, run in enumerate(runs, 1):
+            options.progress(done, len(runs))
+            if known.intersection(candidates[id(run)]):
+                report.already_present += 1
+                continue
+            record = _record(run, base, experiment, report)
+            if record is not None:
+                writer.add(record, [], str(run.directory))
+
+
+def _record(run: _Run, base: Path, experiment: str, report: ImportReport) -> RunRecord | None:
+    """The run read from its event files, or None when they cannot be read (skipped)."""
+    where = str(run.directory)
+    try:
+        data = read_run(run, report)
+    except (SourceError, OSError) as e:
+        reason = e.reason if isinstance(e, SourceError) else str(e)
+        report.skip(getattr(e, "where", where), reason)
+        return None
+    first = min(run.files, key=lambda p: p.name)
+    name = str(run.directory.relative_to(base)) if run.directory != base else base.name
+    metrics = []
+    for tag, per_step in sorted(data["series"].items()):
+        metrics += points(
+            tag,
+            ((step, utc(t), v) for step, (t, v) in sorted(per_step.items())),
+            report,
+            where,
         )
-        write_run(store, record, [], options, report, where)
+    times = data["times"] or [first.stat().st_mtime]
+    return RunRecord(
+        experiment=experiment,
+        name=name,
+        status="failed" if data["failed"] else "finished",
+        started=utc(min(times)),
+        ended=utc(max(times)),
+        params={k.replace("/", "."): v for k, v in data["params"].items() if v is not None},
+        metrics=metrics,
+        notes=data["notes"],
+        tags={"tensorboard.logdir": str(run.directory)[-500:]},
+        source=SOURCE,
+        # unique within the source: the run's whole path below the imported folder
+        # (two `train/` folders written in the same second on one host share their
+        # first event file's name)
+        source_id=_source_id(run, base, first),
+    )
 
 
 def _source_id(run: _Run, base: Path, first: Path) -> str:

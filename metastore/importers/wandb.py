@@ -40,15 +40,14 @@ from typing import Any
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import (
-    PendingAsset,
     SourceError,
     clean_tags,
     finite,
     flatten_params,
     points,
     utc,
-    write_run,
 )
+from metastore.importers.writer import PendingAsset, Writer
 from metastore.models import Note
 from metastore.records import MetricPoint, RunRecord
 
@@ -446,15 +445,16 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             hint="point at a wandb/ folder or one run directory in it",
         )
     report.found = len(runs)
-    for done, run_dir in enumerate(runs, 1):
-        options.progress(done, len(runs))
-        try:
-            log = sorted(run_dir.glob("*.wandb"))
-            data = read_wandb_file(log[0], report) if log else read_files(run_dir, report)
-            record, assets = to_record(run_dir, data, report)
-        except (SourceError, OSError) as e:
-            where = getattr(e, "where", str(run_dir))
-            reason = getattr(e, "reason", str(e))
-            report.skip(where, reason)
-            continue
-        write_run(store, record, assets, options, report, str(run_dir))
+    with Writer(store, options, report) as writer:
+        for done, run_dir in enumerate(runs, 1):
+            options.progress(done, len(runs))
+            try:
+                log = sorted(run_dir.glob("*.wandb"))
+                data = read_wandb_file(log[0], report) if log else read_files(run_dir, report)
+                record, assets = to_record(run_dir, data, report)
+            except (SourceError, OSError) as e:
+                where = getattr(e, "where", str(run_dir))
+                reason = getattr(e, "reason", str(e))
+                report.skip(where, reason)
+                continue
+            writer.add(record, assets, str(run_dir))

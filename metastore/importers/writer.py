@@ -75,7 +75,7 @@ def check_record(record: RunRecord) -> None:
     for k, v in record.tags.items():
         validate_key(k, "tag")
         if v is not None and len(str(v)) > 500:
-            raise MetastoreError(f"tag {k!r} is longer than 500 characters")
+            raise MetastoreError(f"tag {k!r} holds {len(str(v))} characters; a tag holds at most 500 characters")
 
 
 @dataclass
@@ -184,8 +184,13 @@ class Writer:
     def _lookup(self, batch: list[_Pending]) -> dict[str, str]:
         """Identity → run id of the batch's runs (and parents) imported before, in bulk."""
         if self.match == "id":
-            ids = [p.record.id for p in batch if p.record.id]
-            return {r.id: r.id for r in self.store.read_runs(run_ids=ids, include_deleted=True)} if ids else {}
+            ids = {p.record.id for p in batch if p.record.id}
+            ids |= {p.parent for p in batch if p.parent is not None and p.parent not in self.known}
+            found = {r.id: r.id for r in self.store.read_runs(run_ids=sorted(ids), include_deleted=True)} if ids else {}
+            for p in batch:
+                if p.parent is not None and p.parent in found:
+                    self.known.setdefault(p.parent, found[p.parent])
+            return found
         by_source: dict[str, set[str]] = {}
         for p in batch:
             wanted = by_source.setdefault(p.record.source, set())  # type: ignore[arg-type]
