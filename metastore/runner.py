@@ -12,7 +12,9 @@ sitecustomize.py` installs in the child. The child finds its run with
 
 A signal (SIGTERM, SIGINT) to `metastore run` is passed to the child; a child that dies
 of a signal leaves its run failed (SIGINT: killed) with an event note and the tag
-`event` naming the signal (`runs where event = "sigterm"`).
+`event` naming the signal (`runs where event = "sigterm"`). A child killed by SIGKILL
+when its cgroup's out-of-memory kills went up, or its memory peaked near the limit, is
+the event `oom` (`sampler.oom_verdict`).
 """
 
 from __future__ import annotations
@@ -236,6 +238,7 @@ def run_command(
         run.end("failed")
         raise InvalidValue(f"cannot run {command[0]!r}: {e.strerror}") from e
     received: list[int] = []
+    kills_before = sampler.oom_kills()
 
     def forward(signum, frame):
         received.append(signum)
@@ -265,12 +268,15 @@ def run_command(
                 _log_file(run, path, "produced", max_copy_bytes)
     run.set_tags({"exit_code": str(code)})
     status = "finished"
-    if code < 0 or received:
+    oom = sampler.oom_verdict(code, kills_before, sampler.oom_kills(),
+                              watcher.peak_rss if watcher is not None else 0, sampler.memory_limit())
+    if oom is not None:
+        run.event("oom", oom)
+        status = "failed"
+    elif code < 0 or received:
         signum = -code if code < 0 else received[0]
         sig = signal.Signals(signum).name.lower()
-        run.note(f"the command was stopped by {sig.upper()} (exit status {code})",
-                 kind="event", author="metastore")
-        run.set_tags({"event": sig})
+        run.event(sig, f"the command was stopped by {sig.upper()} (exit status {code})")
         status = "killed" if signum == signal.SIGINT else "failed"
     elif code != 0:
         run.note(f"the command exited with status {code}", kind="event", author="metastore")

@@ -9,6 +9,9 @@ and logs `system.*` metric histories, one point per sample.
 | `system.net_sent_mb`, `system.net_recv_mb` | the host's network traffic since the start, MiB |
 | `system.cost` | hours since the start × the rate per hour, when a rate is set |
 
+After a command killed by SIGKILL, `oom_verdict` tells an out-of-memory kill from the
+cgroup's `oom_kill` count (`oom_kills`) or a peak near the memory limit (`memory_limit`).
+
 The interval comes from the caller or `METASTORE_SYSTEM_METRICS` (seconds; `0`/`off`
 switches sampling off everywhere); the rate from the caller or `METASTORE_COST_PER_HOUR`.
 A failed write is skipped: the next sample tries again.
@@ -70,6 +73,83 @@ def cost_rate(value: float | None = None) -> float | None:
     return float(value)
 
 
+#: Where the cgroup file systems are mounted (v2 unified, or v1 one per controller).
+CGROUP_ROOT = "/sys/fs/cgroup"
+#: Peak memory at or above this share of the limit makes a SIGKILL an out-of-memory kill.
+NEAR_LIMIT = 0.9
+
+
+def _cgroup_files(name_v2: str, name_v1: str) -> list[str]:
+    """Candidate paths of a memory cgroup file for this process: its own cgroup first
+    (from /proc/self/cgroup), then the mount's root (a container's own cgroup)."""
+    own_v2 = own_v1 = ""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":
+                    own_v2 = path
+                elif "memory" in controllers.split(","):
+                    own_v1 = path
+    except (OSError, ValueError):
+        pass
+    paths = [f"{CGROUP_ROOT}{own_v2}/{name_v2}", f"{CGROUP_ROOT}/{name_v2}",
+             f"{CGROUP_ROOT}/memory{own_v1}/{name_v1}", f"{CGROUP_ROOT}/memory/{name_v1}"]
+    return list(dict.fromkeys(p.replace("//", "/") for p in paths))
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed in this process's
+    memory cgroup (`oom_kill` of cgroup v2 memory.events or v1 memory.oom_control);
+    None where no cgroup says."""
+    for path in _cgroup_files("memory.events", "memory.oom_control"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def memory_limit() -> int | None:
+    """Bytes this process's memory cgroup may use (v2 memory.max, v1
+    memory.limit_in_bytes), else the machine's memory; None when unknown."""
+    for path in _cgroup_files("memory.max", "memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**62:  # v1 writes "no limit" as a huge number
+            return int(text)
+        if text == "max" or text.isdigit():
+            break
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # noqa: BLE001 - unknown is an answer
+        return None
+
+
+def oom_verdict(exit_code: int, kills_before: int | None, kills_after: int | None,
+                peak_rss: int, limit: int | None) -> str | None:
+    """Why a command killed by SIGKILL died, when memory explains it (else None): the
+    cgroup's out-of-memory kills went up, or its memory peaked near the limit."""
+    if exit_code != -9:
+        return None
+    if kills_before is not None and kills_after is not None and kills_after > kills_before:
+        return (f"killed by the kernel's out-of-memory killer (the cgroup's oom_kill count went "
+                f"from {kills_before} to {kills_after}); peak memory {peak_rss / MiB:.0f} MiB")
+    if limit and peak_rss >= NEAR_LIMIT * limit:
+        return (f"killed by SIGKILL with memory near the limit (peak {peak_rss / MiB:.0f} MiB "
+                f"of {limit / MiB:.0f} MiB): probably out of memory")
+    return None
+
+
 class Sampler:
     """Samples process `pid` (default: this one) and its children every `interval`
     seconds into run `run_id`; `stop()` takes a last sample and ends the thread."""
@@ -91,6 +171,8 @@ class Sampler:
         self._io0: dict[int, tuple[int, int]] = {}
         self._cpu_last: dict[int, float] = {}
         self._wall_last = time.monotonic()
+        #: The highest resident memory of the process tree a sample saw, bytes.
+        self.peak_rss = 0
         self._thread = threading.Thread(target=self._loop, name=f"metastore-sampler-{run_id}", daemon=True)
 
     def start(self) -> Sampler:
@@ -159,6 +241,7 @@ class Sampler:
             r0, w0 = self._io0.setdefault(p.pid, (io.read_bytes, io.write_bytes))
             read += io.read_bytes - r0
             write += io.write_bytes - w0
+        self.peak_rss = max(self.peak_rss, rss)
         values["system.rss_mb"] = rss / MiB
         if io_known:
             values["system.disk_read_mb"] = read / MiB

@@ -5,7 +5,8 @@
         run.log_metric("rmse", 53.1)
 
 Leaving the block marks the run finished; an exception marks it failed and re-raises;
-KeyboardInterrupt marks it killed. A process killed outright leaves the run "running"
+KeyboardInterrupt marks it killed. SIGTERM and SIGINT are recorded as events on the run
+and then do what they did before (`metastore.run_signals`). A process killed outright leaves the run "running"
 with a heartbeat that stops; the store then reports it as crashed.
 
 Params and metrics are buffered: `log_param(s)`, `log_metric(s)` and `log_series` check
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from metastore import context, params, sampler
+from metastore import context, params, run_signals, sampler
 from metastore.errors import Conflict, InvalidValue
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Metric, utcnow
@@ -178,6 +179,7 @@ class ActiveRun(RunHandle):
                 meta={"format": "pip-freeze"},
             )
         run._cost_per_hour = rate
+        run._unhook = run_signals.install(run)
         if interval is not None:
             run._sampler = sampler.Sampler(
                 store, run.row.id, interval=interval, cost_per_hour=run._cost_per_hour
@@ -202,6 +204,7 @@ class ActiveRun(RunHandle):
         self._cost_per_hour: float | None = None
         self._cwd = os.getcwd()  # input paths are kept relative to it
         self._root: str | None = None  # the git repository's root, when in one
+        self._unhook = lambda: None  # puts back the signal handlers `start` replaced
         self._start_flusher()
         _live.add(self)
 
@@ -224,6 +227,17 @@ class ActiveRun(RunHandle):
                       author="metastore")
         return False
 
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def event(self, kind: str, detail: str) -> None:
+        """Record what happened to the run (a signal, an out-of-memory kill …): a note of
+        kind "event" with `detail`, and the tag `event` = `kind`, so
+        `runs where event = "sigterm"` finds it."""
+        self.note(detail, kind="event", author="metastore")
+        self.set_tags({"event": kind})
+
     def end(self, status: str = "finished") -> None:
         """Write what is buffered, mark the run ended (finished, failed or killed) and
         record its wall and CPU time as the system metrics `system.wall_time` and
@@ -232,6 +246,7 @@ class ActiveRun(RunHandle):
         if self._ended:
             return
         self._ended = True
+        self._unhook()
         self._stop.set()
         self._wake.set()
         if self._sampler is not None:

@@ -124,6 +124,8 @@ def test_stale_heartbeat_from_another_host_is_crashed(sqlite_store):
             )
         )
     assert sqlite_store.get_run(run.id).status == "crashed"
+    rows = sqlite_store.query('runs where event = "crashed" show id').rows
+    assert rows == [{"id": run.id}]  # a lost heartbeat is a queryable event
     run._stop.set()
 
 

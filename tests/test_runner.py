@@ -155,3 +155,52 @@ def test_start_run_samples_when_asked(sqlite_store, monkeypatch):
     with pytest.raises(metastore.InvalidValue, match="seconds"):
         sqlite_store.start_run("s")
     assert len(sqlite_store.runs(experiment="s")) == 2  # refused settings start no run
+
+
+def test_sigkill_near_the_memory_limit_is_an_oom_event(sqlite_store, project, monkeypatch):
+    """A child killed by SIGKILL whose memory peaked near its cgroup's limit: the event
+    oom. The cgroup files are a folder written here (the machine's own limits are not
+    the test's to lower); the child really allocates and really dies of SIGKILL."""
+    from metastore import sampler
+
+    cgroup = project / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text(str(64 * 1024 * 1024))
+    (cgroup / "memory.events").write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+    monkeypatch.setattr(sampler, "CGROUP_ROOT", str(cgroup))
+    (project / "hog.py").write_text(
+        "import os, signal, time\n"
+        "block = bytearray(80 * 1024 * 1024)\n"
+        "for i in range(0, len(block), 4096): block[i] = 1\n"
+        "time.sleep(1.5)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run, code = run_command(sqlite_store, [sys.executable, "hog.py"], system_metrics=0.2,
+                            track_files=False)
+    assert code == -9 and run.status == "failed"
+    [event] = [n.text for n in run.notes if n.kind == "event"]
+    assert "probably out of memory" in event
+    assert sqlite_store.query('runs where event = "oom" show number').rows == [{"number": 1}]
+
+    # the kernel's count of OOM kills going up names it outright; a plain SIGKILL is not oom
+    (project / "killed.py").write_text(
+        f"import os, signal\nopen({str(cgroup / 'memory.events')!r}, 'w').write('oom_kill 1\\n')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run, code = run_command(sqlite_store, [sys.executable, "killed.py"], system_metrics=False,
+                            track_files=False)
+    assert "out-of-memory killer" in [n.text for n in run.notes if n.kind == "event"][0]
+    (project / "plain.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    run, code = run_command(sqlite_store, [sys.executable, "plain.py"], system_metrics=False,
+                            track_files=False)
+    assert sqlite_store.query(f'runs where number = {run.number} show event').rows == [{"event": "sigkill"}]
+
+
+def test_oom_counters_are_read_or_absent():
+    from metastore import sampler
+
+    kills = sampler.oom_kills()
+    assert kills is None or kills >= 0  # this machine's cgroup, whatever it is
+    assert sampler.memory_limit() is None or sampler.memory_limit() > 0
+    assert sampler.oom_verdict(1, 0, 5, 10**9, 10**9) is None  # not a SIGKILL
+    assert sampler.oom_verdict(-9, 0, 0, 10, 10**9) is None  # a SIGKILL, memory low

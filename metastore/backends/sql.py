@@ -592,6 +592,8 @@ class SQLBackend(AliasSQL, Backend):
                         text=f"process {r.pid} on {r.host} stopped without ending the run",
                     )
                 )
+                # queryable like other events: runs where event = "crashed"
+                s.merge(Tag(entity_type="run", entity_id=r.id, key="event", value="crashed"))
 
         self.transact(go)
         return len(gone)
