@@ -923,6 +923,48 @@ def db_upgrade(
         console.print(f"Backup: {done['backup']}", highlight=False)
 
 
+config_app = typer.Typer(
+    help="The store's settings, shared by everyone recording into it: "
+    "`metastore config set cost.per_hour.HOST 2.5`.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("set")
+def config_set(
+    key: Annotated[str, typer.Argument(help="cost.per_hour (every host), cost.per_hour.HOST or cost.per_hour.RESOURCE, …")],
+    value: Annotated[str, typer.Argument(help="The value, e.g. 2.5 (money per hour).")],
+    store: StoreOption = None,
+) -> None:
+    """Set a store setting (a cost per hour: runs recorded on that host or resource get
+    system.cost from it)."""
+    stored = open_store(store, create=False).set_config(key, value)
+    console.print(f"{key} = {stored}", highlight=False, markup=False)
+
+
+@config_app.command("unset")
+def config_unset(
+    key: Annotated[str, typer.Argument(help="The setting to remove.")],
+    store: StoreOption = None,
+) -> None:
+    """Remove a store setting."""
+    open_store(store, create=False).unset_config(key)
+    console.print(f"removed {key}", highlight=False, markup=False)
+
+
+@config_app.command("list")
+def config_list(
+    prefix: Annotated[str | None, typer.Argument(help="Only keys starting with this, e.g. cost.")] = None,
+    store: StoreOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """The store's settings."""
+    rows = [{"key": k, "value": v} for k, v in open_store(store, create=False).config(prefix).items()]
+    emit(rows, [Column("key"), Column("value")], format,
+         empty="No settings. Set one with `metastore config set cost.per_hour.HOST 2.5`.")
+
+
 token_app = typer.Typer(help="Manage the API tokens of `metastore server`.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 

@@ -300,6 +300,17 @@ class AliasMove(SQLModel, table=True):
     note: str | None = Field(default=None, sa_type=sa.Text)
 
 
+class StoreConfig(SQLModel, table=True):
+    """A setting of the store, shared by everyone who records into it: a text value by
+    key, e.g. `cost.per_hour.gpu-node-1` = `2.5` (`metastore config set`)."""
+
+    __tablename__ = "store_config"
+
+    key: str = Field(primary_key=True, max_length=KEY_LENGTH)
+    value: str = Field(sa_type=sa.Text)
+    updated: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
 class ApiToken(SQLModel, table=True):
     """A token for the metastore server, stored as its sha256 hash only."""
 
@@ -327,5 +338,6 @@ TABLES = [
     LineageEdge,
     AssetAlias,
     AliasMove,
+    StoreConfig,
     ApiToken,
 ]

@@ -253,6 +253,21 @@ class Store:
 
         return aliases.list_aliases(self.backend, asset)
 
+    def config(self, prefix: str | None = None) -> dict[str, str]:
+        """The store's settings (key → text), shared by everyone recording into it, e.g.
+        `cost.per_hour.<host>` (see metastore.settings)."""
+        return self.backend.get_config(prefix)
+
+    def set_config(self, key: str, value) -> str:
+        """Set a store setting; a known key's value is checked (`cost.per_hour…` is a
+        number of 0 or more). Returns the text stored."""
+        from metastore import settings
+
+        return settings.set_setting(self.backend, key, value)
+
+    def unset_config(self, key: str) -> None:
+        self.backend.set_config(key, None)
+
     def alias_history(self, asset: str | None = None, alias: str | None = None) -> list[AliasRecord]:
         """Every move of aliases, oldest first, with who moved them, when and why."""
         from metastore import aliases

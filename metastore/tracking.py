@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 import threading
 import time
 import weakref
@@ -33,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from metastore import context, params, run_signals, sampler
+from metastore import context, params, run_signals, sampler, settings
 from metastore.errors import Conflict, InvalidValue
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Metric, utcnow
@@ -178,6 +179,8 @@ class ActiveRun(RunHandle):
                 media_type="text/plain",
                 meta={"format": "pip-freeze"},
             )
+        if rate is None:  # the store's rate for this resource or host, if it keeps one
+            rate = settings.cost_rate(store, record.host or socket.gethostname())
         run._cost_per_hour = rate
         run._unhook = run_signals.install(run)
         if interval is not None:

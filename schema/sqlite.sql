@@ -211,6 +211,13 @@ CREATE TABLE alias_move (
 
 CREATE INDEX ix_alias_move_asset_alias ON alias_move (asset_id, alias);
 
+CREATE TABLE store_config (
+	"key" VARCHAR(250) NOT NULL, 
+	value TEXT NOT NULL, 
+	updated DATETIME NOT NULL, 
+	PRIMARY KEY ("key")
+);
+
 CREATE TABLE api_token (
 	id INTEGER NOT NULL, 
 	name VARCHAR(250) NOT NULL, 

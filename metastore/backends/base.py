@@ -274,6 +274,16 @@ class Backend(ABC):
     ) -> list[AliasRecord]:
         """Every move of aliases (of one asset, of one alias), oldest first."""
 
+    # -- the store's settings -----------------------------------------------------------
+    @abstractmethod
+    def get_config(self, prefix: str | None = None) -> dict[str, str]:
+        """The store's settings (key → text), all or those whose key starts with
+        `prefix`: what everyone recording into the store shares (`metastore.settings`)."""
+
+    @abstractmethod
+    def set_config(self, key: str, value: str | None) -> None:
+        """Set a setting (None removes it)."""
+
     # -- questions ------------------------------------------------------------------------
     @abstractmethod
     def query(

@@ -382,6 +382,9 @@ ROUTES: list[Route] = [
           bounds={"version_id": ID, "alias": ALIAS, "author": NAME}),
     Route("unset_alias", "DELETE", "/aliases", "assets", bounds={"alias": ALIAS, "author": NAME}),
     Route("alias_history", "GET", "/aliases/history", "assets", bounds={"alias": ALIAS}),
+    # -- the store's settings -------------------------------------------------------------
+    Route("get_config", "GET", "/config", "config", bounds={"prefix": NAME}),
+    Route("set_config", "PUT", "/config", "config", bounds={"key": NAME}),
     # -- questions and maintenance --------------------------------------------------------
     Route("query", "POST", "/query", "query", reads=True, text_limit="text",
           deadline="timeout", bounds={"timeout": {"gt": 0, "le": 86_400}}),

@@ -43,6 +43,7 @@ from metastore.models import (
     Param,
     Project,
     Run,
+    StoreConfig,
     Tag,
     utcnow,
 )
@@ -921,6 +922,31 @@ class SQLBackend(AliasSQL, Backend):
             return asset
 
         return self.transact(go)
+
+    def get_config(self, prefix: str | None = None) -> dict[str, str]:
+        with self.read() as s:
+            q = select(StoreConfig).order_by(StoreConfig.key)
+            if prefix:
+                q = q.where(col(StoreConfig.key).startswith(prefix, autoescape=True))
+            return {row.key: row.value for row in s.exec(q)}
+
+    def set_config(self, key: str, value: str | None) -> None:
+        validate_key(key, "setting")
+        if value is not None and not isinstance(value, str):
+            raise InvalidValue(f"setting {key!r} is text, got {value!r}")
+
+        def go(s):
+            row = s.get(StoreConfig, key)
+            if value is None:
+                if row is not None:
+                    s.delete(row)
+                return
+            if row is None:
+                row = StoreConfig(key=key, value=value)
+            row.value, row.updated = value, utcnow()
+            s.add(row)
+
+        self.transact(go)
 
     def list_assets(self, kind: str | None = None) -> list[Asset]:
         with self.read() as s:

@@ -153,6 +153,9 @@ def source_kind(source: ast.EntitySource, text: str) -> SourceKind:
 
 
 REF_KINDS = ("run", *ASSET_KINDS)
+#: The prefix of the metrics metastore records itself (system.cost, system.rss_mb …):
+#: a query may name them without it when nothing else has the short name.
+SYSTEM = "system."
 
 
 def check_ref(ref: ast.Ref, text: str) -> None:
@@ -278,8 +281,14 @@ def bind(f: ast.Field, rows: str, catalog: Catalog, text: str) -> Binding:
         forms = " or ".join(f"{q}.{_quote(name)}" for q, _ in hits)
         kinds = " and a ".join(q[:-1] for q, _ in hits)
         raise at(f"{name!r} is both a {kinds}", text, f.pos, f"say which: {forms}")
-    # 3. history aggregate: loss.min
+    # 3. a system metric by its short name when nothing else has it: cost, rss_mb
+    if f"{SYSTEM}{name}" in catalog.metrics:
+        return MetricRef(f"{SYSTEM}{name}")
+    # 4. history aggregate: loss.min (and cost.max for system.cost)
     if len(parts) >= 2 and parts[-1].lower() in HISTORY and not f.quoted[-1]:
+        base = ".".join(parts[:-1])
+        if base not in catalog.metrics and f"{SYSTEM}{base}" in catalog.metrics:
+            return MetricRef(f"{SYSTEM}{base}", parts[-1].lower())
         return _metric(f, parts, catalog, text, rows)
     _check_suffix(f, parts, catalog, text)
     raise _unknown(f, name, "field", _candidates(rows, catalog), text)
