@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from metastore.importers import ImportReport
+from metastore.importers.values import finite
 from metastore.records import MetricPoint
 
 
@@ -46,38 +46,6 @@ def flatten(data: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[s
 
 def flatten_params(data: Mapping[str, Any]) -> dict[str, Any]:
     return {param_key(k): v for k, v in flatten(data, ".").items()}
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def finite(value: Any) -> bool:
-    return is_number(value) and math.isfinite(value)
-
-
-def utc(value: Any) -> datetime | None:
-    """A naive UTC datetime from epoch seconds, epoch milliseconds, or ISO 8601 text."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    elif is_number(value):
-        seconds = float(value)
-        if seconds > 1e11:  # milliseconds (1e11 s is the year 5138)
-            seconds /= 1000.0
-        dt = datetime.fromtimestamp(seconds, UTC)
-    else:
-        text = str(value).strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            dt = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
 
 
 def stable_id(*parts: Any) -> str:

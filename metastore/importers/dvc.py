@@ -45,13 +45,12 @@ from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import (
     SourceError,
     clean_tags,
-    finite,
     flatten,
     flatten_params,
     points,
     stable_id,
-    utc,
 )
+from metastore.importers.values import finite, to_utc
 from metastore.importers.writer import PendingAsset, Writer
 from metastore.records import MetricPoint, RunRecord
 
@@ -238,7 +237,7 @@ def read_tree(tree, report: ImportReport) -> dict:
         for n, row in enumerate(rows):
             try:
                 step = int(float(row.get("step", n)))
-                ts = utc(int(row["timestamp"])) if row.get("timestamp") else None
+                ts = to_utc(int(row["timestamp"])) if row.get("timestamp") else None
                 value = float(row.get(leaf) if leaf in row else list(row.values())[-1])
             except (TypeError, ValueError) as e:
                 raise SourceError(tree.where(path), f"row {n + 2} is malformed ({e})") from e
@@ -467,7 +466,7 @@ def import_git(store, path: Path, top: Path, options: ImportOptions, report: Imp
             tags["dvc.exp_name"] = exp_name
         record = to_record(
             data, report, where, experiment=experiment, source_id=sha, name=name,
-            ended=utc(int(info[0])), user=info[1] or None, git_commit=sha, tags=tags,
+            ended=to_utc(int(info[0])), user=info[1] or None, git_commit=sha, tags=tags,
         )
         writer.add(record, lineage(data, cache), where, parent=baseline)
     writer.flush()
@@ -511,7 +510,7 @@ def import_folder(store, path: Path, options: ImportOptions, report: ImportRepor
     record = to_record(
         data, report, str(path), experiment=path.parent.name or path.name,
         source_id=stable_id(str(path.name), *fingerprint), name=path.name,
-        ended=utc(max(times)) if times else None, tags={"dvc.folder": str(path)[-500:]},
+        ended=to_utc(max(times)) if times else None, tags={"dvc.folder": str(path)[-500:]},
     )
     with Writer(store, options, report) as writer:
         writer.add(record, lineage(data, _cache_dir(path)), str(path))
@@ -606,7 +605,7 @@ def _from_exp_show(data: dict, report: ImportReport, where: str, cache: Path | N
                         steps[k] = values["step"]
         elif isinstance(content, dict) and content.get("error"):
             report.warnings.append(f"{where}: metrics file {file}: {content['error']}")
-    ts = utc(data.get("timestamp"))
+    ts = to_utc(data.get("timestamp"))
     metrics = [MetricPoint(key=k, value=v, step=steps.get(k, 0), timestamp=ts) for k, v in final.items()]
     deps, outs = data.get("deps") or {}, data.get("outs") or {}
     assets: list[PendingAsset] = []

@@ -46,8 +46,8 @@ from metastore.importers._util import (
     clean_tags,
     param_key,
     points,
-    utc,
 )
+from metastore.importers.values import to_utc
 from metastore.importers.writer import PendingAsset, Writer
 from metastore.models import Note
 from metastore.records import RunRecord
@@ -141,7 +141,7 @@ def _value(row: dict) -> Any:
         return row.get("bool_value")
     if t == "datetime":
         dt = row.get("datetime_value")
-        return utc(dt).isoformat() if isinstance(dt, datetime) else dt
+        return to_utc(dt).isoformat() if isinstance(dt, datetime) else dt
     if t == "string_set":
         return sorted(row.get("string_set_value") or [])
     return None
@@ -214,7 +214,7 @@ def to_record(
             (
                 (
                     int(Decimal(str(p["step"])) * scale) if p.get("step") is not None else None,
-                    utc(p.get("timestamp")),
+                    to_utc(p.get("timestamp")),
                     p.get("float_value") if p.get("float_value") is not None else p.get("int_value"),
                 )
                 for p in rows_
@@ -230,9 +230,9 @@ def to_record(
         tags["neptune.fork_parent"] = parent
         if sys.get("sys/forking/step") is not None:
             tags["neptune.fork_step"] = str(sys["sys/forking/step"])
-    created = utc(sys.get("sys/creation_time"))
+    created = to_utc(sys.get("sys/creation_time"))
     stamps = [m.timestamp for m in metrics if m.timestamp is not None]
-    ended = utc(sys.get("sys/ping_time")) or utc(sys.get("sys/modification_time"))
+    ended = to_utc(sys.get("sys/ping_time")) or to_utc(sys.get("sys/modification_time"))
     if stamps and (ended is None or max(stamps) > ended):
         ended = max(stamps)
     started = created or (min(stamps) if stamps else ended)
@@ -261,7 +261,7 @@ def to_record(
     assets: list[PendingAsset] = []
     for key, pts in sorted(texts.items()):
         lines = [
-            f"{p.get('step')}\t{utc(p.get('timestamp')).isoformat() if p.get('timestamp') else ''}\t{p.get('string_value') or ''}"
+            f"{p.get('step')}\t{to_utc(p.get('timestamp')).isoformat() if p.get('timestamp') else ''}\t{p.get('string_value') or ''}"
             for p in sorted(pts, key=lambda p: (p.get("step") or 0))
         ]
         assets.append(PendingAsset(

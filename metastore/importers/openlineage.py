@@ -37,8 +37,8 @@ from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import (
     clean_tags,
     points,
-    utc,
 )
+from metastore.importers.values import to_utc
 from metastore.importers.writer import PendingAsset, Writer
 from metastore.models import ASSET_KINDS
 from metastore.records import RunRecord
@@ -168,7 +168,7 @@ def _check(event: Any) -> str | None:
         return "event has no run.runId"
     if not isinstance(job, dict) or not job.get("name"):
         return "event has no job.name"
-    if utc(event.get("eventTime")) is None:
+    if to_utc(event.get("eventTime")) is None:
         return f"event has no valid eventTime ({event.get('eventTime')!r})"
     for side in ("inputs", "outputs"):
         for ds in event.get(side) or []:
@@ -189,7 +189,7 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
         else:
             report.warnings.append(reason)
     ordered = sorted(runs.values(), key=lambda r: min(
-        (utc(e["eventTime"]) for e in r.events), default=utc(0)
+        (to_utc(e["eventTime"]) for e in r.events), default=to_utc(0)
     ))
     # dataset → version id written by an earlier run of this import (for unversioned inputs)
     latest: dict[tuple[str, str], str] = {}
@@ -234,7 +234,7 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
 
 
 def _to_record(store, run: _Run, report: ImportReport, latest) -> tuple[RunRecord | None, list]:
-    events = sorted(run.events, key=lambda e: utc(e["eventTime"]))
+    events = sorted(run.events, key=lambda e: to_utc(e["eventTime"]))
     terminal = [e for e in events if str(e.get("eventType", "")).upper() in TERMINAL]
     if not terminal:
         return None, []
@@ -275,11 +275,11 @@ def _to_record(store, run: _Run, report: ImportReport, latest) -> tuple[RunRecor
         from metastore.models import Note
 
         text = error["message"] + (f"\n\n{error['stackTrace']}" if error.get("stackTrace") else "")
-        notes.append(Note(run_id="", time=utc(end["eventTime"]), kind="event", author="openlineage", text=text))
+        notes.append(Note(run_id="", time=to_utc(end["eventTime"]), kind="event", author="openlineage", text=text))
     for n in ms.get("notes") or []:
         from metastore.models import Note
 
-        notes.append(Note(run_id="", time=utc(n.get("time")), kind=n.get("kind") or "note",
+        notes.append(Note(run_id="", time=to_utc(n.get("time")), kind=n.get("kind") or "note",
                           author=n.get("author"), text=n.get("text") or ""))
     git = job_facets.get("sourceCodeLocation") or {}
     parent = run_facets.get("parent") or {}
@@ -292,7 +292,7 @@ def _to_record(store, run: _Run, report: ImportReport, latest) -> tuple[RunRecor
     metrics = []
     for key, rows in (ms.get("metrics") or {}).items():
         metrics += points(
-            key, ((r[0], utc(r[1]), r[2]) for r in rows), report, f"run {run.run_id}"
+            key, ((r[0], to_utc(r[1]), r[2]) for r in rows), report, f"run {run.run_id}"
         )
     status = TERMINAL[str(end["eventType"]).upper()]
     if ms.get("status") in ("finished", "failed", "killed", "crashed"):
@@ -301,8 +301,8 @@ def _to_record(store, run: _Run, report: ImportReport, latest) -> tuple[RunRecor
         experiment=ms.get("experiment") or job["name"],
         name=ms.get("name") or job["name"],
         status=status,
-        started=utc(ms.get("started")) or utc((starts or events)[0]["eventTime"]),
-        ended=utc(ms.get("ended")) or utc(end["eventTime"]),
+        started=to_utc(ms.get("started")) or to_utc((starts or events)[0]["eventTime"]),
+        ended=to_utc(ms.get("ended")) or to_utc(end["eventTime"]),
         user=ms.get("user"),
         host=ms.get("host"),
         git_commit=ms.get("git_commit") or _git_commit(git),

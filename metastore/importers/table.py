@@ -27,14 +27,13 @@ import fnmatch
 import hashlib
 import io
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers.values import infer_value, parse_time
+from metastore.importers.values import finite, infer_value, to_utc
 from metastore.importers.writer import Writer
 from metastore.models import Note
 from metastore.records import MetricPoint, RunRecord
@@ -268,8 +267,8 @@ class Mapper:
                 self.defaulted.add(column)
                 params[column] = value
         try:
-            started = parse_time(fields.get("started"))
-            ended = parse_time(fields.get("ended"))
+            started = to_utc(fields.get("started"), strict=True)
+            ended = to_utc(fields.get("ended"), strict=True)
         except ValueError as e:
             raise RowError(str(e)) from e
         status = "finished"
@@ -293,7 +292,7 @@ class Mapper:
                 number = None
             if number is None:
                 raise RowError(f"metric {key!r}: {value!r} is not a number")
-            if not math.isfinite(number):
+            if not finite(number):
                 self.dropped[key] += 1
                 continue
             points.append(MetricPoint(key=key, value=number, step=step, timestamp=ended or started))

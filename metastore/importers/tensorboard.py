@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
-from metastore.importers._util import SourceError, points, utc
+from metastore.importers._util import SourceError, points
+from metastore.importers.values import to_utc
 from metastore.importers.writer import Writer
 from metastore.models import Note
 from metastore.records import RunRecord
@@ -157,7 +158,7 @@ def read_run(run: _Run, report: ImportReport) -> dict:
                 elif kind == "tensor" and plugin == "text":
                     text = b"\n".join(v.tensor.string_val).decode("utf-8", "replace")
                     tag = v.tag.removesuffix("/text_summary")
-                    notes.append(Note(run_id="", time=utc(event.wall_time), kind="note",
+                    notes.append(Note(run_id="", time=to_utc(event.wall_time), kind="note",
                                       author="tensorboard", text=f"{tag} (step {event.step}): {text}"))
                 if value is None:
                     continue
@@ -251,7 +252,7 @@ def _record(run: _Run, base: Path, experiment: str, report: ImportReport) -> Run
     for tag, per_step in sorted(data["series"].items()):
         metrics += points(
             tag,
-            ((step, utc(t), v) for step, (t, v) in sorted(per_step.items())),
+            ((step, to_utc(t), v) for step, (t, v) in sorted(per_step.items())),
             report,
             where,
         )
@@ -260,8 +261,8 @@ def _record(run: _Run, base: Path, experiment: str, report: ImportReport) -> Run
         experiment=experiment,
         name=name,
         status="failed" if data["failed"] else "finished",
-        started=utc(min(times)),
-        ended=utc(max(times)),
+        started=to_utc(min(times)),
+        ended=to_utc(max(times)),
         params={k.replace("/", "."): v for k, v in data["params"].items() if v is not None},
         metrics=metrics,
         notes=data["notes"],

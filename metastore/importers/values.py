@@ -68,42 +68,59 @@ def parse_number(text: str) -> float | None:
     return float(s)
 
 
-def from_millis(ms: int | float | None) -> datetime | None:
-    """Naive UTC from Unix milliseconds (how MLflow and most trackers keep time)."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(float(ms) / 1000, UTC).replace(tzinfo=None)
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def parse_time(value: Any) -> datetime | None:
-    """A time from a table cell: ISO 8601 text (a zone converted to UTC), or Unix
-    seconds, milliseconds or microseconds told apart by magnitude."""
+def finite(value: Any) -> bool:
+    """A number a metric point can hold (not NaN, not ±inf): the one test every importer
+    applies before keeping a value as a metric."""
+    return is_number(value) and math.isfinite(value)
+
+
+#: Unix time units, as divisors of the number to seconds.
+_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}
+
+
+def to_utc(value: Any, *, unit: str | None = None, strict: bool = False) -> datetime | None:
+    """The one time parser of the importers: a naive UTC datetime from a datetime (a zone
+    converted to UTC), ISO 8601 text (`Z` allowed), or Unix time as a number or numeric
+    text, in `unit` ("s", "ms", "us"; MLflow keeps milliseconds) or, without one, told
+    apart by magnitude (seconds below 1e11, milliseconds below 1e14, else microseconds).
+
+    None and "" give None. What is not a time gives None, or with `strict` (a table cell
+    the user named as a time) a ValueError saying so."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, datetime):
-        t = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        return _from_epoch(float(value))
-    else:
-        s = str(value).strip()
-        try:
-            return _from_epoch(float(s))
-        except ValueError:
-            pass
-        try:
-            t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-        except ValueError as e:
+    try:
+        if isinstance(value, datetime):
+            t = value
+        elif is_number(value):
+            return _from_epoch(float(value), unit)
+        else:
+            s = str(value).strip()
+            try:
+                return _from_epoch(float(s), unit)
+            except ValueError:
+                pass
+            t = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
+    except (ValueError, OverflowError, OSError) as e:
+        if strict:
             raise ValueError(f"{value!r} is not a time (ISO 8601 or Unix epoch)") from e
+        return None
     if t.tzinfo is not None:
         t = t.astimezone(UTC).replace(tzinfo=None)
     return t
 
 
-def _from_epoch(x: float) -> datetime:
+def _from_epoch(x: float, unit: str | None) -> datetime:
     if not math.isfinite(x):
         raise ValueError(f"{x} is not a time")
-    if abs(x) >= 1e14:  # microseconds
+    if unit is not None:
+        x /= _UNITS[unit]
+    elif abs(x) >= 1e14:  # microseconds
         x /= 1e6
-    elif abs(x) >= 1e11:  # milliseconds
+    elif abs(x) >= 1e11:  # milliseconds (1e11 s is the year 5138)
         x /= 1e3
     return datetime.fromtimestamp(x, UTC).replace(tzinfo=None)

@@ -42,11 +42,10 @@ from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import (
     SourceError,
     clean_tags,
-    finite,
     flatten_params,
     points,
-    utc,
 )
+from metastore.importers.values import finite, to_utc
 from metastore.importers.writer import PendingAsset, Writer
 from metastore.models import Note
 from metastore.records import MetricPoint, RunRecord
@@ -275,7 +274,7 @@ def read_files(run_dir: Path, report: ImportReport) -> dict:
     out["run"] = {
         "id": run_id, "name": env.get("name") or run_id, "project": env.get("project") or "",
         "entity": "", "group": "", "job_type": "", "tags": [], "notes": "",
-        "host": env.get("host"), "start": utc(env.get("startedAt")),
+        "host": env.get("host"), "start": to_utc(env.get("startedAt")),
     }
     out["exit"] = {"code": 0, "runtime": out["summary"].get("_runtime")} if out["summary"] else None
     return out
@@ -338,7 +337,7 @@ def to_record(run_dir: Path, data: dict, report: ImportReport) -> tuple[RunRecor
         row, media = split_media(row)
         step = row.get("_step", n)
         step = int(step) if isinstance(step, int | float) else n
-        ts = utc(row.get("_timestamp"))
+        ts = to_utc(row.get("_timestamp"))
         last_step = max(last_step, step)
         last_time = ts or last_time
         for key, obj in media.items():
@@ -353,7 +352,7 @@ def to_record(run_dir: Path, data: dict, report: ImportReport) -> tuple[RunRecor
     metrics: list[MetricPoint] = []
     for key, rows in series.items():
         metrics += points(key, rows, report, where)
-    started = run["start"] or utc(env.get("startedAt"))
+    started = run["start"] or to_utc(env.get("startedAt"))
     exit_ = data["exit"]
     ended = last_time
     if exit_ and started and isinstance(exit_.get("runtime"), int | float):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from metastore.importers import ImportFailed, detect, import_path
-from metastore.importers.values import infer_value
+from metastore.importers.values import finite, infer_value, to_utc
 
 CSV = Path(__file__).parent.parent / "data" / "csv"
 
@@ -27,6 +27,31 @@ CSV = Path(__file__).parent.parent / "data" / "csv"
 def test_infer_value(text, value):
     got = infer_value(text)
     assert got == value and type(got) is type(value)
+
+
+T = datetime(2023, 11, 14, 22, 13, 20)
+
+
+@pytest.mark.parametrize("value,kwargs,expected", [
+    (1700000000, {}, T), (1700000000000, {}, T), (1700000000000000, {}, T),  # by magnitude
+    ("1700000000", {}, T), (1700000000000, {"unit": "ms"}, T),  # MLflow: milliseconds
+    (1700000, {"unit": "ms"}, datetime(1970, 1, 1, 0, 28, 20)),  # small but still ms
+    ("2023-11-14T22:13:20Z", {}, T), ("2023-11-15T00:13:20+02:00", {}, T),
+    (datetime(2023, 11, 14, 22, 13, 20), {}, T), (None, {}, None), ("", {}, None),
+    ("yesterday", {}, None), (float("nan"), {}, None),
+])
+def test_one_time_parser(value, kwargs, expected):
+    assert to_utc(value, **kwargs) == expected
+
+
+def test_time_parser_strict_says_what_is_wrong():
+    with pytest.raises(ValueError, match="not a time"):
+        to_utc("yesterday", strict=True)
+
+
+def test_finite():
+    assert finite(1) and finite(0.5) and not finite(True) and not finite(float("inf"))
+    assert not finite(float("nan")) and not finite("1")
 
 
 def test_spreadsheet_by_hand(store):

@@ -1,0 +1,237 @@
+"""Reading an MLflow `mlruns/` file store: plain files and PyYAML, no `mlflow` import
+(MLflow 3.13+ itself refuses to open a file store without MLFLOW_ALLOW_FILE_STORE)."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+from metastore.importers import ImportReport
+from metastore.importers._util import SourceError
+from metastore.importers.mlflow.source import Dataset, SourceRun, listdir, reroot
+
+#: Folders inside an experiment folder that are not runs.
+NOT_RUNS = {"datasets", "models", "traces", "tags", "prompts", "evaluation_datasets"}
+STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
+
+
+def is_file_store(path: Path) -> bool:
+    """A folder whose experiment folders (e.g. `0/`) hold a meta.yaml with an
+    experiment_id (an `mlruns/` folder)."""
+    if not path.is_dir():
+        return False
+    for child in listdir(path):
+        meta = path / child / "meta.yaml"
+        if child != ".trash" and meta.is_file():
+            try:
+                head = meta.read_text(errors="replace")[:4000]
+            except OSError:
+                continue
+            if "experiment_id" in head and "artifact_location" in head:
+                return True
+    return False
+
+
+def _yaml(path: Path) -> dict:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as e:
+        raise SourceError(path, "missing") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(path, f"cannot be read ({e})") from e
+    try:
+        data = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as e:
+        reason = str(e).splitlines()[0]
+        raise SourceError(path, f"is not valid YAML ({reason})") from e
+    if not isinstance(data, dict):
+        raise SourceError(path, "is empty or not a mapping (truncated?)")
+    return data
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(path, f"cannot be read ({e})") from e
+
+
+def _files(folder: Path) -> list[tuple[str, Path]]:
+    """(key, path) for every file below `folder`; '/' in a key is a subfolder."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, folder)
+        for name in sorted(filenames):
+            key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+            out.append((key, Path(dirpath, name)))
+    return out
+
+
+def _read_kv_dir(folder: Path) -> dict[str, str]:
+    """params/ and tags/: file name (with subfolders for '/' in keys) → content."""
+    return {key: _text(p) for key, p in _files(folder)}
+
+
+def _read_metric_file(path: Path, key: str) -> list[tuple[str, int, float, int]]:
+    points = []
+    text = _text(path)
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        # "ts value" (pre-step MLflow), "ts value step", "ts value step ds_name ds_digest"
+        if len(parts) < 2 or len(parts) > 5:
+            raise SourceError(path, f"line {n} is not 'timestamp value step': {line[:60]!r}")
+        try:
+            ts = int(parts[0])
+            value = float(parts[1])
+            step = int(parts[2]) if len(parts) >= 3 else 0
+        except ValueError as e:
+            raise SourceError(path, f"line {n}: {e}") from e
+        points.append((key, ts, value, step))
+    return points
+
+
+class FileReader:
+    """Reads a `mlruns/` folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._exp_tags: dict[str, dict[str, str]] = {}
+        self._datasets: dict[Path, dict[str, Dataset]] = {}
+        self._models: dict[Path, dict[str, list[tuple[str, str, str | None]]]] = {}
+
+    def experiments(self) -> Iterator[tuple[Path, bool]]:
+        for entry in listdir(self.root):
+            folder = self.root / entry
+            if entry == ".trash":
+                for deleted in listdir(folder):
+                    if (folder / deleted / "meta.yaml").is_file():
+                        yield folder / deleted, True
+            elif entry != "models" and (folder / "meta.yaml").is_file():
+                yield folder, False
+
+    def runs(self, report: ImportReport) -> Iterator[SourceRun]:
+        for exp_dir, exp_deleted in self.experiments():
+            try:
+                meta = _yaml(exp_dir / "meta.yaml")
+            except SourceError as e:
+                # Without the experiment's name its runs cannot be placed: skip each.
+                for entry in self._run_dirs(exp_dir):
+                    report.found += 1
+                    report.skip(exp_dir / entry, f"its experiment's {e.where} {e.reason}")
+                continue
+            exp_name = str(meta.get("name") or exp_dir.name)
+            exp_id = str(meta.get("experiment_id") or exp_dir.name)
+            exp_deleted = exp_deleted or meta.get("lifecycle_stage") == "deleted"
+            self._exp_tags[exp_id] = _read_kv_dir(exp_dir / "tags")
+            for entry in self._run_dirs(exp_dir):
+                report.found += 1
+                try:
+                    run = self._run(exp_dir / entry, exp_name, exp_id)
+                except SourceError as e:
+                    report.skip(e.where, e.reason)
+                    continue
+                run.deleted = run.deleted or exp_deleted
+                run.experiment_deleted = exp_deleted
+                yield run
+
+    def _run_dirs(self, exp_dir: Path) -> list[str]:
+        return [
+            e for e in listdir(exp_dir)
+            if e not in NOT_RUNS and (exp_dir / e).is_dir() and not e.startswith(".")
+        ]
+
+    def _run(self, folder: Path, exp_name: str, exp_id: str) -> SourceRun:
+        meta = _yaml(folder / "meta.yaml")
+        run_id = str(meta.get("run_id") or meta.get("run_uuid") or "")
+        if not run_id:
+            raise SourceError(folder / "meta.yaml", "has no run_id (truncated?)")
+        status = meta.get("status", 3)
+        status = STATUS_NAMES.get(status, status) if isinstance(status, int) else str(status)
+        run = SourceRun(
+            run_id=run_id,
+            where=str(folder),
+            experiment=exp_name,
+            experiment_id=exp_id,
+            name=meta.get("run_name") or None,
+            status=status,
+            start_ms=meta.get("start_time"),
+            end_ms=meta.get("end_time"),
+            user=meta.get("user_id") or None,
+            deleted=meta.get("lifecycle_stage") == "deleted",
+            artifact_uri=meta.get("artifact_uri"),
+        )
+        run.params = _read_kv_dir(folder / "params")
+        run.tags = _read_kv_dir(folder / "tags")
+        for key, p in _files(folder / "metrics"):
+            run.metrics += _read_metric_file(p, key)
+        datasets = self._experiment_datasets(folder.parent)
+        inputs = folder / "inputs"
+        for entry in listdir(inputs):
+            m = _yaml(inputs / entry / "meta.yaml")
+            if m.get("source_type") != "DATASET":
+                continue
+            ds = datasets.get(str(m.get("source_id")))
+            if ds is None:
+                raise SourceError(inputs / entry / "meta.yaml", f"names dataset {m.get('source_id')} which is missing")
+            context = (m.get("tags") or {}).get("mlflow.data.context")
+            run.datasets.append((ds, context))
+        run.models = self._experiment_models(folder.parent).get(run_id, [])
+        return run
+
+    def _experiment_datasets(self, exp_dir: Path) -> dict[str, Dataset]:
+        if exp_dir not in self._datasets:
+            found = {}
+            for entry in listdir(exp_dir / "datasets"):
+                try:
+                    m = _yaml(exp_dir / "datasets" / entry / "meta.yaml")
+                except SourceError:
+                    continue  # reported when a run names it
+                found[entry] = Dataset(
+                    name=str(m.get("name") or entry),
+                    digest=str(m.get("digest") or entry),
+                    source=m.get("source"),
+                    source_type=m.get("source_type"),
+                    schema=m.get("schema"),
+                    profile=m.get("profile"),
+                )
+            self._datasets[exp_dir] = found
+        return self._datasets[exp_dir]
+
+    def _experiment_models(self, exp_dir: Path) -> dict[str, list]:
+        if exp_dir not in self._models:
+            found: dict[str, list] = defaultdict(list)
+            for entry in listdir(exp_dir / "models"):
+                try:
+                    m = _yaml(exp_dir / "models" / entry / "meta.yaml")
+                except SourceError:
+                    continue
+                if m.get("source_run_id"):
+                    location = m.get("artifact_location") or str(exp_dir / "models" / entry / "artifacts")
+                    if self.local_path(location) is None:
+                        location = str(exp_dir / "models" / entry / "artifacts")
+                    found[m["source_run_id"]].append(
+                        (str(m.get("model_id") or entry), str(m.get("name") or "model"), location)
+                    )
+            self._models[exp_dir] = found
+        return self._models[exp_dir]
+
+    def experiment_tags(self, exp_id: str) -> dict[str, str]:
+        return dict(self._exp_tags.get(exp_id, {}))
+
+    def local_path(self, uri: str) -> Path | None:
+        return reroot(uri, [self.root, self.root.parent])
+
+    def artifact_dir(self, src: SourceRun) -> Path | None:
+        own = Path(src.where) / "artifacts"
+        found = reroot(src.artifact_uri, [self.root, self.root.parent])
+        if found is None and own.is_dir():
+            found = own
+        return found if found is not None and found.is_dir() else None
