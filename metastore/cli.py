@@ -7,6 +7,7 @@ is printed in a line or two and exits 1; never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from typing import Annotated
@@ -63,6 +64,11 @@ def format_option(*choices: str, default: str = "table"):
 
 
 FormatOption = format_option(*FORMATS)
+NoPagerOption = Annotated[
+    bool,
+    typer.Option("--no-pager", help="Print straight to the terminal, not through "
+                 "$METASTORE_PAGER / $PAGER / less (pipes and files are never paged)."),
+]
 
 
 def open_store(url: str | None, create: bool = True):
@@ -197,8 +203,10 @@ def runs(
         bool, typer.Option("--system", help="Also show the system.* metrics (wall and CPU time).")
     ] = False,
     format: FormatOption = "table",
+    no_pager: NoPagerOption = False,
 ) -> None:
-    """List runs with their last metric values and params."""
+    """List runs with their last metric values and params (in a terminal, a long list
+    goes through a pager)."""
     s = open_store(store)
     data = s.run_summaries(experiment=experiment, status=status, system=system)
     param_keys = sorted({k for d in data for k in d["params"]})
@@ -213,8 +221,9 @@ def runs(
                        numeric=all(isinstance(d["params"].get(k), (int, float, type(None)))
                                    and not isinstance(d["params"].get(k), bool) for d in data))
                 for k in param_keys]
-    emit(data, columns, format,
-         empty="No runs yet. Record some with the Python API, or try `metastore demo`.")
+    with output.pager(not no_pager):
+        emit(data, columns, format,
+             empty="No runs yet. Record some with the Python API, or try `metastore demo`.")
 
 
 @app.command()
@@ -349,8 +358,11 @@ def query(
         typer.Option("--timeout", help="Cancel the query after this many seconds "
                      "(default: 300 on a database, the server's limit through a server)."),
     ] = None,
+    no_pager: NoPagerOption = False,
 ) -> None:
-    """Answer a question in the query language (docs/query-language.md)."""
+    """Answer a question in the query language (docs/query-language.md). Rows are
+    printed as the database returns them; in a terminal, a long answer goes through a
+    pager."""
     from metastore.query import QueryError
 
     s = open_store(store)
@@ -359,24 +371,29 @@ def query(
             # through the Store interface, so --sql works against a server too
             sys.stdout.write(s.query_sql(text, experiment=experiment) + "\n")
             return
-        result = s.query(text, experiment=experiment, timeout=timeout)
+        with s.query_stream(text, experiment=experiment, timeout=timeout) as answer, \
+                output.pager(not no_pager):
+            print_rows(answer.columns, answer.rows, format)
     except QueryError as e:
         # the whole error, caret line included; the CLI's generic handler prints one line
         err.print("[red]error:[/red] ", end="", highlight=False)
         err.print(str(e), highlight=False, markup=False)
         sys.exit(1)
-    print_result(result, format)
 
 
-def print_result(result, format: str = "table") -> None:
-    """Print a query Result in one of the output formats."""
-    rows = result.to_records()
-    columns = [Column(c, c, numeric=bool(rows) and all(
-        isinstance(r[c], (int, float, type(None))) and not isinstance(r[c], bool) for r in rows))
-        for c in result.columns]
-    n = len(rows)
-    emit(rows, columns, format, empty=f"No rows. (columns: {', '.join(result.columns)})",
-         footer=f"{n} row{'s' if n != 1 else ''}")
+def print_rows(names: list[str], rows, format: str = "table") -> None:
+    """Print a query's rows (an iterator, read as it goes) in one of the output formats;
+    a column is numeric when its values in the first chunk are numbers."""
+    from metastore.query.run import jsonable
+
+    def columns(first: list[dict]) -> list[Column]:
+        return [Column(c, c, numeric=bool(first) and all(
+            isinstance(r[c], (int, float, type(None))) and not isinstance(r[c], bool)
+            for r in first)) for c in names]
+
+    emit(({k: jsonable(v) for k, v in r.items()} for r in rows), columns, format,
+         empty=f"No rows. (columns: {', '.join(names)})",
+         footer=lambda n: f"{n} row{'s' if n != 1 else ''}")
 
 
 # --- lineage (metastore lineage, diff, audit, link) --------------------------------------
@@ -1053,6 +1070,11 @@ def main() -> None:
     # messages and exit codes; what is left to us is the errors users cause.
     try:
         app()
+    except BrokenPipeError:
+        # the reader went away (`metastore runs | head`): stop quietly, as a program
+        # killed by SIGPIPE would, without a traceback when Python flushes stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except MetastoreError as e:
         err.print(f"[red]error:[/red] {e.message}", highlight=False, markup=True)
         if e.hint:

@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
+import itertools
 import json
+import os
 import re
+import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -267,6 +272,66 @@ def vertical_lines(headers: list[str], cells: list[list[str]], width: int) -> li
 
 # -- printing ---------------------------------------------------------------------------
 
+#: Rows a streamed table is laid out from: the first CHUNK rows fix the column widths
+#: (or the split into panels, or the vertical layout); later rows follow that layout and
+#: are printed as they come, CHUNK at a time.
+CHUNK = 500
+
+_ANSI = {"bold": "1", "dim": "2", "cyan": "36"}
+
+#: Set while a pager shows the output: stdout is then its pipe, but the rows are laid
+#: out for the terminal behind it (its width, colour).
+_paged: dict[str, Any] | None = None
+
+
+@contextmanager
+def pager(enabled: bool = True) -> Iterator[None]:
+    """What is printed inside goes through a pager when stdout is a terminal, as git
+    does: `METASTORE_PAGER`, else `PAGER`, else `less` (with `LESS=FRX` unless `LESS` is
+    set: it quits at once when the output fits the screen, and keeps the colours).
+    An empty pager or `cat` pages nothing; so do pipes and files, and `enabled=False`
+    (`--no-pager`). Quitting the pager early ends the output quietly."""
+    global _paged
+    command = os.environ.get("METASTORE_PAGER", os.environ.get("PAGER", "less")).strip()
+    if not enabled or _paged is not None or command in ("", "cat") or not _isatty():
+        yield
+        return
+    terminal, width, colour = _screen()
+    env = {**os.environ}
+    env.setdefault("LESS", "FRX")
+    env.setdefault("LV", "-c")
+    try:
+        proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env)
+    except OSError:  # no such pager: print straight to the terminal
+        yield
+        return
+    pipe = io.TextIOWrapper(proc.stdin, encoding="utf-8", errors="replace")
+    stdout, sys.stdout = sys.stdout, pipe
+    _paged = {"width": width, "colour": colour}
+    try:
+        yield
+    except BrokenPipeError:  # the reader quit the pager before the end
+        pass
+    finally:
+        sys.stdout, _paged = stdout, None
+        try:
+            pipe.close()
+        except BrokenPipeError:
+            pass
+        while True:
+            try:
+                proc.wait()
+                break
+            except KeyboardInterrupt:  # Ctrl-C is the pager's to handle
+                pass
+
+
+def _isatty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
 
 def console():
     from rich.console import Console
@@ -274,64 +339,126 @@ def console():
     return Console(highlight=False)
 
 
+def _screen() -> tuple[bool, int, bool]:
+    """(stdout is a terminal, its width, colour on) as rich reads them (COLUMNS,
+    NO_COLOR, FORCE_COLOR and TERM included), or the terminal behind the pager."""
+    if _paged is not None:
+        return True, _paged["width"], _paged["colour"]
+    c = console()
+    return c.is_terminal, c.width, c.is_terminal and c.color_system is not None
+
+
 def is_terminal() -> bool:
     """Is stdout a terminal? (Pipes and files get whole values, no colour.)"""
-    return console().is_terminal
+    return _screen()[0]
 
 
 def terminal_width() -> int:
-    return console().width
+    return _screen()[1]
 
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(jsonable(data), indent=2, ensure_ascii=False) + "\n")
 
 
+def _chunks(rows: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
+
+
 def emit(
-    rows: Sequence[Any],
-    columns: Sequence[Column] | None = None,
+    rows: Iterable[Any],
+    columns: Sequence[Column] | Callable[[list[Any]], Sequence[Column]] | None = None,
     format: str = "table",
     *,
     data: Any = None,
     empty: str | None = None,
-    footer: str | None = None,
+    footer: str | Callable[[int], str] | None = None,
     title: str | None = None,
-) -> None:
-    """Print `rows` in `format`. `data` is what JSON prints, when it is not the rows
-    themselves; `empty` is said instead of an empty table; `footer` follows a table."""
+) -> int:
+    """Print `rows` (a list, or an iterator read as it goes) in `format`; how many.
+
+    `columns` may be a function of the first chunk of rows (when it depends on the
+    values, e.g. which columns are numeric). `data` is what JSON prints, when it is not
+    the rows themselves; `empty` is said instead of an empty table; `footer` (or a
+    function of the row count) follows a table.
+
+    Every format streams: JSON is written as one array, a row at a time (the same text
+    `json.dumps(rows, indent=2)` makes); CSV and Markdown a line per row; a table is laid
+    out from its first CHUNK rows and printed CHUNK rows at a time."""
+    if format not in FORMATS:
+        from metastore.errors import MetastoreError
+
+        raise MetastoreError(f"unknown format {format!r}", hint=f"use one of {', '.join(FORMATS)}")
+    write = sys.stdout.write
     if format == "json":
-        return print_json(rows if data is None else data)
-    cols = list(columns) if columns is not None else columns_of(rows)
+        if data is not None:
+            print_json(data)
+            return 0
+        return _json_rows(rows, write)
+    chunks = _chunks(rows, CHUNK)
+    first = next(chunks, [])
+    if callable(columns):
+        cols = list(columns(first))
+    else:
+        cols = list(columns) if columns is not None else columns_of(first)
     headers = [c.header for c in cols]
+    count = 0
     if format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(headers)
-        for r in rows:
-            writer.writerow([text(c.value(r)) for c in cols])
-        return
+        for chunk in itertools.chain([first], chunks):
+            writer.writerows([text(c.value(r)) for c in cols] for r in chunk)
+            count += len(chunk)
+        return count
     if format == "markdown":
         def md(s: str) -> str:
             return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
 
-        sys.stdout.write("| " + " | ".join(md(h) for h in headers) + " |\n")
-        sys.stdout.write("|" + "|".join(" ---: " if c.numeric else " --- " for c in cols) + "|\n")
-        for r in rows:
-            sys.stdout.write("| " + " | ".join(md(text(c.value(r))) for c in cols) + " |\n")
-        return
-    if format != "table":
-        from metastore.errors import MetastoreError
-
-        raise MetastoreError(f"unknown format {format!r}", hint=f"use one of {', '.join(FORMATS)}")
-    out = console()
-    if not rows and empty is not None:
-        out.print(empty, markup=False, soft_wrap=True)
-        return
-    terminal = out.is_terminal
-    cells = [[text(c.value(r), whole=not terminal) for c in cols] for r in rows]
-    print_table(out, headers, cells, [c.numeric for c in cols], [c.style for c in cols],
-                terminal=terminal, title=title)
+        write("| " + " | ".join(md(h) for h in headers) + " |\n")
+        write("|" + "|".join(" ---: " if c.numeric else " --- " for c in cols) + "|\n")
+        for chunk in itertools.chain([first], chunks):
+            write("".join("| " + " | ".join(md(text(c.value(r))) for c in cols) + " |\n"
+                          for r in chunk))
+            count += len(chunk)
+        return count
+    terminal, width, colour = _screen()
+    if not first and empty is not None:
+        write(empty + "\n")
+        return 0
+    paint = _painter(colour)
+    if title:
+        write(paint(title, "bold" if terminal else None) + "\n")
+    layout = None
+    for chunk in itertools.chain([first], chunks):
+        cells = [[text(c.value(r), whole=not terminal) for c in cols] for r in chunk]
+        if layout is None:
+            layout = Layout.of(headers, cells, [c.numeric for c in cols],
+                               [c.style for c in cols], terminal=terminal, width=width)
+            layout.write(write, paint, cells, first=True)
+        else:
+            layout.write(write, paint, cells, first=False)
+        count += len(chunk)
     if footer:
-        out.print(footer, style="dim" if terminal else None, markup=False, soft_wrap=True)
+        words = footer(count) if callable(footer) else footer
+        write(paint(words, "dim" if terminal else None) + "\n")
+    return count
+
+
+def _json_rows(rows: Iterable[Any], write) -> int:
+    """A JSON array written a row at a time: the text `json.dumps(list, indent=2)`
+    makes, so a reader of the whole output sees one valid JSON document."""
+    count = 0
+    for chunk in _chunks(rows, CHUNK):
+        parts = []
+        for r in chunk:
+            item = json.dumps(jsonable(r), indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            parts.append(("[\n  " if count == 0 else ",\n  ") + item)
+            count += 1
+        write("".join(parts))
+    write("\n]\n" if count else "[]\n")
+    return count
 
 
 def table(rows: Sequence[Any], columns: Sequence[Column] | None = None, *,
@@ -340,37 +467,102 @@ def table(rows: Sequence[Any], columns: Sequence[Column] | None = None, *,
     emit(rows, columns, "table", title=title)
 
 
-def print_table(out, headers: list[str], cells: list[list[str]], numeric: list[bool],
-                styles: list[str | None], *, terminal: bool, title: str | None = None) -> None:
-    from rich.text import Text
+def _painter(colour: bool) -> Callable[[str, str | None], str]:
+    def paint(s: str, style: str | None) -> str:
+        if not colour or not style or not s:
+            return s
+        code = ";".join(_ANSI[w] for w in style.split() if w in _ANSI)
+        return f"\x1b[{code}m{s}\x1b[0m" if code else s
 
-    def say(t) -> None:
-        out.print(t, soft_wrap=True, markup=False)
-
-    if title:
-        say(Text(title, style="bold" if terminal else ""))
-    if not terminal:  # whole values, aligned, nothing wrapped
-        widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-        say((" " * GAP).join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-        say((" " * GAP).join("-" * w for w in widths))
-        for row in cells:
-            pieces = [(c.replace("\n", " ").rjust(widths[i]) if numeric[i] else
-                       c.replace("\n", " ").ljust(widths[i])) for i, c in enumerate(row)]
-            say((" " * GAP).join(pieces).rstrip())
-        return
-    width = out.width
-    panels = fit_panels(headers, cells, numeric, width)
-    if panels is None:
-        for kind, line in vertical_lines(headers, cells, width):
-            say(Text(line, style="bold" if kind == "title" else ""))
-        return
-    for n, (idx, widths) in enumerate(panels):
-        if n:
-            say("")
-        _panel(say, [headers[i] for i in idx], [[row[i] for i in idx] for row in cells],
-               [numeric[i] for i in idx], [styles[i] for i in idx], widths, width)
+    return paint
 
 
+@dataclass
+class Layout:
+    """How a table's rows are printed, fixed by its first chunk: `plain` (whole values
+    in aligned columns: not a terminal), `panels` (the columns in one or more tables that
+    fit the terminal, cells wrapped) or `vertical` (a block of `field  value` lines a
+    row). Later rows keep the widths; a later value longer than its column wraps (in a
+    terminal) or widens its own line (piped), and is never cut."""
+
+    kind: str
+    headers: list[str]
+    numeric: list[bool]
+    styles: list[str | None]
+    width: int
+    panels: list[tuple[list[int], list[int]]]
+
+    @classmethod
+    def of(cls, headers, cells, numeric, styles, *, terminal: bool, width: int) -> Layout:
+        if not terminal:
+            widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+            return cls("plain", headers, numeric, styles, width, [(list(range(len(headers))), widths)])
+        panels = fit_panels(headers, cells, numeric, width)
+        if panels is None:
+            return cls("vertical", headers, numeric, styles, width, [])
+        return cls("panels", headers, numeric, styles, width, panels)
+
+    def write(self, write, paint, cells: list[list[str]], *, first: bool) -> None:
+        if self.kind == "plain":
+            [(_, widths)] = self.panels
+            out = []
+            if first:
+                out.append((" " * GAP).join(h.ljust(w) for h, w in zip(self.headers, widths, strict=True)).rstrip())
+                out.append((" " * GAP).join("-" * w for w in widths))
+            for row in cells:
+                pieces = [(c.replace("\n", " ").rjust(widths[i]) if self.numeric[i] else
+                           c.replace("\n", " ").ljust(widths[i])) for i, c in enumerate(row)]
+                out.append((" " * GAP).join(pieces).rstrip())
+            if out:
+                write("\n".join(out) + "\n")
+            return
+        if self.kind == "vertical":
+            out = []
+            for n, (kind, line) in enumerate(vertical_lines(self.headers, cells, self.width)):
+                if n == 0 and not first:
+                    out.append("")
+                out.append(paint(line, "bold" if kind == "title" else None))
+            if out:
+                write("\n".join(out) + "\n")
+            return
+        if not first and len(self.panels) == 1:  # one table: its rows go on under it
+            idx, widths = self.panels[0]
+            self._panel(write, paint, idx, widths, cells, header=False)
+            return
+        for n, (idx, widths) in enumerate(self.panels):
+            if n or not first:
+                write("\n")
+            self._panel(write, paint, idx, widths, cells, header=True)
+
+    def _panel(self, write, paint, idx, widths, cells, *, header: bool) -> None:
+        headers = [self.headers[i] for i in idx]
+        numeric = [self.numeric[i] for i in idx]
+        styles = [self.styles[i] for i in idx]
+        rows = [[row[i] for i in idx] for row in cells]
+        header_height = max(len(wrap(h, widths[i])) for i, h in enumerate(headers)) if header else 0
+        lines = table_lines(headers, rows, numeric, widths)
+        if not header:
+            lines = lines[max(len(wrap(h, widths[i])) for i, h in enumerate(headers)):]
+        out = []
+        for n, line in enumerate(lines):
+            pieces = [(piece, "bold" if n < header_height or i == 0 else styles[i])
+                      for piece, i in line]
+            out.append(_joined(pieces, paint))
+            if n == header_height - 1:
+                out.append(paint("\u2500" * min(sum(widths) + GAP * (len(widths) - 1), self.width), "dim"))
+        if out:
+            write("\n".join(out) + "\n")
+
+
+def _joined(pieces: list[tuple[str, str | None]], paint) -> str:
+    """Cells joined by the gap, the line's trailing blanks dropped, each cell styled."""
+    while pieces and not pieces[-1][0].strip():
+        pieces = pieces[:-1]
+    if not pieces:
+        return ""
+    last, style = pieces[-1]
+    pieces = [*pieces[:-1], (last.rstrip(), style)]
+    return (" " * GAP).join(paint(p, s) for p, s in pieces)
 MAX_PANELS = 4
 
 
@@ -412,22 +604,3 @@ def fit_panels(headers: list[str], cells: list[list[str]], numeric: list[bool],
         if all(w is not None for _, w in panels):
             return panels  # type: ignore[return-value]
     return None
-
-
-def _panel(say, headers, cells, numeric, styles, widths, width) -> None:
-    from rich.text import Text
-
-    header_height = max(len(wrap(h, widths[i])) for i, h in enumerate(headers))
-    for n, line in enumerate(table_lines(headers, cells, numeric, widths)):
-        t = Text()
-        for k, (piece, i) in enumerate(line):
-            if k:
-                t.append(" " * GAP)
-            if n < header_height:
-                t.append(piece, style="bold")
-            else:
-                t.append(piece, style=("bold" if i == 0 else styles[i] or ""))
-        t.rstrip()
-        say(t)
-        if n == header_height - 1:
-            say(Text("─" * min(sum(widths) + GAP * (len(widths) - 1), width), style="dim"))

@@ -21,9 +21,12 @@ from metastore.models import Asset, Experiment
 from metastore.records import AliasRecord, RunView
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     import networkx as nx
 
     from metastore.audit import AuditReport
+    from metastore.backends.base import QueryStream
     from metastore.diff import RunDiff
     from metastore.query import Result
     from metastore.tracking import ActiveRun
@@ -288,6 +291,22 @@ class Store:
         from metastore.query import execute
 
         return execute(self.backend, text, experiment=experiment, timeout=timeout)
+
+    def query_stream(
+        self, text: str, experiment: str | None = None, timeout: float | None = None
+    ) -> AbstractContextManager[QueryStream]:
+        """`query` for answers too big to hold: a context manager giving the columns and
+        then the rows one at a time, read from the database as they are iterated (inside
+        the `with` block). Rows are dicts as in `query`'s Result; through a server the
+        answer comes in one response.
+
+            with store.query_stream("runs where rmse < 60") as answer:
+                for row in answer.rows:
+                    print(row["number"])
+        """
+        from metastore.query import stream
+
+        return stream(self.backend, text, experiment=experiment, timeout=timeout)
 
     def query_sql(self, text: str, experiment: str | None = None) -> str:
         """The SQL a query compiles to on this store, without running it (what

@@ -24,26 +24,29 @@ REPO = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def _env(columns: int) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": str(columns), "TERM": "xterm"}
+def _env(columns: int, pager: str = "") -> dict[str, str]:
+    # no pager unless a test names one: the pseudo terminal below has no one to quit it
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": str(columns), "TERM": "xterm",
+           "METASTORE_PAGER": pager}
     for var in ("METASTORE_URL", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
         env.pop(var, None)
     return env
 
 
-def piped(*args: str, columns: int = 80, check: bool = True) -> subprocess.CompletedProcess:
+def piped(*args: str, columns: int = 80, check: bool = True,
+          pager: str = "") -> subprocess.CompletedProcess:
     """`metastore ARGS > file`: stdout is not a terminal."""
-    proc = subprocess.run([sys.executable, "-m", "metastore.cli", *args], env=_env(columns),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "metastore.cli", *args],
+                          env=_env(columns, pager), capture_output=True, text=True, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
 
 
-def on_terminal(*args: str, columns: int = 80) -> str:
+def on_terminal(*args: str, columns: int = 80, pager: str = "") -> str:
     """`metastore ARGS` in a real (pseudo) terminal COLUMNS wide; its screen, ANSI removed."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "metastore.cli", *args], env=_env(columns),
+    proc = subprocess.Popen([sys.executable, "-m", "metastore.cli", *args], env=_env(columns, pager),
                             stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     chunks = []
@@ -118,6 +121,50 @@ def test_csv_and_markdown_print_whole_values(capsys):
     output.emit(rows, cols, "markdown")
     md = capsys.readouterr().out.splitlines()
     assert md[0] == "| run | ok | rmse | features |" and md[2] == "| e#1 | true | 0.123456789 | a,b\\|c |"
+
+
+def test_rows_are_printed_as_they_come_in_every_format(monkeypatch):
+    """A generator of rows is printed a chunk at a time: the first rows are out before
+    the last are read; the table keeps the layout its first chunk set; JSON stays one
+    document."""
+    monkeypatch.setattr(output, "CHUNK", 10)
+    cols = [Column("run"), Column("rmse", numeric=True), Column("features")]
+    for fmt in output.FORMATS:
+        out = io.StringIO()
+        monkeypatch.setattr(sys, "stdout", out)
+        seen = []
+
+        def rows(out=out, seen=seen):
+            for i in range(35):
+                if i == 30:
+                    seen.append(out.getvalue())
+                yield {"run": f"e#{i}", "rmse": i / 7, "features": "a,b" * (1 + (i == 33) * 20)}
+
+        assert output.emit(rows(), cols, fmt, footer=lambda n: f"{n} rows") == 35
+        text = out.getvalue()
+        assert "e#0" in seen[0] and "e#29" in seen[0] and "e#30" not in seen[0], fmt
+        if fmt == "json":
+            assert json.loads(text) == json.loads(json.dumps(
+                [{"run": f"e#{i}", "rmse": i / 7, "features": "a,b" * (1 + (i == 33) * 20)}
+                 for i in range(35)], indent=2))
+            assert text == json.dumps(json.loads(text), indent=2) + "\n"
+        elif fmt == "table":  # piped: whole values, the first chunk's alignment
+            lines = text.splitlines()
+            assert lines[0].split() == ["run", "rmse", "features"] and lines[-1] == "35 rows"
+            assert "a,b" * 21 in text and "…" not in text
+            assert len({line.index("a,b") for line in lines[2:12]}) == 1  # the first chunk
+            assert all(line.split()[1] == repr(int(line.split()[0][2:]) / 7) for line in lines[2:-1])
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
+    assert json.loads(_captured(lambda: output.emit(iter([]), cols, "json"))) == []
+
+
+def _captured(fn) -> str:
+    out, sys.stdout = sys.stdout, io.StringIO()
+    try:
+        fn()
+        return sys.stdout.getvalue()
+    finally:
+        sys.stdout = out
 
 
 # -- commands at 80 columns, and piped ---------------------------------------------------------
@@ -232,3 +279,42 @@ def test_the_same_doors_through_a_server(demo_store, tmp_path):
     assert demo_store.run_counts() == {"diabetes": 12}
     assert [v.ref for v in demo_store.get_run("diabetes#3").outputs] == ["model:regressor@3"]
     assert demo_store.lineage("model:tuned@1").has_node("model:regressor@3")
+
+
+# -- the pager ---------------------------------------------------------------------------------
+
+
+def _recording_pager(tmp_path: Path) -> tuple[str, Path]:
+    """A pager that writes what it is given to a file (and whether it was told LESS)."""
+    out = tmp_path / "paged.txt"
+    script = tmp_path / "pager.py"
+    script.write_text(
+        "import os, sys\n"
+        f"open({str(out)!r}, 'w').write(os.environ.get('LESS', '') + '\\n' + sys.stdin.read())\n")
+    return f"{sys.executable} {script}", out
+
+
+def test_a_terminal_answer_goes_through_the_pager_laid_out_for_the_terminal(url, demo, tmp_path):
+    pager, out = _recording_pager(tmp_path)
+    screen = on_terminal("query", "runs show number, features, algorithm", "--store", url,
+                         columns=40, pager=pager)
+    less, *paged = ANSI.sub("", out.read_text()).splitlines()
+    assert less == "FRX"  # quits when it fits one screen, keeps colours
+    assert "12 rows" in paged and "12 rows" not in screen
+    assert max(len(line) for line in paged) <= 40  # the terminal's width, not the pipe's
+    assert "\x1b[" in out.read_text()  # colour, as on the terminal
+
+
+def test_no_pager_and_pipes_print_straight(url, demo, tmp_path):
+    pager, out = _recording_pager(tmp_path)
+    screen = on_terminal("runs", "--store", url, "--no-pager", pager=pager)
+    assert "diabetes#12" in screen and not out.exists()
+    assert "diabetes#12" in piped("runs", "--store", url, pager=pager).stdout
+    assert not out.exists()
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(url, demo):
+    proc = subprocess.run(
+        f"{sys.executable} -m metastore.cli query 'runs show number' --store {url} -f json | head -c 1",
+        shell=True, env=_env(80), capture_output=True, text=True, timeout=300)
+    assert proc.stdout == "[" and "Traceback" not in proc.stderr

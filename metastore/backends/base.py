@@ -18,7 +18,9 @@ Every write is one transaction: it fully happens or not at all.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,6 +52,18 @@ NodeKey = tuple[str, str]
 
 #: The default deadline of a query, in seconds: past it the database cancels the query.
 QUERY_TIMEOUT = 300.0
+
+
+@dataclass
+class QueryStream:
+    """A query's answer read as it comes (`Backend.query_stream`): the column names up
+    front, then the rows (dicts of Python values, as in `QueryAnswer.rows`) one at a
+    time while the database still produces them."""
+
+    columns: list[str]
+    rows: Iterator[dict[str, Any]]
+    sql: str | None
+    dialect: str
 
 
 class Backend(ABC):
@@ -291,6 +305,16 @@ class Backend(ABC):
     ) -> QueryAnswer:
         """Answer a query in the query language (compiled and run by the database),
         cancelled by the database past `timeout` seconds (None: `query_timeout`)."""
+
+    def query_stream(
+        self, text: str, experiment: str | None = None, timeout: float | None = None
+    ) -> AbstractContextManager[QueryStream]:
+        """`query`, its rows handed out as the database produces them: a context manager
+        giving a `QueryStream`, whose rows are read inside the `with` block (the deadline
+        runs until it ends). This default asks `query` for the whole answer (a server
+        answers in one response); the SQL backend reads the rows from the cursor."""
+        answer = self.query(text, experiment, timeout)
+        return nullcontext(QueryStream(answer.columns, iter(answer.rows), answer.sql, answer.dialect))
 
     @abstractmethod
     def compile_query(self, text: str, experiment: str | None = None) -> str:

@@ -397,48 +397,56 @@ class SQLBackend(AliasSQL, Backend):
     ) -> list[RunView]:
         self.reconcile_crashed()
         with self.read() as s:
-            q = sa.select(Run, Experiment.name).join(Experiment, Experiment.id == Run.experiment_id)
+            r, e = Run.__table__.c, Experiment.__table__.c
+            # plain rows, not ORM objects: at 10,000 runs building a mapped object per
+            # param row was most of `metastore runs`
+            fields = [c for c in Run.__table__.c
+                      if c.name not in ("experiment_id", "context", "heartbeat", "deleted_at", "pid")]
+            q = sa.select(*fields, e.name.label("experiment")).join_from(
+                Run.__table__, Experiment.__table__, e.id == r.experiment_id)
             if experiment is not None:
-                q = q.where(Run.experiment_id == self._experiment(s, experiment).id)
+                q = q.where(r.experiment_id == self._experiment(s, experiment).id)
             if not include_deleted:
-                q = q.where(col(Run.deleted_at).is_(None), col(Experiment.deleted_at).is_(None))
+                q = q.where(r.deleted_at.is_(None), e.deleted_at.is_(None))
             if run_ids is not None:
                 wanted = list(dict.fromkeys(run_ids))
                 rows = []
                 for chunk in _chunks(wanted, 500):
-                    rows.extend(s.execute(q.where(col(Run.id).in_(chunk))))
-                order = {r: i for i, r in enumerate(wanted)}
-                rows.sort(key=lambda row: order[row[0].id])
+                    rows.extend(s.execute(q.where(r.id.in_(chunk))))
+                order = {x: i for i, x in enumerate(wanted)}
+                rows.sort(key=lambda row: order[row.id])
+                scopes = [chunk for chunk in _chunks([row.id for row in rows], 500)]
             else:
-                rows = list(s.execute(q.order_by(Run.experiment_id, Run.number)))
-            views = {
-                r.id: RunView.model_validate({**r.model_dump(), "experiment": exp})
-                for r, exp in rows
-            }
-            ids = list(views)
-            for chunk in _chunks(ids, 500):
-                for run_id, key, value in _params_of(s, chunk):
+                rows = list(s.execute(q.order_by(r.experiment_id, r.number)))
+                # every run in scope: their values in one statement per kind, whatever
+                # their number, by the same conditions as a subquery
+                scopes = [q.with_only_columns(r.id).scalar_subquery()] if rows else []
+            keys = list(q.selected_columns.keys())
+            views = {row.id: RunView.model_validate(dict(zip(keys, row, strict=True))) for row in rows}
+            for scope in scopes:
+                for run_id, key, value in _params_of(s, scope):
                     views[run_id].params[key] = value
-                for run_id, key, value in _tags_of(s, chunk):
+                for run_id, key, value in _tags_of(s, scope):
                     views[run_id].tags[key] = value
-                for m in s.exec(
-                    select(MetricSummary).where(col(MetricSummary.run_id).in_(chunk))
-                    .order_by(MetricSummary.key)
+                m = MetricSummary.__table__.c
+                for run_id, key, last in s.execute(
+                    sa.select(m.run_id, m.key, m.last).where(m.run_id.in_(scope)).order_by(m.key)
                 ):
-                    views[m.run_id].metrics[m.key] = m.last
-                noted = sa.select(Note.run_id).where(col(Note.run_id).in_(chunk), Note.kind == "note")
+                    views[run_id].metrics[key] = last
+                n = Note.__table__.c
+                noted = sa.select(n.run_id).where(n.run_id.in_(scope), n.kind == "note")
                 for (run_id,) in s.execute(noted.distinct()):
                     views[run_id].has_note = True
                 for direction in ("inputs", "outputs"):
                     run_end, version_end = ("dst", "src") if direction == "inputs" else ("src", "dst")
-                    e = LineageEdge.__table__.c
+                    le = LineageEdge.__table__.c
                     links = (
-                        sa.select(e[f"{run_end}_id"], e.role, e.path, Asset.kind, Asset.name,
+                        sa.select(le[f"{run_end}_id"], le.role, le.path, Asset.kind, Asset.name,
                                   AssetVersion)
-                        .join(AssetVersion, AssetVersion.id == e[f"{version_end}_id"])
+                        .join(AssetVersion, AssetVersion.id == le[f"{version_end}_id"])
                         .join(Asset, Asset.id == AssetVersion.asset_id)
-                        .where(e[f"{run_end}_type"] == "run", e[f"{run_end}_id"].in_(chunk),
-                               e[f"{version_end}_type"] == "asset_version")
+                        .where(le[f"{run_end}_type"] == "run", le[f"{run_end}_id"].in_(scope),
+                               le[f"{version_end}_type"] == "asset_version")
                         .order_by(Asset.kind, Asset.name, AssetVersion.version)
                     )
                     for run_id, role, path, kind, name, av in s.execute(links):
@@ -901,6 +909,9 @@ class SQLBackend(AliasSQL, Backend):
     ) -> QueryAnswer:
         return sql_query.run_query(self, text, experiment, timeout)
 
+    def query_stream(self, text: str, experiment: str | None = None, timeout: float | None = None):
+        return sql_query.stream_query(self, text, experiment, timeout)
+
     def compile_query(self, text: str, experiment: str | None = None) -> str:
         return sql_query.compile_query_text(self, text, experiment)
 
@@ -1142,19 +1153,22 @@ def _fold_metrics(run_id: str, points, summaries: dict[str, MetricSummary], now)
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _params_of(s: Session, run_ids: list[str]):
-    """(run id, key, typed value) of the given runs' params, by key."""
-    rows = s.exec(select(Param).where(col(Param.run_id).in_(run_ids)).order_by(Param.key))
-    return ((p.run_id, p.key, params.decode(p.type, p.num, p.text)) for p in rows)
+def _params_of(s: Session, run_ids):
+    """(run id, key, typed value) of the given runs' params (a list of ids, or a
+    subquery of them), by key; plain rows, no ORM objects."""
+    p = Param.__table__.c
+    rows = s.execute(sa.select(p.run_id, p.key, p.type, p.num, p.text)
+                     .where(p.run_id.in_(run_ids)).order_by(p.key))
+    decode = params.decode
+    return ((run_id, key, decode(kind, num, text)) for run_id, key, kind, num, text in rows)
 
 
-def _tags_of(s: Session, run_ids: list[str]):
-    """(run id, key, value) of the given runs' tags, by key."""
-    rows = s.exec(
-        select(Tag).where(Tag.entity_type == "run", col(Tag.entity_id).in_(run_ids))
-        .order_by(Tag.key)
-    )
-    return ((t.entity_id, t.key, t.value) for t in rows)
+def _tags_of(s: Session, run_ids):
+    """(run id, key, value) of the given runs' tags (a list of ids, or a subquery of
+    them), by key."""
+    t = Tag.__table__.c
+    return s.execute(sa.select(t.entity_id, t.key, t.value)
+                     .where(t.entity_type == "run", t.entity_id.in_(run_ids)).order_by(t.key))
 
 
 def _version_link(kind: str, name: str, av: AssetVersion, role: str | None,

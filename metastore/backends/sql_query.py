@@ -11,11 +11,18 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from metastore.backends.base import QueryStream
 from metastore.query.compile import Compiled
 from metastore.query.errors import QueryError, at, did_you_mean
 from metastore.query.regex import regexp
 from metastore.query.resolve import Catalog
-from metastore.query.run import compile_cached, compile_text, inline_sql, shape
+from metastore.query.run import (
+    compile_cached,
+    compile_text,
+    inline_sql,
+    shape_names,
+    shape_rows,
+)
 from metastore.records import QueryAnswer
 
 
@@ -24,6 +31,17 @@ def run_query(
 ) -> QueryAnswer:
     """Answer a query on a SQL backend (SQLite, PostgreSQL, MySQL/MariaDB), cancelled by
     the database when it runs past `timeout` seconds (the backend's default when None)."""
+    with stream_query(backend, text, experiment, timeout) as answer:
+        rows = list(answer.rows)
+    return QueryAnswer(columns=answer.columns, rows=rows, sql=answer.sql, dialect=answer.dialect)
+
+
+@contextmanager
+def stream_query(
+    backend, text: str, experiment: str | None = None, timeout: float | None = None
+) -> Iterator[QueryStream]:
+    """`run_query` with its rows read from the cursor as the caller iterates (inside the
+    `with` block, under the same deadline): printing 100,000 rows starts at the first."""
     if not isinstance(text, str):
         raise QueryError(f"a query is text, not {type(text).__name__}")
     seconds = backend.query_timeout if timeout is None else float(timeout)
@@ -39,11 +57,19 @@ def run_query(
             conn = s.connection()
         with deadline(conn, seconds, text):
             raw, compiled = _run(backend, conn, text, experiment)
-    columns, rows = shape(compiled.columns, raw)
-    return QueryAnswer(columns=columns, rows=rows, sql=inline_sql(compiled), dialect=compiled.dialect)
+            names = shape_names(compiled.columns)
+            try:
+                yield QueryStream(names, shape_rows(compiled.columns, names, raw),
+                                  inline_sql(compiled), compiled.dialect)
+            finally:
+                # a reader that stops early leaves rows on the cursor: drop them before
+                # the connection is used again (MySQL refuses statements until then)
+                if hasattr(raw, "close"):
+                    raw.close()
 
 
 def _run(backend, conn, text: str, experiment: str | None):
+    """The compiled query and its rows (an iterator over the cursor)."""
     if experiment is not None:
         _check_experiment(conn, experiment)
     catalog = read_catalog(conn)
@@ -60,16 +86,32 @@ def _run(backend, conn, text: str, experiment: str | None):
             if len(raw) < needed:
                 raw = None
         if raw is None:
-            raw = conn.execute(sa.text(compiled.sql()), compiled.params).all()
+            raw = conn.execution_options(stream_results=True, yield_per=500).execute(
+                sa.text(compiled.sql()), compiled.params)
+            raw = _rows(raw, text)
     except sa.exc.DBAPIError as e:
-        if timed_out(e):
-            raise
-        raise QueryError(
-            f"the database rejected the query: {getattr(e, 'orig', e)}",
-            text=text,
-            suggestion="this is a bug in metastore if the query is valid; `--sql` shows the SQL",
-        ) from None
+        _rejected(e, text)
     return raw, compiled
+
+
+def _rows(result, text: str):
+    """The cursor's rows; an error while reading them is the query's, as at its start."""
+    try:
+        yield from result
+    except sa.exc.DBAPIError as e:
+        _rejected(e, text)
+    finally:
+        result.close()
+
+
+def _rejected(e: sa.exc.DBAPIError, text: str):
+    if timed_out(e):
+        raise e
+    raise QueryError(
+        f"the database rejected the query: {getattr(e, 'orig', e)}",
+        text=text,
+        suggestion="this is a bug in metastore if the query is valid; `--sql` shows the SQL",
+    ) from None
 
 
 #: SQLite calls the deadline check every this many virtual-machine steps.

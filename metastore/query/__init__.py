@@ -11,6 +11,6 @@ docs/query-language.md is the reference.
 """
 
 from metastore.query.errors import QueryError
-from metastore.query.run import Result, compile_text, execute
+from metastore.query.run import Result, compile_text, execute, stream
 
-__all__ = ["QueryError", "Result", "compile_text", "execute"]
+__all__ = ["QueryError", "Result", "compile_text", "execute", "stream"]

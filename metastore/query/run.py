@@ -105,6 +105,12 @@ def execute(
     return Result(backend.query(text, experiment=experiment, timeout=timeout))
 
 
+def stream(backend, text: str, experiment: str | None = None, timeout: float | None = None):
+    """`execute`, its rows read as they come: a context manager giving a
+    `QueryStream` (columns, then rows one by one), for answers too big to hold."""
+    return backend.query_stream(text, experiment=experiment, timeout=timeout)
+
+
 _CACHE: OrderedDict[tuple, Compiled] = OrderedDict()
 _CACHE_SIZE = 256
 _CACHE_LOCK = threading.Lock()
@@ -132,15 +138,24 @@ def compile_cached(text: str, dialect: str, catalog, experiment) -> Compiled:
 
 
 def shape(columns: list[Column], raw) -> tuple[list[str], list[dict]]:
-    names = _unique([c.name for c in columns])
-    rows = []
+    names = shape_names(columns)
+    return names, list(shape_rows(columns, names, raw))
+
+
+def shape_names(columns: list[Column]) -> list[str]:
+    """The answer's column names, made unique (`rmse`, `rmse_2`)."""
+    return _unique([c.name for c in columns])
+
+
+def shape_rows(columns: list[Column], names: list[str], raw) -> Iterator[dict]:
+    """Each SQL row as a dict of Python values, as the rows come."""
+    plan = []
+    i = 0
+    for name, col in zip(names, columns, strict=True):
+        plan.append((name, col.type, i, i + col.width))
+        i += col.width
     for r in raw:
-        row, i = {}, 0
-        for name, col in zip(names, columns, strict=True):
-            row[name] = _decode(col.type, r[i : i + col.width])
-            i += col.width
-        rows.append(row)
-    return names, rows
+        yield {name: _decode(kind, r[a:b]) for name, kind, a, b in plan}
 
 
 def _decode(kind: str, parts) -> Any:
@@ -203,4 +218,4 @@ def inline_sql(compiled: Compiled) -> str:
     return re.sub(r":(p\d+)\b", lambda m: literal(compiled.params[m.group(1)]), sql)
 
 
-__all__ = ["Result", "execute", "compile_text", "ast"]
+__all__ = ["Result", "execute", "stream", "compile_text", "ast"]
