@@ -35,6 +35,16 @@ def compile(text: str, dialect: str = "sqlite") -> str:  # noqa: A001
     return compile_text(text, dialect=dialect)
 
 
+def sync(spool=None, token: str | None = None):
+    """Send the writes clients kept in the spool (METASTORE_SPOOL, else the user's cache
+    folder) while their metastore server was away, to the server each was meant for,
+    with `token` (else METASTORE_TOKEN). Returns what was sent, refused and is still
+    pending (`metastore sync` prints it); see docs/security.md."""
+    from metastore.backends.http import sync as _sync
+
+    return _sync(spool, token=token)
+
+
 def current_run():
     """The run `metastore run` opened for this process, or None outside one."""
     from metastore.runner import current_run as _current_run
@@ -42,4 +52,4 @@ def current_run():
     return _current_run()
 
 
-__all__ = ["open", "compile", "current_run", "Store", "MetastoreError", "NotFound", "InvalidValue"]
+__all__ = ["open", "compile", "sync", "current_run", "Store", "MetastoreError", "NotFound", "InvalidValue"]

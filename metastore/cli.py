@@ -786,6 +786,42 @@ def server(
 
 
 @app.command()
+def sync(
+    spool: Annotated[str | None, typer.Option(
+        envvar="METASTORE_SPOOL",
+        help="The spool folder (default: spool/ in the user's cache folder).")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="METASTORE_TOKEN", help="A token that may write, for the server.")] = None,
+    format: FormatOption = "table",
+) -> None:
+    """Send the writes a client kept in its spool while its metastore server was away,
+    in the order they were made; show what was sent, refused and is still pending."""
+    import metastore
+
+    done = metastore.sync(spool, token=token)
+    rows = [_spooled_row("sent", e) for e in done.sent]
+    rows += [_spooled_row("refused", e, error) for e, error in done.refused]
+    rows += [_spooled_row("pending", e) for e in done.pending]
+    emit(rows, [Column("state"), Column("write"), Column("path"), Column("server"),
+                Column("kept"), Column("detail")], format,
+         data={"sent": len(done.sent), "refused": len(done.refused),
+               "pending": len(done.pending), "writes": rows, "problems": done.problems,
+               "stopped": done.stopped},
+         empty="Nothing was waiting in the spool.",
+         footer=f"{len(done.sent)} sent, {len(done.refused)} refused, "
+                f"{len(done.pending)} pending")
+    for line in [*done.stopped, *done.problems]:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    if done.pending or done.refused or done.problems:
+        raise typer.Exit(1)
+
+
+def _spooled_row(state: str, entry, detail: str | None = None) -> dict:
+    return {"state": state, "write": entry.route, "path": entry.path, "server": entry.url,
+            "kept": entry.time, "detail": detail or ""}
+
+
+@app.command()
 def reproduce(
     run: Annotated[str, typer.Argument(help="The run: id, number, experiment#number or name.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and what is missing; run nothing.")] = False,

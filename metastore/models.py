@@ -324,6 +324,21 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
+class AppliedRequest(SQLModel, table=True):
+    """A write a metastore server applied, by the client's idempotency key: written in
+    the same transaction as the write, so a request repeated after a lost answer (a
+    server killed mid-request, a client retrying) is answered again, not applied twice.
+    `response` is the answer's JSON (null for an answer that carries nothing). Keys older
+    than three days are deleted."""
+
+    __tablename__ = "applied_request"
+
+    key: str = Field(primary_key=True, max_length=64)
+    route: str = Field(max_length=64)
+    applied: datetime = Field(default_factory=utcnow, sa_type=Timestamp, index=True)
+    response: str | None = Field(default=None, sa_type=sa.Text)
+
+
 TABLES = [
     Project,
     Experiment,
@@ -340,4 +355,5 @@ TABLES = [
     AliasMove,
     StoreConfig,
     ApiToken,
+    AppliedRequest,
 ]

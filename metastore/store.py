@@ -375,13 +375,19 @@ def open(  # noqa: A001 - metastore.open is the public name
     *,
     token: str | None = None,
     create: bool = True,
+    retry_for: float | None = None,
+    spool: str | os.PathLike | None = None,
 ) -> Store:
     """Open a store.
 
     - no URL: `METASTORE_URL`, else the nearest `.metastore/` above the current folder,
       else a new `.metastore/` here;
     - a database URL (sqlite:///…, postgresql://…, mysql://…) or a path to a directory;
-    - an http(s):// URL: a metastore server.
+    - an http(s):// URL: a metastore server. `retry_for` (seconds, default
+      METASTORE_RETRY_FOR or 60) is how long a request is retried while the server is
+      away, after which a run's writes are kept in the `spool` folder (default
+      METASTORE_SPOOL or the user's cache folder) until it is back; see
+      docs/security.md.
 
     Blobs default to `METASTORE_BLOBS`, else `blobs/` beside a SQLite file, else
     `.metastore/blobs` in the current project folder.
@@ -392,9 +398,13 @@ def open(  # noqa: A001 - metastore.open is the public name
         url = str(url)
         if "://" not in url and not url.startswith("sqlite:"):
             url = _directory_url(Path(url), create)
+        options = {k: v for k, v in (("retry_for", retry_for), ("spool", spool)) if v is not None}
+        if options and not url.startswith(("http://", "https://")):
+            raise InvalidValue(f"{', '.join(options)} applies to a server's URL (http://…), "
+                               f"not to {url.split('://', 1)[0]}://")
         if blobs is None:
             blobs = _default_blobs(url)
-        return Store(open_backend(url, blobs=blobs, token=token, create=create))
+        return Store(open_backend(url, blobs=blobs, token=token, create=create, **options))
     folder = find_store_dir()
     if folder is None:
         if not create:

@@ -332,6 +332,10 @@ class ActiveRun(RunHandle):
                     if self._stop.is_set():
                         return
                     self._write()
+                try:  # writes a server kept waiting in the spool go as soon as it is back
+                    self.store.deliver_spooled()
+                except Exception:  # noqa: S110 - delivered by a later write or `metastore sync`
+                    pass
                 if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                     last_beat = time.monotonic()
                     try:

@@ -229,3 +229,13 @@ CREATE TABLE api_token (
 	UNIQUE (name), 
 	UNIQUE (token_hash)
 );
+
+CREATE TABLE applied_request (
+	key VARCHAR(64) NOT NULL, 
+	route VARCHAR(64) NOT NULL, 
+	applied TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	response TEXT, 
+	PRIMARY KEY (key)
+);
+
+CREATE INDEX ix_applied_request_applied ON applied_request (applied);

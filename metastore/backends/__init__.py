@@ -29,10 +29,10 @@ def _sql(url: str, *, blobs, token=None, create: bool = True) -> Backend:
     return SQLBackend(url, blobs, create=create)
 
 
-def _http(url: str, *, blobs=None, token=None, create: bool = True) -> Backend:
+def _http(url: str, *, blobs=None, token=None, create: bool = True, **options) -> Backend:
     from metastore.backends.http import HTTPBackend
 
-    return HTTPBackend(url, token=token or os.environ.get("METASTORE_TOKEN"))
+    return HTTPBackend(url, token=token or os.environ.get("METASTORE_TOKEN"), **options)
 
 
 _BUILTIN: dict[str, Opener] = {
@@ -78,9 +78,11 @@ def opener_for(url: str) -> Opener:
     )
 
 
-def open_backend(url: str, *, blobs=None, token: str | None = None, create: bool = True) -> Backend:
-    """The backend behind a store URL."""
-    return opener_for(url)(url, blobs=blobs, token=token, create=create)
+def open_backend(url: str, *, blobs=None, token: str | None = None, create: bool = True,
+                 **options) -> Backend:
+    """The backend behind a store URL. `options` go to the opener as they are (the HTTP
+    backend's `retry_for` and `spool`); none are passed when none are given."""
+    return opener_for(url)(url, blobs=blobs, token=token, create=create, **options)
 
 
 __all__ = ["Backend", "open_backend", "register", "scheme_of", "ENTRY_POINT_GROUP"]

@@ -18,7 +18,7 @@ Every write is one transaction: it fully happens or not at all.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -337,6 +337,28 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    # -- delivery: a write applied once, writes kept through an outage --------------------
+    def apply_once(
+        self,
+        key: str,
+        route: str,
+        call: Callable[[], Any],
+        encode: Callable[[Any], bytes] | None = None,
+    ) -> bytes | None:
+        """Run the write `call` at most once per idempotency `key` (what a server does
+        with a client's `Idempotency-Key`) and return its answer as `encode` makes it
+        (None when the write answers nothing). A repeated key returns the answer kept
+        the first time without writing again. A backend that cannot keep keys applies
+        every call; the SQL backend records the key in the write's own transaction."""
+        result = call()
+        return None if encode is None else encode(result)
+
+    def deliver_spooled(self, wait: bool = False) -> bool:
+        """Send the writes kept while the store was unreachable, if it is back (the HTTP
+        backend's spool); True when none are left. Other backends keep nothing. The
+        run's flusher calls this; `wait` tries now rather than at the backend's pace."""
+        return True
 
     # -- built on the primitives ----------------------------------------------------------
     def create_run(self, record: RunRecord) -> Run:

@@ -6,20 +6,36 @@ primitive's signature, check them against the route's request model, send them (
 query string or JSON body), and rebuild the answer from the route's response model.
 The server registers its routes from the same table, so both sides always agree.
 
-What is written here is the transport: retries, the mapping of the server's error
-envelope back to the exception its store raised (`AccessDenied` for 401/403), and the
-blob routes: content is hashed on the client and uploaded once per digest
-(`PUT /api/blobs/{digest}`); downloads are checked against their digest on arrival.
+What is written here is the transport, the mapping of the server's error envelope back
+to the exception its store raised (`AccessDenied` for 401/403), and the blob routes:
+content is hashed on the client and uploaded once per digest (`PUT /api/blobs/{digest}`);
+downloads are checked against their digest on arrival.
+
+A training job must not die because the server did (docs/security.md). Every write
+carries an `Idempotency-Key` (a UUID per call, the same on each retry), so any request
+can be repeated: each is retried with jittered exponential backoff through connection
+errors and 502/503/504 for `retry_for` seconds (METASTORE_RETRY_FOR, default 60). A
+write a recording process makes (a route with `offline`: params, metrics, tags, notes,
+the run's status, links to assets) that still cannot be sent is kept in the spool
+(`metastore.backends.spool`) and answered as the server would; later writes queue
+behind it, and the next write, the run's flusher, closing the store, the process's exit
+or `metastore sync` (`sync`) deliver it. Reads are retried, never spooled.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import inspect
 import json
+import logging
+import os
+import random
 import shutil
 import tempfile
 import time
+import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,10 +44,36 @@ from urllib.parse import quote
 import httpx
 
 from metastore import errors
+from metastore.backends import spool as spooling
 from metastore.backends.base import Backend
-from metastore.backends.routes import PREFIX, ROUTES, Route, dumps, from_json, request_of
+from metastore.backends.routes import (
+    IDEMPOTENCY_HEADER,
+    PREFIX,
+    ROUTES,
+    Route,
+    dumps,
+    from_json,
+    request_of,
+)
+from metastore.backends.spool import Delivery, Entry, SpoolFile, spool_dir
+from metastore.backends.spool import files as spool_files
 from metastore.blobs import CHUNK, Blobs, sha256_file
 from metastore.errors import IntegrityFailure, InvalidValue, MetastoreError, StoreUnavailable
+
+log = logging.getLogger("metastore.client")
+
+#: Seconds a request is retried while the server is away (METASTORE_RETRY_FOR).
+RETRY_FOR = 60.0
+RETRY_ENV = "METASTORE_RETRY_FOR"
+#: Backoff between attempts: the first wait and the longest, each jittered to 50-100 %.
+FIRST_WAIT, MAX_WAIT = 0.1, 2.0
+#: Answers that mean "the server (or its database) is restarting": retried.
+RETRY_STATUSES = frozenset({502, 503, 504})
+CONNECT_TIMEOUT = 10.0
+#: While writes wait in the spool, a write tries to deliver them at most this often.
+PROBE_EVERY = 1.0
+
+_open: weakref.WeakSet[HTTPBackend] = weakref.WeakSet()
 
 
 class AccessDenied(MetastoreError):
@@ -63,27 +105,44 @@ class HTTPBackend(_Routed):
     """The Backend interface over a metastore server's REST API."""
 
     def __init__(
-        self, url: str, token: str | None = None, *, timeout: float = 60.0, retries: int = 5
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retry_for: float | None = None,
+        spool: str | os.PathLike | None = None,
     ):
         self.url = url.rstrip("/")
-        self.retries = retries
         self.token = token
         self.dialect = "remote"
+        #: Seconds a request is retried while the server is away; then a write a
+        #: recording process makes is kept in the spool, anything else raises.
+        self.retry_for = retry_setting(retry_for)
+        self.spool = SpoolFile(spool_dir(spool))
+        self._spooling = False  # entries of this backend wait in the spool
+        self._next_probe = 0.0
+        self._outage: float | None = None  # when requests started failing (warned once)
         headers = {"user-agent": "metastore-client"}
         if token:
             headers["authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers,
+                                  timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT))
         self._memo: dict[tuple, Any] = {}
         self.blobs = HTTPBlobs(self)
         self.blob_root = f"{self.url}{PREFIX}/blobs"
         session = json.loads(self._send("GET", f"{PREFIX}/session").content)
         self.principal = session["name"]
         self.read_only = session["read_only"]
+        _open.add(self)
 
     def __repr__(self) -> str:
         return f"HTTPBackend({self.url!r})"
 
     def close(self) -> None:
+        if self._spooling:
+            self.deliver_spooled(wait=False)
+        _open.discard(self)
         self._http.close()
 
     def open_blob(self, digest: str) -> BinaryIO:
@@ -117,45 +176,215 @@ class HTTPBackend(_Routed):
         if route.deadline and values.get(route.deadline) is not None:
             # the server cancels the query at its deadline: wait for that answer
             wait = max(self._http.timeout.read or 0, values[route.deadline] + 30)
-        response = self._send(
-            route.method, path, params=params, content=content, idempotent=not route.writes,
-            headers={"content-type": "application/json"} if content is not None else None,
-            timeout=wait,
-        )
+        headers = {"content-type": "application/json"} if content is not None else {}
+        if route.writes and not route.lossy:
+            return self._write(route, values, path, params, content, headers)
+        if route.lossy and self._outage is not None:
+            return None  # a heartbeat is no use late; the server is away
+        response = self._send(route.method, path, params=params, content=content,
+                              headers=headers, timeout=wait,
+                              patience=0 if route.lossy else None)
         result = from_json(route, json.loads(response.content))
         if key is not None:
             self._memo[key] = result
         return result
 
+    def _write(self, route: Route, values: dict, path: str, params, content, headers) -> Any:
+        """A write, named by a new idempotency key that every retry and the spool reuse,
+        so the server applies it once however often it is sent."""
+        key = uuid.uuid4().hex
+        headers = {**headers, IDEMPOTENCY_HEADER: key}
+        if route.offline is not None and self._spooling:
+            # spooled writes go first: nothing may overtake them (a metric's steps
+            # follow the order points arrive in, the run's end comes last)
+            with self.spool.lock:
+                if self._spooling and not self.deliver_spooled(wait=False):
+                    return self._keep(route, values, key, path, content)
+        try:
+            response = self._send(route.method, path, params=params, content=content,
+                                  headers=headers)
+        except Unreachable:
+            if route.offline is None:
+                raise
+            with self.spool.lock:
+                return self._keep(route, values, key, path, content)
+        return from_json(route, json.loads(response.content))
+
+    def _keep(self, route: Route, values: dict, key: str, path: str, content) -> Any:
+        """Keep the write in the spool (fsynced) and answer as the server would have."""
+        self.spool.append(Entry(key=key, url=self.url, route=route.name, method=route.method,
+                                path=path, body=None if content is None else content.decode(),
+                                time=spooling.utc_now_text()))
+        if not self._spooling:
+            self._spooling = True
+            log.info("metastore: keeping writes for %s in %s until it is back "
+                        "(sent by the next write, the run's end, or `metastore sync`)",
+                        self.url, self.spool.path)
+        return route.offline(values)
+
+    # -- the spool --------------------------------------------------------------------------
+    def deliver_spooled(self, wait: bool = False) -> bool:
+        """Send this backend's spooled writes if the server is back; True when nothing
+        is left. Without `wait` it tries at most every PROBE_EVERY seconds (each write
+        made while writes are spooled asks), one attempt per entry."""
+        if not self._spooling:
+            return True
+        with self.spool.lock:
+            if not self._spooling:
+                return True
+            now = time.monotonic()
+            if not wait and now < self._next_probe:
+                return False
+            self._next_probe = now + PROBE_EVERY
+            done = spooling.deliver(self.spool.path, self._send_entry)
+            for entry, error in done.refused:
+                log.warning("metastore: the server refused a write kept in the spool, %s: %s",
+                            entry.describe(), error)
+            for problem in done.problems:
+                log.warning("metastore: %s", problem)
+            if done.pending or self.spool.path.exists():
+                return False
+            self._spooling = False
+            self._outage = None
+            log.info("metastore: %s is back; %d kept writes sent", self.url, len(done.sent))
+            return True
+
+    def _send_entry(self, entry: Entry) -> spooling.Outcome:
+        return send_entry(self._http, entry)
+
     # -- transport --------------------------------------------------------------------------
     def _send(self, method: str, path: str, *, params=None, content=None, headers=None,
-              stream: bool = False, idempotent: bool | None = None,
-              timeout: float | None = None) -> httpx.Response:
-        if idempotent is None:
-            idempotent = method in ("GET", "HEAD")
-        for attempt in range(self.retries + 1):
+              stream: bool = False, timeout: float | None = None,
+              patience: float | None = None) -> httpx.Response:
+        """Send a request, retrying with jittered exponential backoff through connection
+        errors and 502/503/504 for `patience` seconds (default `retry_for`): every
+        request may be repeated, since reads change nothing, writes carry an
+        idempotency key and blobs are named by digest. `content` may be a callable
+        giving the body afresh for each attempt (a file's chunks)."""
+        give_up = time.monotonic() + (self.retry_for if patience is None else patience)
+        attempt = 0
+        while True:
             try:
                 extra = {} if timeout is None else {"timeout": timeout}
+                body = content() if callable(content) else content
                 request = self._http.build_request(
-                    method, path, params=params, content=content, headers=headers, **extra
+                    method, path, params=params, content=body, headers=headers, **extra
                 )
                 response = self._http.send(request, stream=stream)
-                break
+                if response.status_code not in RETRY_STATUSES:
+                    break
+                response.read()
+                failure = f"it answered {response.status_code}"
+                response.close()
             except httpx.TransportError as e:
-                # A server restarting must not kill a training job: retry, with backoff,
-                # what cannot have reached it (no connection) and anything that only reads.
-                # A write that may have arrived is not repeated: it could apply twice.
-                if not (isinstance(e, httpx.ConnectError) or idempotent) or attempt == self.retries:
-                    raise StoreUnavailable(
-                        f"cannot reach the metastore server at {self.url}: {e}",
-                        hint="is `metastore server` running there, and the URL right?",
-                    ) from e
-                time.sleep(min(0.25 * 2**attempt, 5.0))
+                failure = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            now = time.monotonic()
+            if now >= give_up:
+                raise Unreachable(
+                    f"cannot reach the metastore server at {self.url} ({failure})",
+                    hint="is `metastore server` running there, and the URL right? "
+                    f"(requests are retried for {self.retry_for:g} s: retry_for= or "
+                    f"{RETRY_ENV})",
+                )
+            if self._outage is None:
+                self._outage = now
+                log.warning("metastore: the server at %s is unreachable (%s); retrying for "
+                            "up to %g s, then keeping the run's writes in %s",
+                            self.url, failure, self.retry_for, self.spool.directory)
+            time.sleep(min(MAX_WAIT, FIRST_WAIT * 2**attempt, give_up - now)
+                       * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
+            attempt += 1
+        if self._outage is not None:
+            self._outage = None
+            if not self._spooling:
+                log.info("metastore: the server at %s answers again", self.url)
         if response.status_code >= 400:
             if stream:
                 response.read()
             _raise_for(response, self.url)
         return response
+
+
+class Unreachable(StoreUnavailable):
+    """The server did not answer for the whole retry time."""
+
+
+def retry_setting(value: float | None) -> float:
+    """Seconds to retry: `value`, else METASTORE_RETRY_FOR, else RETRY_FOR."""
+    if value is None:
+        text = os.environ.get(RETRY_ENV)
+        try:
+            value = RETRY_FOR if text is None or not text.strip() else float(text)
+        except ValueError:
+            raise InvalidValue(f"{RETRY_ENV} must be a number of seconds, got {text!r}") from None
+    if not (isinstance(value, int | float) and 0 <= value < float("inf")):
+        raise InvalidValue(f"retry_for must be 0 or more seconds, got {value!r}")
+    return float(value)
+
+
+def send_entry(client: httpx.Client, entry: Entry) -> spooling.Outcome:
+    """Send one spooled write, once, with its idempotency key: delivered, refused for
+    good (a 4xx other than the token's), or stop (the server away, or the token
+    refused: the entry stays pending)."""
+    headers = {IDEMPOTENCY_HEADER: entry.key}
+    if entry.body is not None:
+        headers["content-type"] = "application/json"
+    try:
+        response = client.request(entry.method, entry.url + entry.path, headers=headers,
+                                  content=None if entry.body is None else entry.body.encode())
+    except httpx.TransportError as e:
+        return "stop", f"{entry.url} is unreachable ({type(e).__name__})"
+    status = response.status_code
+    if status < 400:
+        return "sent", None
+    if status in (401, 403):
+        return "stop", f"{entry.url} refused the token ({status}): pass a token that may write"
+    if status in RETRY_STATUSES or status >= 500 or status in (408, 429):
+        return "stop", f"{entry.url} answered {status}"
+    try:
+        _raise_for(response, entry.url)
+    except MetastoreError as e:
+        return "refused", e.message
+    return "refused", f"answered {status}"
+
+
+def sync(spool: str | os.PathLike | None = None, token: str | None = None) -> Delivery:
+    """Send every spooled write in the spool folder (METASTORE_SPOOL, else the user's
+    cache folder) to the server it was meant for, in the order it was kept: what
+    `metastore sync` runs. The token is `token`, else METASTORE_TOKEN."""
+    token = token or os.environ.get("METASTORE_TOKEN")
+    headers = {"user-agent": "metastore-client"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    total = Delivery()
+    stopped: set[str] = set()  # servers found away: their other files wait too
+    with httpx.Client(headers=headers,
+                      timeout=httpx.Timeout(60.0, connect=CONNECT_TIMEOUT)) as client:
+        for path in spool_files(spool_dir(spool)):
+
+            def send(entry: Entry) -> spooling.Outcome:
+                if entry.url in stopped:
+                    return "stop", None
+                outcome = send_entry(client, entry)
+                if outcome[0] == "stop":
+                    stopped.add(entry.url)
+                return outcome
+
+            total.add(spooling.deliver(path, send))
+    return total
+
+
+@atexit.register
+def _deliver_at_exit() -> None:
+    """A process ending during an outage tries once more; what stays waits for
+    `metastore sync`."""
+    for backend in list(_open):
+        try:
+            if backend._spooling and not backend.deliver_spooled(wait=True):
+                log.warning("metastore: writes for %s stay in %s: run `metastore sync` "
+                            "when the server is back", backend.url, backend.spool.path)
+        except Exception:  # noqa: BLE001, S110 - nothing is left to tell at interpreter exit
+            pass
 
 
 class HTTPBlobs(Blobs):
@@ -185,10 +414,10 @@ class HTTPBlobs(Blobs):
     def put_file(self, path: Path) -> tuple[str, int]:
         digest, size = sha256_file(path)
         if not self.exists(digest):
-            with open(path, "rb") as f:
-                self._backend._send("PUT", self._path(digest), content=_chunks(f),
-                                    headers={"content-type": "application/octet-stream",
-                                             "content-length": str(size)})
+            # a callable body: each retry reads the file again from its start
+            self._backend._send("PUT", self._path(digest), content=lambda: _file_chunks(path),
+                                headers={"content-type": "application/octet-stream",
+                                         "content-length": str(size)})
         return digest, size
 
     def open(self, digest: str, verify: bool = True) -> BinaryIO:
@@ -238,9 +467,10 @@ def _seg(text: str) -> str:
     return quote(str(text), safe="")
 
 
-def _chunks(f) -> Iterator[bytes]:
-    while chunk := f.read(CHUNK):
-        yield chunk
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 def _raise_for(response: httpx.Response, url: str) -> None:

@@ -44,11 +44,13 @@ from sqlmodel import SQLModel
 from metastore.backends.base import Backend
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
-from metastore.models import ASSET_KINDS, Asset, AssetVersion
+from metastore.models import ASSET_KINDS, Asset, AssetVersion, Note
 from metastore.records import RunStatus
 
 #: Where the table's paths live on a server.
 PREFIX = "/api"
+#: The header naming a write once, however often it is sent (see `Backend.apply_once`).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: Bounds that keep numbers inside every database's BIGINT.
 MAX_STEP = 2**62
 MAX_ID = 2**63 - 1
@@ -197,6 +199,16 @@ def _check_uploaded(backend: Backend, args: dict) -> None:
         )
 
 
+def _nothing(args: dict) -> None:
+    return None
+
+
+def _kept_note(args: dict) -> Note:
+    """The note `add_note` answers while it waits in the spool (no id yet)."""
+    return Note(run_id=args["run_id"], text=args["text"], kind=args["kind"],
+                author=args["author"])
+
+
 # -- the table ------------------------------------------------------------------------------
 
 
@@ -229,6 +241,12 @@ class Route:
     wire: Wire | None = None
     prepare: Callable[[Any, dict], dict] | None = None
     check: Callable[[Backend, dict], None] | None = None
+    #: A write a recording process makes that the client may keep in its spool while
+    #: the server is away: what the call returns meanwhile, from its arguments.
+    offline: Callable[[dict], Any] | None = None
+    #: A write worth nothing late (the heartbeat): sent once, without an idempotency
+    #: key, skipped while the server is away.
+    lossy: bool = False
 
     # -- derived ----------------------------------------------------------------------
     @property
@@ -329,30 +347,33 @@ ROUTES: list[Route] = [
           bounds={"source": {"max_length": 32}}),
     Route("reconcile_crashed", "POST", "/runs/reconcile", "runs"),
     Route("get_params", "GET", "/runs/{run_id}/params", "runs"),
-    Route("log_params", "POST", "/runs/{run_id}/params", "runs", prepare=_prepare_log_params),
+    Route("log_params", "POST", "/runs/{run_id}/params", "runs", prepare=_prepare_log_params,
+          offline=_nothing),
     Route("get_metric_summaries", "GET", "/runs/{run_id}/metrics", "runs"),
-    Route("log_metrics", "POST", "/runs/{run_id}/metrics", "runs"),
+    Route("log_metrics", "POST", "/runs/{run_id}/metrics", "runs", offline=_nothing),
     Route("get_metric_history", "GET", "/runs/{run_id}/metric-history", "runs"),
     Route("metric_series", "GET", "/runs/{run_id}/metric-series", "runs",
           bounds={"max_points": {"ge": 4, "le": MAX_STEP}}),
     Route("get_notes", "GET", "/runs/{run_id}/notes", "runs"),
     Route("add_note", "POST", "/runs/{run_id}/notes", "runs",
-          bounds={"kind": {"max_length": 16}, "author": {"max_length": 250}}),
-    Route("set_run_status", "PUT", "/runs/{run_id}/status", "runs", types={"status": RunStatus}),
-    Route("heartbeat", "POST", "/runs/{run_id}/heartbeat", "runs"),
+          bounds={"kind": {"max_length": 16}, "author": {"max_length": 250}},
+          offline=_kept_note),
+    Route("set_run_status", "PUT", "/runs/{run_id}/status", "runs", types={"status": RunStatus},
+          offline=_nothing),
+    Route("heartbeat", "POST", "/runs/{run_id}/heartbeat", "runs", lossy=True),
     Route("restore_run", "POST", "/runs/{run_id}/restore", "runs"),
     Route("run_assets", "GET", "/runs/{run_id}/assets", "runs",
           types={"direction": Literal["inputs", "outputs"]}, wire=RUN_ASSETS),
     Route("link_run_asset", "POST", "/runs/{run_id}/assets", "runs",
           types={"relation": Literal["used", "produced"]},
-          bounds={"version_id": ID, "role": ROLE, "path": PATH}),
+          bounds={"version_id": ID, "role": ROLE, "path": PATH}, offline=_nothing),
     Route("resolve_run", "GET", "/runs/{ref:path}", "runs", types={"ref": str}),
     Route("delete_run", "DELETE", "/runs/{ref:path}", "runs", types={"ref": str}),
     # -- tags -------------------------------------------------------------------------------
     Route("get_tags", "GET", "/tags/{entity_type}/{entity_id}", "tags",
           types={"entity_type": ENTITY_TYPES}),
     Route("set_tags", "PUT", "/tags/{entity_type}/{entity_id}", "tags",
-          types={"entity_type": ENTITY_TYPES}, bounds={"entity_id": ID}),
+          types={"entity_type": ENTITY_TYPES}, bounds={"entity_id": ID}, offline=_nothing),
     # -- assets -----------------------------------------------------------------------------
     Route("list_assets", "GET", "/assets", "assets"),
     Route("create_asset", "POST", "/assets/named", "assets", bounds={"name": NAME},
@@ -483,5 +504,5 @@ def request_of(route: Route, args: Mapping[str, Any]) -> BaseModel | None:
         raise InvalidValue(f"{route.name} {where}: {first['msg']}") from None
 
 
-__all__ = ["ROUTES", "BY_NAME", "REQUESTS", "READING_POSTS", "Route", "VersionOut",
+__all__ = ["ROUTES", "BY_NAME", "IDEMPOTENCY_HEADER", "NOTHING", "REQUESTS", "READING_POSTS", "Route", "VersionOut",
            "RunAssetOut", "Done", "PREFIX", "to_json", "from_json", "dumps"]

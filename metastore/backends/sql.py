@@ -26,6 +26,7 @@ from metastore.backends import sql_lineage, sql_query
 from metastore.backends.base import Backend, NodeKey
 from metastore.backends.content import prepare_content
 from metastore.backends.sql_aliases import AliasSQL
+from metastore.backends.sql_requests import AppliedRequestsSQL
 from metastore.blobs import DIR_MEDIA_TYPE, BlobStore
 from metastore.errors import Ambiguous, Conflict, InvalidValue, NotFound
 from metastore.models import (
@@ -68,7 +69,7 @@ STALE_AFTER = timedelta(minutes=5)
 MAX_RUN_NUMBER = 2**31 - 1  # the run.number column is a 32-bit INTEGER on every database
 
 
-class SQLBackend(AliasSQL, Backend):
+class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
     """A store on a SQL database (SQLite, PostgreSQL, MySQL/MariaDB)."""
 
     def __init__(self, url: str, blobs: str | os.PathLike, *, create: bool = True):
@@ -106,12 +107,20 @@ class SQLBackend(AliasSQL, Backend):
                 yield s
 
     def transact(self, fn, retries: int = 8):
-        """Run fn(session) in a write transaction, retrying transient conflicts."""
+        """Run fn(session) in a write transaction, retrying transient conflicts. The
+        first transaction of a write a server applies by idempotency key also records
+        the key (`sql_requests`)."""
         last: Exception | None = None
         for _attempt in range(retries):
             try:
                 with self.write() as s:
-                    return fn(s)
+                    pending = self._claim_key(s)
+                    result = fn(s)
+                    if pending is not None:
+                        self._keep_answer(s, pending, result)
+                if pending is not None:
+                    pending.recorded = True  # committed
+                return result
             except (IntegrityError, OperationalError) as e:
                 if not _transient(e):
                     raise

@@ -7,6 +7,8 @@ table's response model; the HTTP client (`metastore.backends.http`) is built fro
 same table. Rows travel as the SQLModel tables' own JSON. Errors a user can cause come
 back as `{"error": {"type", "message", "hint", …}}` with a 4xx status; `type` names the
 `MetastoreError` subclass so the client raises the same exception the store raised.
+A write sent with an `Idempotency-Key` header is applied once per key
+(`Backend.apply_once`); a repeat gets the first answer.
 
 Written by hand, because they move bytes or describe the connection rather than call a
 primitive: /api/health, /api/session, /api/blobs/{digest} (HEAD, GET, PUT) and
@@ -31,7 +33,15 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from metastore.backends.base import Backend
-from metastore.backends.routes import PREFIX, REQUESTS, ROUTES, Route, to_json
+from metastore.backends.routes import (
+    IDEMPOTENCY_HEADER,
+    NOTHING,
+    PREFIX,
+    REQUESTS,
+    ROUTES,
+    Route,
+    to_json,
+)
 from metastore.blobs import CHUNK, DIR_MEDIA_TYPE
 from metastore.errors import IntegrityFailure, InvalidValue, NotFound
 
@@ -92,8 +102,19 @@ def _endpoint(route: Route):
         backend = backend_of(request)
         if route.check is not None:
             route.check(backend, args)
-        result = getattr(backend, route.name)(**args)
-        return Response(to_json(route, result), media_type="application/json")
+        key = request.headers.get(IDEMPOTENCY_HEADER) if route.writes else None
+        if key is None:
+            result = getattr(backend, route.name)(**args)
+            return Response(to_json(route, result), media_type="application/json")
+        # applied once per key, in the write's own transaction: a client repeating a
+        # request whose answer it lost (this server killed mid-request) gets the answer
+        answers = route.response is not NOTHING
+        data = backend.apply_once(
+            key, route.name, lambda: getattr(backend, route.name)(**args),
+            (lambda result: to_json(route, result)) if answers else None,
+        )
+        return Response(data if data is not None else to_json(route, None),
+                        media_type="application/json")
 
     endpoint.__name__ = route.name
     endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

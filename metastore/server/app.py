@@ -325,9 +325,10 @@ def background_server(
     ui: bool = False,
     limits: Limits | None = None,
     host: str = "127.0.0.1",
+    port: int = 0,
 ) -> Iterator[str]:
-    """Serve `store` on a free port of a loopback address in a background thread; yields
-    the base URL and stops the server on exit."""
+    """Serve `store` on a free port (or `port`) of a loopback address in a background
+    thread; yields the base URL and stops the server on exit."""
     import uvicorn
 
     if not auth:
@@ -336,7 +337,7 @@ def background_server(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off", server_header=False)
     server = uvicorn.Server(config)

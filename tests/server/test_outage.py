@@ -1,0 +1,358 @@
+"""A training job never dies because the tracking server did: idempotency keys on the
+server, retries and the spool in the client, `metastore sync` (docs/security.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import metastore
+from metastore.backends.http import PROBE_EVERY
+from metastore.backends.spool import SUFFIX, Entry, SpoolFile
+from metastore.errors import InvalidValue, StoreUnavailable
+from metastore.server import background_server, create_token
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            **extra}
+
+
+class ServerProcess:
+    """`metastore server` in a subprocess over one SQLite store: killed with -9 and
+    started again on the same port and database."""
+
+    def __init__(self, tmp_path: Path):
+        self.db = f"sqlite:///{tmp_path / 'server' / 'metastore.db'}"
+        self.blobs = tmp_path / "server-blobs"
+        with metastore.open(self.db, blobs=self.blobs) as local:
+            self.token = create_token(local, "trainer")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = open(tmp_path / "server.log", "ab")  # noqa: SIM115 - closed in stop()
+
+    def start(self, wait: bool = True) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "metastore.cli", "server", "--store", self.db,
+             "--port", str(self.port), "--blobs", str(self.blobs), "--no-ui"],
+            env=_env(), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        for _ in range(600):  # bounded: at most about two minutes on a busy machine
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, "the server exited"
+            time.sleep(0.2)
+        raise AssertionError("the server did not come up")
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+        self.log.close()
+
+    def local(self):
+        return metastore.open(self.db, blobs=self.blobs)
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = ServerProcess(tmp_path)
+    s.start()
+    yield s
+    s.stop()
+
+
+TRAINING = textwrap.dedent(
+    """
+    import sys, time
+    import metastore
+    url, token, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = metastore.open(url, token=token)
+    with store.start_run(experiment="outage", capture=False, flush_interval=0.05) as run:
+        print(run.id, flush=True)
+        for i in range(n):
+            run.log_metric("loss", 1.0 / (i + 1), step=i)
+            time.sleep(0.006)
+            if i % 100 == 0:
+                print(i, flush=True)
+    print("done", flush=True)
+    """
+)
+
+
+def test_training_survives_three_kill_9_restarts_of_its_server(server, tmp_path):
+    """The issue's test: 2,000 points logged while the server is killed with -9 three
+    times and restarted on the same port and database; every point stored once."""
+    script = subprocess.Popen(
+        [sys.executable, "-c", TRAINING, server.url, server.token, "2000"],
+        env=_env(METASTORE_SPOOL=str(tmp_path / "spool")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        run_id = script.stdout.readline().strip()
+        assert run_id, script.stderr.read()
+        kills = [200, 700, 1200]
+        for line in script.stdout:
+            if line.strip() == "done" or not kills:
+                break
+            if int(line) >= kills[0]:
+                kills.pop(0)
+                server.kill()
+                server.start(wait=False)  # the client retries until it answers
+        rest, errors = script.communicate(timeout=300)
+    finally:
+        if script.poll() is None:
+            script.kill()
+    assert not kills, "the script ended before the server was killed three times"
+    assert script.returncode == 0, errors
+    assert "Traceback" not in errors, errors
+    assert "done" in rest or line.strip() == "done"
+    server.wait_healthy()
+    with server.local() as store:
+        run = store.get_run(run_id)
+        assert run.status == "finished"
+        history = run.metric_history("loss")
+        assert len(history) == 2000
+        assert sorted(p.step for p in history) == list(range(2000))
+    assert not list((tmp_path / "spool").glob(f"*{SUFFIX}")), "nothing may stay spooled"
+
+
+def test_a_repeated_idempotency_key_is_applied_once(live):
+    """The same request sent twice (a client that lost the first answer) writes once
+    and gets the first answer again, on the server's own database."""
+    with live.remote() as remote:
+        run = remote.start_run(experiment="keys", capture=False)
+        run.end()
+    with live.client() as c:
+        metrics = {"points": [{"key": "loss", "value": 0.5, "step": 1}]}
+        for _ in range(3):
+            r = c.post(f"/api/runs/{run.id}/metrics", json=metrics,
+                       headers={"Idempotency-Key": "metrics-0001"})
+            assert r.status_code == 200, r.text
+        answers = [
+            c.post(f"/api/runs/{run.id}/notes", json={"text": "seen once"},
+                   headers={"Idempotency-Key": "note-0001"}).json()
+            for _ in range(2)
+        ]
+        assert answers[0] == answers[1] and answers[0]["id"] is not None
+        reused = c.put(f"/api/runs/{run.id}/status", json={"status": "failed"},
+                       headers={"Idempotency-Key": "note-0001"})
+        assert reused.status_code == 409 and reused.json()["error"]["type"] == "Conflict"
+        bad = c.post(f"/api/runs/{run.id}/metrics", json=metrics,
+                     headers={"Idempotency-Key": "../../x"})
+        assert bad.status_code == 400
+    assert len(live.store.get_run(run.id).metric_history("loss")) == 1
+    assert [n.text for n in live.store.get_run(run.id).notes].count("seen once") == 1
+    assert live.store.get_run(run.id).status == "finished"
+
+
+def test_apply_once_records_the_key_with_the_write(db_store):
+    """On every database: a key is applied once, and a write that fails keeps no key
+    (so sending it again applies it)."""
+    from metastore.errors import Conflict
+    from metastore.records import MetricPoint
+
+    backend = db_store.backend
+    run = db_store.start_run(experiment="keys", capture=False)
+    run.end()
+    point = [MetricPoint(key="loss", value=1.0, step=0)]
+    for _ in range(2):
+        assert backend.apply_once("k-metrics-1", "log_metrics",
+                                  lambda: backend.log_metrics(run.id, point)) is None
+    assert len(db_store.get_run(run.id).metric_history("loss")) == 1
+    backend.log_params(run.id, {"lr": 0.1})
+    with pytest.raises(Conflict):
+        backend.apply_once("k-params-1", "log_params",
+                           lambda: backend.log_params(run.id, {"lr": 0.2}))
+    assert backend.apply_once("k-params-1", "log_params",
+                              lambda: backend.log_params(run.id, {"momentum": 0.9})) is None
+    assert db_store.get_run(run.id).params == {"lr": 0.1, "momentum": 0.9}
+
+
+SPOOLING = textwrap.dedent(
+    """
+    import sys
+    import metastore
+    url, token = sys.argv[1], sys.argv[2]
+    store = metastore.open(url, token=token, retry_for=1)
+    with store.start_run(experiment="offline", capture=False) as run:
+        run.log_params({"lr": 0.1})
+        for i in range(10):
+            run.log_metric("loss", 1.0 / (i + 1), step=i)
+        run.flush()
+        print(run.id, flush=True)
+        sys.stdin.readline()  # the server is killed now
+        for i in range(10, 25):
+            run.log_metric("loss", 1.0 / (i + 1), step=i)
+        run.set_tag("phase", "offline")
+        run.note("written while the server was away")
+    print("done", flush=True)
+    """
+)
+
+
+def test_writes_wait_in_the_spool_for_metastore_sync(server, tmp_path):
+    """The server stays away longer than retry_for: the script ends normally (one
+    warning), its writes and its end wait in the spool, and `metastore sync` sends them
+    once the server is back; a second sync has nothing to send."""
+    spool = tmp_path / "spool"
+    script = subprocess.Popen(
+        [sys.executable, "-c", SPOOLING, server.url, server.token],
+        env=_env(METASTORE_SPOOL=str(spool)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    run_id = script.stdout.readline().strip()
+    assert run_id, script.stderr.read()
+    server.kill()
+    out, errors = script.communicate("go\n", timeout=120)
+    assert script.returncode == 0 and "done" in out, errors
+    assert "Traceback" not in errors, errors
+    assert errors.count("is unreachable") == 1, errors
+    assert "metastore sync" in errors, errors
+    [kept] = list(spool.glob(f"*{SUFFIX}"))
+    routes = [json.loads(line)["route"] for line in kept.read_text().splitlines()]
+    assert set(routes) == {"log_metrics", "set_tags", "add_note", "set_run_status"}, routes
+    assert routes[-1] == "set_run_status"
+
+    server.start()
+    with server.local() as store:
+        # its end waits in the spool: until then the run looks crashed (process gone)
+        assert store.get_run(run_id).status != "finished"
+    env = _env(METASTORE_SPOOL=str(spool), METASTORE_TOKEN=server.token)
+    sync = [sys.executable, "-m", "metastore.cli", "sync"]
+    first = subprocess.run(sync, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert f"{len(routes)} sent" in first.stdout and "0 pending" in first.stdout, first.stdout
+    assert "log_metrics" in first.stdout and "set_run_status" in first.stdout
+    with server.local() as store:
+        run = store.get_run(run_id)
+        assert run.status == "finished"
+        assert [p.step for p in run.metric_history("loss")] == list(range(25))
+        assert run.tags["phase"] == "offline"
+        assert [n.text for n in run.notes].count("written while the server was away") == 1
+    assert not list(spool.iterdir())
+    again = subprocess.run(sync, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing" in again.stdout.lower(), again.stdout
+
+
+def _entry(url: str, run_id: str, step: int) -> Entry:
+    body = json.dumps({"points": [{"key": "loss", "value": float(step), "step": step}]})
+    return Entry(key=f"spooled-{step:04d}", url=url, route="log_metrics", method="POST",
+                 path=f"/api/runs/{run_id}/metrics", body=body,
+                 time="2026-12-01T12:00:00+00:00")
+
+
+def test_a_corrupt_spool_line_is_reported_and_the_others_sent(live, tmp_path):
+    from metastore.backends.http import sync
+
+    with live.remote() as remote, remote.start_run(experiment="spool", capture=False) as run:
+        pass
+    folder = tmp_path / "spool"
+    kept = SpoolFile(folder)
+    kept.append(_entry(live.url, run.id, 0))
+    kept.append(_entry(live.url, run.id, 1))
+    with open(kept.path, "ab") as f:
+        f.write(b'{"key": "torn-write", "url": "http://\xff\n')  # a crash mid-append
+        f.write(b'[1, 2, 3]\n')
+    kept.append(_entry(live.url, run.id, 2))
+    kept.append(_entry(live.url, run.id, 1))  # the same key twice: one entry
+
+    done = sync(spool=folder, token=live.token)
+    assert [e.key for e in done.sent] == ["spooled-0000", "spooled-0001", "spooled-0002"]
+    assert not done.pending and not done.refused
+    assert len(done.problems) == 2
+    assert "line 3 of" in done.problems[0] and "not a spool entry" in done.problems[0]
+    assert "line 4 of" in done.problems[1]
+    assert [p.step for p in live.store.get_run(run.id).metric_history("loss")] == [0, 1, 2]
+    # the file is kept for a person to read, and never sent again
+    assert [p.name for p in folder.iterdir()] == [kept.path.name + ".corrupt"]
+    assert not sync(spool=folder, token=live.token).sent
+
+
+def test_a_refused_spooled_write_is_reported_and_not_retried(live, tmp_path):
+    from metastore.backends.http import sync
+
+    folder = tmp_path / "spool"
+    kept = SpoolFile(folder)
+    kept.append(_entry(live.url, "NO-SUCH-RUN", 0))
+    done = sync(spool=folder, token="not-a-token")
+    assert not done.sent and len(done.pending) == 1 and "token" in done.stopped[0]
+    done = sync(spool=folder, token=live.token)
+    assert len(done.refused) == 1 and not done.pending
+    assert not list(folder.iterdir())
+
+
+def test_a_read_is_retried_for_retry_for_then_raises(tmp_path):
+    """Reads are retried for retry_for, then raise; they are never spooled."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreUnavailable, match="cannot reach the metastore server"):
+        metastore.open(f"http://127.0.0.1:{port}", token="t", retry_for=0.3,
+                       spool=tmp_path / "spool")
+    assert not (tmp_path / "spool").exists()
+
+
+def test_retry_for_is_checked(tmp_path, monkeypatch):
+    with pytest.raises(InvalidValue, match="applies to a server"):
+        metastore.open(f"sqlite:///{tmp_path / 'm.db'}", retry_for=5)
+    monkeypatch.setenv("METASTORE_RETRY_FOR", "soon")
+    with pytest.raises(InvalidValue, match="METASTORE_RETRY_FOR"):
+        metastore.open("http://127.0.0.1:9", token="t")
+    monkeypatch.delenv("METASTORE_RETRY_FOR")
+    with pytest.raises(InvalidValue, match="retry_for"):
+        metastore.open("http://127.0.0.1:9", token="t", retry_for=-1)
+
+
+def test_writes_spooled_in_process_go_out_in_order_when_the_server_returns(tmp_path, caplog):
+    """In one process: writes made while the server is gone are kept, later ones queue
+    behind them, and the first write after its return sends them all, in order; one
+    warning for the outage."""
+    local = metastore.open(f"sqlite:///{tmp_path / 'db' / 'm.db'}", blobs=tmp_path / "b")
+    token = create_token(local, "w")
+    caplog.set_level(logging.INFO, logger="metastore.client")
+    with background_server(local) as url:
+        remote = metastore.open(url, token=token, retry_for=0.2, spool=tmp_path / "spool")
+        run = remote.start_run(experiment="e", capture=False, flush_interval=0)
+        run.log_metric("loss", 0.0)
+    port = int(url.rsplit(":", 1)[1])
+    for value in (1.0, 2.0, 3.0):  # no step: the order they arrive in decides each step
+        run.log_metric("loss", value)
+    assert len(list((tmp_path / "spool").glob(f"*{SUFFIX}"))) == 1
+    with background_server(local, port=port):
+        time.sleep(PROBE_EVERY + 0.1)  # past the pace at which a write probes
+        run.end()
+        history = local.get_run(run.id).metric_history("loss")
+        assert [(p.step, p.value) for p in history] == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0)]
+        assert local.get_run(run.id).status == "finished"
+        assert not list((tmp_path / "spool").glob(f"*{SUFFIX}"))
+        remote.close()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
+    local.close()
