@@ -18,8 +18,9 @@ the interpreter. A process killed outright loses at most the last `flush_interva
 values. `flush_interval=0` writes every call at once. An error a buffered write meets
 (the database gone, a param another writer set differently) is raised by the run's next
 call, `flush()` or the end of the run: it is never dropped silently. The values of a
-write that failed are not written again (the backends already retry what cannot have
-reached the database; repeating a write that may have arrived would record it twice).
+write that failed are not written again here: the backends retry (the HTTP backend with
+an idempotency key, so a retried write applies once, and through a long outage it keeps
+the run's writes in its spool, which the flusher delivers when the server is back).
 """
 
 from __future__ import annotations
