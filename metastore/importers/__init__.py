@@ -105,6 +105,7 @@ class ImportReport:
     params: int = 0
     assets: int = 0  # distinct asset versions the imported runs used or produced
     edges: int = 0  # lineage edges written (used, produced, derived_from)
+    aliases: int = 0  # aliases set or moved (MLflow registry aliases)
     warnings: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     #: what the source holds that metastore does not import, by kind: {"histograms": 12}
@@ -147,6 +148,7 @@ class ImportReport:
             + f", {len(self.skipped)} skipped; "
             f"{self.params} params, {self.metrics} metric points, "
             f"{self.assets} asset versions, {self.edges} edges"
+            + (f", {self.aliases} aliases" if self.aliases else "")
         )
         if self.left_out:
             text += "; not imported: " + ", ".join(
@@ -167,6 +169,7 @@ class ImportReport:
             "params": self.params,
             "assets": self.assets,
             "edges": self.edges,
+            "aliases": self.aliases,
             "left_out": dict(self.left_out),
             "warnings": self.warnings,
             "run_ids": self.run_ids,

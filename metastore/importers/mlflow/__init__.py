@@ -35,6 +35,7 @@ from pathlib import Path
 from metastore.errors import MetastoreError
 from metastore.importers import ImportFailed, ImportOptions, ImportReport
 from metastore.importers._util import SourceError
+from metastore.importers.mlflow import registry
 from metastore.importers.mlflow.files import FileReader, is_file_store
 from metastore.importers.mlflow.mapping import NAME, TAG_LIMIT, map_run
 from metastore.importers.mlflow.source import Reader, SourceRun, safe_url
@@ -146,6 +147,8 @@ def _import(store, reader: Reader, options: ImportOptions, report: ImportReport)
                 _experiment_meta(store, reader, src, record.experiment, options)
             writer.add(record, assets, src.where, deleted=src.deleted, parent=src.parent)
             options.progress(done, total)
+    # the registry after the runs: its versions point at the runs that produced them
+    registry.import_registry(store, reader, {r.run_id: r for r in runs}, writer, options, report)
     if not options.dry_run and options.experiment is None:
         _delete_deleted_experiments(store, runs)
 

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from metastore.importers import ImportReport
 from metastore.importers._util import SourceError
-from metastore.importers.mlflow.source import Dataset, SourceRun, listdir, reroot
+from metastore.importers.mlflow.source import (
+    Dataset,
+    RegisteredModel,
+    RegisteredVersion,
+    SourceRun,
+    listdir,
+    reroot,
+)
 
 #: Folders inside an experiment folder that are not runs.
 NOT_RUNS = {"datasets", "models", "traces", "tags", "prompts", "evaluation_datasets"}
@@ -106,6 +113,7 @@ class FileReader:
         self._exp_tags: dict[str, dict[str, str]] = {}
         self._datasets: dict[Path, dict[str, Dataset]] = {}
         self._models: dict[Path, dict[str, list[tuple[str, str, str | None]]]] = {}
+        self._logged: dict[str, str] = {}  # logged model id → where its files are
 
     def experiments(self) -> Iterator[tuple[Path, bool]]:
         for entry in listdir(self.root):
@@ -213,10 +221,11 @@ class FileReader:
                     m = _yaml(exp_dir / "models" / entry / "meta.yaml")
                 except SourceError:
                     continue
+                location = m.get("artifact_location") or str(exp_dir / "models" / entry / "artifacts")
+                if self.local_path(location) is None:
+                    location = str(exp_dir / "models" / entry / "artifacts")
+                self._logged[str(m.get("model_id") or entry)] = location
                 if m.get("source_run_id"):
-                    location = m.get("artifact_location") or str(exp_dir / "models" / entry / "artifacts")
-                    if self.local_path(location) is None:
-                        location = str(exp_dir / "models" / entry / "artifacts")
                     found[m["source_run_id"]].append(
                         (str(m.get("model_id") or entry), str(m.get("name") or "model"), location)
                     )
@@ -225,6 +234,48 @@ class FileReader:
 
     def experiment_tags(self, exp_id: str) -> dict[str, str]:
         return dict(self._exp_tags.get(exp_id, {}))
+
+    def logged_model(self, model_id: str) -> str | None:
+        return self._logged.get(model_id)
+
+    def registry(self, report: ImportReport) -> list[RegisteredModel]:
+        """`models/<name>/meta.yaml` (aliases in it), `version-<n>/meta.yaml`, `tags/`."""
+        models = []
+        top = self.root / "models"
+        for entry in listdir(top):
+            folder = top / entry
+            if not (folder / "meta.yaml").is_file():
+                continue
+            try:
+                meta = _yaml(folder / "meta.yaml")
+                model = RegisteredModel(
+                    name=str(meta.get("name") or entry),
+                    description=meta.get("description") or None,
+                    tags=_read_kv_dir(folder / "tags"),
+                    aliases={str(k): int(v) for k, v in (meta.get("aliases") or {}).items()},
+                )
+                for alias, path in _files(folder / "aliases"):  # older layouts: one file each
+                    model.aliases.setdefault(alias, int(_text(path).strip()))
+            except (SourceError, ValueError) as e:
+                report.warn(str(folder), f"registered model not read: {e}")
+                continue
+            for sub in listdir(folder):
+                if not sub.startswith("version-"):
+                    continue
+                try:
+                    m = _yaml(folder / sub / "meta.yaml")
+                    model.versions.append(RegisteredVersion(
+                        version=int(m.get("version") or sub.removeprefix("version-")),
+                        source=m.get("source"), storage_location=m.get("storage_location"),
+                        run_id=m.get("run_id") or None, description=m.get("description") or None,
+                        tags=_read_kv_dir(folder / sub / "tags"),
+                        deleted=m.get("current_stage") == "Deleted_Internal",
+                    ))
+                except (SourceError, ValueError) as e:
+                    report.warn(str(folder / sub), f"model version not read: {e}")
+            model.versions.sort(key=lambda v: v.version)
+            models.append(model)
+        return models
 
     def local_path(self, uri: str) -> Path | None:
         return reroot(uri, [self.root, self.root.parent])

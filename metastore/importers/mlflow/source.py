@@ -55,17 +55,26 @@ class SourceRun:
 
 @dataclass
 class RegisteredVersion:
-    """A version of a model in MLflow's model registry, and the aliases naming it."""
+    """A version of a model in MLflow's model registry."""
 
-    name: str  # the registered model's name
     version: int
-    source: str | None = None  # where its files are: models:/m-…, runs:/…/path, a path
-    run_id: str | None = None
+    source: str | None = None  # where MLflow took it from: models:/m-…, runs:/<run>/<path>, a path
+    storage_location: str | None = None  # where its files are (MLflow 2.x+)
+    run_id: str | None = None  # the MLflow run that produced it
     description: str | None = None
-    created_ms: int | None = None
-    aliases: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
+
+
+@dataclass
+class RegisteredModel:
+    """A registered model of MLflow's model registry, its versions and aliases."""
+
+    name: str
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    versions: list[RegisteredVersion] = field(default_factory=list)  # by version number
+    aliases: dict[str, int] = field(default_factory=dict)  # alias → version number
 
 
 class Reader(Protocol):
@@ -78,8 +87,12 @@ class Reader(Protocol):
     def experiment_tags(self, exp_id: str) -> dict[str, str]:
         """The tags of an experiment (read while reading the runs)."""
 
-    def registry(self, report: ImportReport) -> list[RegisteredVersion]:
-        """The model registry's versions, oldest first per model (empty without one)."""
+    def registry(self, report: ImportReport) -> list[RegisteredModel]:
+        """The model registry: registered models with their versions and aliases (empty
+        without one; an unreadable entry is a warning)."""
+
+    def logged_model(self, model_id: str) -> str | None:
+        """Where an MLflow 3 logged model's files are (read while reading the runs)."""
 
     def local_path(self, uri: str) -> Path | None:
         """The local file or folder of an artifact URI, re-rooted when the store moved."""

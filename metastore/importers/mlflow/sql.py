@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from metastore.importers import ImportFailed, ImportReport
-from metastore.importers.mlflow.source import Dataset, SourceRun, reroot, safe_url
+from metastore.importers.mlflow.source import (
+    Dataset,
+    RegisteredModel,
+    RegisteredVersion,
+    SourceRun,
+    reroot,
+    safe_url,
+)
 
 
 def is_mlflow_db(path: Path) -> bool:
@@ -56,6 +63,7 @@ class SQLReader:
                 f"{safe_url(url)} is not an MLflow tracking database (no table {', '.join(sorted(missing))})"
             )
         self._exp_tags: dict[str, dict[str, str]] = defaultdict(dict)
+        self._logged: dict[str, str] = {}  # logged model id → where its files are
 
     def _rows(self, conn, sql: str):
         import sqlalchemy as sa
@@ -156,9 +164,49 @@ class SQLReader:
         for r in self._rows(
             conn, "select model_id, name, artifact_location, source_run_id from logged_models"
         ):
+            self._logged[r["model_id"]] = r["artifact_location"]
             if r["source_run_id"]:
                 out[r["source_run_id"]].append((r["model_id"], r["name"], r["artifact_location"]))
         return out
+
+    def logged_model(self, model_id: str) -> str | None:
+        return self._logged.get(model_id)
+
+    def registry(self, report: ImportReport) -> list[RegisteredModel]:
+        """Tables registered_models, model_versions, registered_model_aliases and their
+        tags (MLflow 2.3+ for aliases); none of them in an older or trimmed database."""
+        if not {"registered_models", "model_versions"} <= self.tables:
+            return []
+        models: dict[str, RegisteredModel] = {}
+        with self.engine.connect() as conn:
+            for r in self._rows(conn, "select name, description from registered_models"):
+                models[r["name"]] = RegisteredModel(name=r["name"], description=r["description"] or None)
+            if "registered_model_tags" in self.tables:
+                for r in self._rows(conn, "select name, key, value from registered_model_tags"):
+                    if r["name"] in models:
+                        models[r["name"]].tags[r["key"]] = r["value"]
+            version_tags: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
+            if "model_version_tags" in self.tables:
+                for r in self._rows(conn, "select name, version, key, value from model_version_tags"):
+                    version_tags[(r["name"], int(r["version"]))][r["key"]] = r["value"]
+            columns = self._columns(conn, "model_versions")
+            location = ", storage_location" if "storage_location" in columns else ""
+            for r in self._rows(conn, "select name, version, source, run_id, description, "
+                                f"current_stage{location} from model_versions order by name, version"):
+                if r["name"] not in models:
+                    continue
+                models[r["name"]].versions.append(RegisteredVersion(
+                    version=int(r["version"]), source=r["source"],
+                    storage_location=r.get("storage_location"), run_id=r["run_id"] or None,
+                    description=r["description"] or None,
+                    tags=version_tags.get((r["name"], int(r["version"])), {}),
+                    deleted=r["current_stage"] == "Deleted_Internal",
+                ))
+            if "registered_model_aliases" in self.tables:
+                for r in self._rows(conn, "select name, alias, version from registered_model_aliases"):
+                    if r["name"] in models:
+                        models[r["name"]].aliases[r["alias"]] = int(r["version"])
+        return list(models.values())
 
     def experiment_tags(self, exp_id: str) -> dict[str, str]:
         return dict(self._exp_tags.get(exp_id, {}))
