@@ -96,7 +96,8 @@ def validate_metric_value(key: str, value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError) as e:
         raise InvalidValue(f"metric {key!r} must be a number, got {value!r}") from e
-    if isinstance(value, bool) or not math.isfinite(number):
+    is_bool = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+    if is_bool or not math.isfinite(number):
         raise InvalidValue(f"metric {key!r} must be a finite number, got {value!r}")
     return number
 
@@ -162,10 +163,11 @@ class MetricSeries(Record):
     count: int
 
 
-def downsample(steps: list[int], values: list[float], max_points: int | None):
+def downsample(steps, values, max_points: int | None):
     """At most `max_points` of the (step, value) points, in step order: the first and
     the last, and in each of max_points/2 - 1 equal runs of points between them the
-    lowest and the highest value, so spikes and dips survive. Returns (steps, values)."""
+    lowest and the highest value, so spikes and dips survive. Returns (steps, values):
+    numpy arrays for arrays, lists for lists."""
     n = len(values)
     if max_points is None or n <= max_points:
         return steps, values
@@ -182,6 +184,8 @@ def downsample(steps: list[int], values: list[float], max_points: int | None):
     last = np.searchsorted(bucket[order], np.arange(buckets), side="right") - 1
     keep = np.unique(np.concatenate(([0, n - 1], order[first] + 1, order[last] + 1)))
     st = np.asarray(steps)
+    if isinstance(values, np.ndarray):
+        return st[keep], v[keep]
     return st[keep].tolist(), v[keep].tolist()
 
 

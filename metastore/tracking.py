@@ -33,6 +33,7 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from metastore import context, params, run_signals, sampler, settings
@@ -40,6 +41,7 @@ from metastore.errors import Conflict, InvalidValue
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Metric, utcnow
 from metastore.records import (
+    MAX_STEP,
     RunRecord,
     validate_key,
     validate_metric_value,
@@ -72,6 +74,32 @@ class _Point(NamedTuple):
     value: float
     step: int | None
     timestamp: datetime
+
+
+_now: tuple[float, datetime] = (0.0, utcnow())
+
+
+def _clock() -> datetime:
+    """utcnow() to the millisecond, the precision MLflow keeps: a training loop logging
+    thousands of points a second shares one datetime per millisecond, built once (and
+    written once: `SQLBackend` converts a time for the driver once per run of points)."""
+    global _now
+    t = time.time()
+    if t - _now[0] >= 0.001:
+        _now = (t, utcnow())
+    return _now[1]
+
+
+def _checked_values(key: str, values: Iterable[float]) -> list[float]:
+    """A series' values as floats, each checked like `log_metric`'s; a numpy array of
+    numbers is checked in one pass."""
+    import numpy as np
+
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iuf":
+        array = values.astype(np.float64, copy=False)
+        if np.isfinite(array).all():
+            return array.tolist()
+    return [validate_metric_value(key, v) for v in values]
 
 
 @atexit.register
@@ -354,7 +382,7 @@ class ActiveRun(RunHandle):
         elif count >= MAX_PENDING:
             if count >= 10 * MAX_PENDING:
                 self.flush()
-            else:
+            elif not self._wake.is_set():
                 self._wake.set()
 
     # -- reading back what this run logged: pending values are written first -------------
@@ -414,11 +442,17 @@ class ActiveRun(RunHandle):
         if key not in self._keys:
             validate_key(key, "metric")
             self._keys.add(key)
-        point = _Point(key, validate_metric_value(key, value), validate_step(step), timestamp or utcnow())
+        # the common case (a finite float, an int step) costs two type tests
+        if type(value) is not float or value - value != 0.0:  # inf - inf is nan
+            value = validate_metric_value(key, value)
+        if step is not None and (type(step) is not int or not -MAX_STEP <= step <= MAX_STEP):
+            step = validate_step(step)
+        point = _Point(key, value, step, timestamp or _clock())
         with self._lock:
             self._points.append(point)
             count = len(self._points)
-        self._pending(count)
+        if count >= MAX_PENDING or not self._interval:
+            self._pending(count)
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         """Log one point of each metric, at the same step."""
@@ -449,19 +483,16 @@ class ActiveRun(RunHandle):
             self._raise_pending()
         validate_key(key, "metric")
         self._keys.add(key)
-        values = list(values)
-        steps = [None] * len(values) if steps is None else [validate_step(s) for s in steps]
-        now = utcnow()
-        times = [now] * len(values) if timestamps is None else list(timestamps)
-        if not len(steps) == len(times) == len(values):
+        values = _checked_values(key, values)
+        n = len(values)
+        steps = [None] * n if steps is None else [validate_step(s) for s in steps]
+        times = [utcnow()] * n if timestamps is None else list(timestamps)
+        if not len(steps) == len(times) == n:
             raise InvalidValue(
-                f"metric {key!r}: {len(values)} values, {len(steps)} steps and"
+                f"metric {key!r}: {n} values, {len(steps)} steps and"
                 f" {len(times)} timestamps; give as many of each"
             )
-        points = [
-            _Point(key, validate_metric_value(key, v), s, t)
-            for v, s, t in zip(values, steps, times, strict=True)
-        ]
+        points = list(map(_Point, repeat(key, n), values, steps, times))
         with self._lock:
             self._points.extend(points)
             count = len(self._points)

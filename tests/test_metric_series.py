@@ -53,3 +53,18 @@ def test_the_run_page_draws_a_downsampled_history(tmp_path):
     assert page.status_code == 200
     assert len(page.content) < 500_000
     store.close()
+
+
+def test_series_checks_arrays_and_takes_numpy_numbers(store):
+    with store.start_run(experiment="e", capture=False) as run:
+        with pytest.raises(InvalidValue, match="finite"):
+            run.log_series("loss", np.array([1.0, np.nan]))
+        with pytest.raises(InvalidValue, match="number"):
+            run.log_series("loss", np.array([True, False]))
+        run.log_series("loss", np.arange(3, dtype=np.int32))  # whole numbers are values too
+        run.log_metric("loss", np.float32(0.5), step=np.int64(7))
+        run.log_metric("loss", 0.25, step=7)  # a second point at one step comes after
+        series = run.metric_series("loss")
+    assert series.steps.tolist() == [0, 1, 2, 7, 7]
+    assert series.values.tolist() == [0.0, 1.0, 2.0, 0.5, 0.25]
+    assert store.get_run(run.id).metric_summary("loss").count == 5

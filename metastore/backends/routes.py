@@ -45,7 +45,7 @@ from metastore.backends.base import Backend
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
 from metastore.models import ASSET_KINDS, Asset, AssetVersion, Note
-from metastore.records import RunStatus
+from metastore.records import MetricSeries, RunStatus
 
 #: Where the table's paths live on a server.
 PREFIX = "/api"
@@ -101,6 +101,13 @@ RUN_ASSETS = Wire(
     lambda vs: [(v.asset, v.version, v.role) for v in vs],
 )
 NOTHING = Wire(Done, lambda _: Done(), lambda _: None)
+# The SQL backend answers numpy columns; JSON takes lists.
+SERIES = Wire(MetricSeries, lambda s: MetricSeries.model_construct(
+    key=s.key, steps=_listed(s.steps), values=_listed(s.values), count=s.count))
+
+
+def _listed(column: Any) -> list:
+    return column.tolist() if hasattr(column, "tolist") else list(column)
 
 
 # -- client-side preparation and server-side checks ---------------------------------------
@@ -353,7 +360,7 @@ ROUTES: list[Route] = [
     Route("log_metrics", "POST", "/runs/{run_id}/metrics", "runs", offline=_nothing),
     Route("get_metric_history", "GET", "/runs/{run_id}/metric-history", "runs"),
     Route("metric_series", "GET", "/runs/{run_id}/metric-series", "runs",
-          bounds={"max_points": {"ge": 4, "le": MAX_STEP}}),
+          bounds={"max_points": {"ge": 4, "le": MAX_STEP}}, wire=SERIES),
     Route("get_notes", "GET", "/runs/{run_id}/notes", "runs"),
     Route("add_note", "POST", "/runs/{run_id}/notes", "runs",
           bounds={"kind": {"max_length": 16}, "author": {"max_length": 250}},
