@@ -19,6 +19,10 @@ the same walk by networkx over every edge loaded into memory beforehand (the loa
 time is printed separately: it is what a tool without SQL traversal pays per process).
 Times are medians of several repeats, in milliseconds; `sql cpu` is the CPU time the
 SQLite query took in this process, which a busy machine does not inflate.
+
+Last, for each start node, the unbounded walk in pages (`Backend.walk(limit=100)`: the
+first page and the next) and its count (`count=True`): a hub's first page costs what
+the page holds, its count a walk of everything in the database.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ MAX_CHAIN = 50
 ACTIVE_CHAINS = 20
 #: store.lineage() is timed only up to this many edges in the result.
 GRAPH_LIMIT = 50_000
+#: Edges per page in the paging part.
+PAGE = 100
 
 
 @dataclass
@@ -249,7 +255,14 @@ def load_networkx(store) -> tuple[float, nx.DiGraph]:
     return time.perf_counter() - t0, graph
 
 
-def bench(store, shape: Shape, repeats: int) -> list[dict]:
+def bench(store, shape: Shape, repeats: int, pages_only: bool = False) -> list[dict]:
+    rows: list[dict] = []
+    if not pages_only:
+        rows = walks_against_networkx(store, shape, repeats)
+    return rows + pages(store, shape, repeats)
+
+
+def walks_against_networkx(store, shape: Shape, repeats: int) -> list[dict]:
     load_s, graph = load_networkx(store)
     print(f"  networkx: loading {graph.number_of_edges():,} edges into memory took {load_s:.1f} s")
     rows = []
@@ -288,6 +301,32 @@ def bench(store, shape: Shape, repeats: int) -> list[dict]:
     return rows
 
 
+def pages(store, shape: Shape, repeats: int) -> list[dict]:
+    rows = []
+    print("\n  pages and counts (store.backend.walk, unbounded): goal first page < 100 ms,"
+          " count < 1 s at ~279k edges")
+    print(f"  {'start':<36} {'dir':<10} {'page ms':>8} {'page cpu':>9} {'next ms':>8}"
+          f" {'edges':>8} {'nodes':>8} {'count ms':>9} {'count cpu':>10}")
+    for label, (node, direction) in shape.starts.items():
+        start = [(node.type, node.id)]
+        cpu: list[float] = []
+        page_ms, page = median_ms(
+            lambda s=start, d=direction: store.backend.walk(s, d, None, limit=PAGE), repeats, cpu)
+        next_ms = float("nan")
+        if page.next_cursor:
+            next_ms, _ = median_ms(lambda s=start, d=direction, c=page.next_cursor:
+                                   store.backend.walk(s, d, None, limit=PAGE, cursor=c), repeats)
+        count_ms, counted = median_ms(
+            lambda s=start, d=direction: store.backend.walk(s, d, None, limit=1, count=True),
+            repeats, cpu)
+        print(f"  {label:<36} {direction:<10} {page_ms:>8.1f} {cpu[0]:>9.1f} {next_ms:>8.1f}"
+              f" {counted.edge_count:>8,} {counted.node_count:>8,} {count_ms:>9.1f}"
+              f" {cpu[1]:>10.1f}", flush=True)
+        rows.append({"start": label, "direction": direction, "depth": "page",
+                     "page_ms": page_ms, "count_ms": count_ms, "edges": counted.edge_count})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=100_000, help="runs to generate (~10 edges each)")
@@ -295,6 +334,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--sqlite-path", help="where to build the SQLite store (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    ap.add_argument("--pages-only", action="store_true",
+                    help="only the paged walks and counts, not the comparison with networkx")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -328,8 +369,8 @@ def main() -> None:
         try:
             print(f"\n{backend}: loading ...", flush=True)
             print(f"  bulk load took {load(store, shape):.1f} s")
-            rows = bench(store, shape, args.repeats)
-            depth10 = [r["sql_ms"] for r in rows if r["depth"] == 10]
+            rows = bench(store, shape, args.repeats, args.pages_only)
+            depth10 = [r["sql_ms"] for r in rows if r.get("depth") == 10] or [float("nan")]
             print(
                 f"  depth 10: median {statistics.median(depth10):.1f} ms, max {max(depth10):.1f} ms"
                 f" over {len(depth10)} start nodes (target < 50 ms on SQLite)"

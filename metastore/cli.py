@@ -422,8 +422,19 @@ def lineage(
         ),
     ] = "text",
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="One page: at most N edges (per direction), nearest first.")
+    ] = None,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="The next page: the cursor the previous page printed.")
+    ] = None,
+    count: Annotated[
+        bool, typer.Option("--count", help="Only count the edges and nodes the walk reaches.")
+    ] = False,
 ) -> None:
-    """The lineage graph of a run or asset version: where it came from, what it fed."""
+    """The lineage graph of a run or asset version: where it came from, what it fed.
+    A hub (a dataset thousands of runs used) is best read with --count, then --limit
+    pages."""
     from metastore.graph_formats import render
     from metastore.refs import resolve
 
@@ -438,7 +449,20 @@ def lineage(
         if len(chosen) > 1 and not both:
             chosen = ["both"]
         direction = "both" if both else (chosen[0] if chosen else "upstream")
-        graph = s.lineage(node, direction=direction, depth=depth)
+        if count:
+            graph = s.lineage(node, direction=direction, depth=depth, limit=1, count=True)
+            return emit(
+                [{"ref": ref, "direction": direction, "depth": depth,
+                  "edges": graph.graph["edge_count"], "nodes": graph.graph["node_count"]}],
+                [Column("ref"), Column("direction"), Column("depth"), Column("edges"),
+                 Column("nodes")], format if format in ("table", "csv", "markdown", "json") else "table",
+            )
+        graph = s.lineage(node, direction=direction, depth=depth, limit=limit, cursor=cursor)
+        next_cursor = graph.graph.get("next_cursor")
+        if next_cursor:
+            err.print(f"more edges: the next page is --cursor {next_cursor}")
+        elif graph.graph.get("more"):
+            err.print("more edges: page one direction (--up or --down) to get a cursor")
     if format in ("table", "csv", "markdown"):
         if output:
             raise MetastoreError(
@@ -767,6 +791,9 @@ def server(
         bool, typer.Option("--no-auth", help="Serve without tokens (loopback addresses only).")
     ] = False,
     no_ui: Annotated[bool, typer.Option("--no-ui", help="Serve the REST API only.")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Server processes sharing the port (use PostgreSQL or MySQL for several).")
+    ] = 1,
 ) -> None:
     """Serve a store to a team: REST API under /api/ (and the web UI), with API tokens."""
     from metastore.server import run_server
@@ -778,11 +805,12 @@ def server(
     shown = f"[{host}]" if ":" in host else host
     console.print(
         f"metastore server on http://{shown}:{port}/ (API docs at /api/docs), store {s.url},"
-        f" blobs {s.backend.blob_root}, " + ("no authentication" if no_auth else "tokens required"),
+        f" blobs {s.backend.blob_root}, " + ("no authentication" if no_auth else "tokens required")
+        + (f", {workers} workers" if workers > 1 else ""),
         highlight=False,
         soft_wrap=True,
     )
-    run_server(s, host, port, auth=not no_auth, ui=not no_ui)
+    run_server(s, host, port, auth=not no_auth, ui=not no_ui, workers=workers)
 
 
 @app.command()

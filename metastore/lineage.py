@@ -15,7 +15,12 @@ Node keys are the human labels: `diabetes#4` for a run (experiment#number) and
 kind), `type` ("run" / "asset_version"), `id`, `label`, `depth` (hops from the start) and
 the entity's key fields; each edge carries `relation` and `role`.
 
-Soft-deleted runs are left out, together with whatever was reachable only through them.
+Soft-deleted runs are left out, together with whatever was reachable only through them
+(the walk does not pass through them).
+
+A hub (a dataset a hundred thousand runs used) is read in pages: `limit` edges, nearest
+first, then the next page from the previous one's `next_cursor`; `count` says how many
+edges and nodes the whole walk reaches.
 """
 
 from __future__ import annotations
@@ -50,17 +55,36 @@ def lineage_graph(
     direction: str = "upstream",
     depth: int | None = None,
     experiment: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    count: bool = False,
 ) -> nx.DiGraph:
     """The lineage around `ref` (a run or asset version, see `metastore.refs`) as a
-    networkx.DiGraph whose edges point the way data flows."""
+    networkx.DiGraph whose edges point the way data flows.
+
+    With `limit`, one page of at most `limit` edges per direction, nearest first; the
+    graph's `next_cursor` (one direction only) fetches the next page as `cursor`, and
+    `more` says whether any direction has more. `count` sets `edge_count` and
+    `node_count` to what the whole walk reaches (a full walk in the database)."""
     _check(direction, depth)
+    if cursor is not None and direction == "both":
+        raise InvalidValue("a cursor pages one direction: pass upstream or downstream")
     refs = ref if isinstance(ref, list | tuple | set) else [ref]
     roots = [resolve(store, r, experiment) for r in refs]
     directions = ["upstream", "downstream"] if direction == "both" else [direction]
     starts = [(n.type, n.id) for n in roots]
-    walks = [store.walk(starts, d, depth) for d in directions]
+    walks = [store.walk(starts, d, depth, limit=limit, cursor=cursor, count=count)
+             for d in directions]
     graph = _build(roots, walks)
     graph.graph.update(direction=direction, depth=depth)
+    if limit is not None or cursor is not None:
+        graph.graph.update(
+            more=any(w.next_cursor for w in walks),
+            next_cursor=walks[0].next_cursor if len(walks) == 1 else None,
+        )
+    if count:
+        graph.graph.update(edge_count=sum(w.edge_count or 0 for w in walks),
+                           node_count=sum(w.node_count or 0 for w in walks))
     _set_depths(graph, directions)
     return graph
 
@@ -112,16 +136,16 @@ def _build(roots: Sequence[Node], walks: Sequence[Walk]) -> nx.DiGraph:
 
 
 def _set_depths(graph: nx.DiGraph, directions: list[str]) -> None:
-    """Hops from the nearest root; nodes only reachable through a deleted run are dropped."""
+    """Hops from the nearest root. A page of a walk may hold nodes whose way back to a
+    root is on an earlier page: their depth is None."""
     best: dict[str, int] = {}
     for d in directions:
         view = graph if d == "downstream" else graph.reverse(copy=False)
         for root in graph.graph["roots"]:
             for key, hops in nx.single_source_shortest_path_length(view, root).items():
                 best[key] = min(hops, best.get(key, hops))
-    graph.remove_nodes_from([k for k in list(graph) if k not in best])
-    for key, hops in best.items():
-        graph.nodes[key]["depth"] = hops
+    for key in graph:
+        graph.nodes[key]["depth"] = best.get(key)
 
 
 # -- writing edges ----------------------------------------------------------------------

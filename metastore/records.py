@@ -333,10 +333,15 @@ class WalkNode(Record):
 
 
 class Walk(Record):
-    """What a lineage walk reached: nodes with their attributes, and the edges."""
+    """What a lineage walk reached: nodes with their attributes, and the edges. A page
+    of a walk (`limit`) carries the cursor of the next page, None on the last; with
+    `count`, how many edges and nodes (besides the starts) the whole walk reaches."""
 
     nodes: list[WalkNode]
     edges: list[WalkEdge]
+    next_cursor: str | None = None
+    edge_count: int | None = None
+    node_count: int | None = None
 
 
 class AliasRecord(Record):

@@ -313,11 +313,25 @@ class Store:
         `metastore query --sql` prints); names are resolved as `query` resolves them."""
         return self.backend.compile_query(text, experiment)
 
-    def lineage(self, ref, direction: str = "upstream", depth: int | None = None) -> nx.DiGraph:
-        """The lineage graph around a run or asset version, as a networkx.DiGraph."""
+    def lineage(
+        self,
+        ref,
+        direction: str = "upstream",
+        depth: int | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        count: bool = False,
+    ) -> nx.DiGraph:
+        """The lineage graph around a run or asset version, as a networkx.DiGraph. With
+        `limit`, one page of at most that many edges (per direction), nearest first:
+        `graph.graph["next_cursor"]` is the `cursor` of the next page (None on the
+        last). `count=True` sets `graph.graph["edge_count"]` and `["node_count"]` to
+        what the whole walk reaches."""
         from metastore.lineage import lineage_graph
 
-        return lineage_graph(self.backend, ref, direction=direction, depth=depth)
+        return lineage_graph(self.backend, ref, direction=direction, depth=depth,
+                             limit=limit, cursor=cursor, count=count)
 
     def path(self, a, b) -> nx.DiGraph | None:
         """The shortest lineage path between two nodes as a networkx.DiGraph in data-flow

@@ -322,11 +322,19 @@ class Backend(ABC):
 
     @abstractmethod
     def walk(
-        self, starts: Sequence[NodeKey], direction: str, depth: int | None = None
+        self,
+        starts: Sequence[NodeKey],
+        direction: str,
+        depth: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        count: bool = False,
     ) -> Walk:
         """The lineage edges within `depth` hops of `starts` going "upstream" or
-        "downstream", and the attributes of every node they touch (soft-deleted runs
-        left out). Depth 0 reaches nothing."""
+        "downstream", and the attributes of every node they touch (the walk does not
+        pass through soft-deleted runs). Depth 0 reaches nothing. With `limit`, one page
+        of at most that many edges, nearest first, starting at `cursor` (the previous
+        page's `next_cursor`); `count` adds the whole walk's edge and node counts."""
 
     # -- maintenance ----------------------------------------------------------------------
     @abstractmethod

@@ -403,7 +403,8 @@ ROUTES: list[Route] = [
     Route("walk", "POST", "/lineage/walk", "lineage", reads=True,
           types={"starts": list[tuple[NODE_TYPES, str]],
                  "direction": Literal["upstream", "downstream"]},
-          bounds={"depth": {"ge": 0, "le": 10_000}}),
+          bounds={"depth": {"ge": 0, "le": 10_000}, "limit": {"ge": 1, "le": 1_000_000},
+                  "cursor": {"max_length": 20}}),
     # -- aliases ----------------------------------------------------------------------------
     Route("list_aliases", "GET", "/aliases", "assets", bounds={"version_id": ID}),
     Route("set_alias", "POST", "/aliases", "assets",

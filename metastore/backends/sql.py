@@ -956,9 +956,19 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
     def compile_query(self, text: str, experiment: str | None = None) -> str:
         return sql_query.compile_query_text(self, text, experiment)
 
-    def walk(self, starts: Sequence[NodeKey], direction: str, depth: int | None = None) -> Walk:
+    def walk(
+        self,
+        starts: Sequence[NodeKey],
+        direction: str,
+        depth: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        count: bool = False,
+    ) -> Walk:
         with self.read() as s:
-            return sql_lineage.walk(s, [tuple(n) for n in starts], direction, depth)
+            return sql_lineage.walk(
+                s, [tuple(n) for n in starts], direction, depth, limit, cursor, count
+            )
 
     def create_asset(self, kind: str, name: str) -> Asset:
         if kind not in ASSET_KINDS:

@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from metastore.errors import (
     Ambiguous,
     Conflict,
     IntegrityFailure,
+    InvalidValue,
     MetastoreError,
     NotFound,
     StoreUnavailable,
@@ -283,6 +286,10 @@ def _add_login(app: FastAPI, store) -> None:
 # -- serving ------------------------------------------------------------------------------
 
 
+#: The environment variable through which `run_server` hands the store to its workers.
+WORKER_CONFIG = "METASTORE_SERVER_CONFIG"
+
+
 def run_server(
     store: Store,
     host: str = "127.0.0.1",
@@ -292,20 +299,51 @@ def run_server(
     ui: bool = True,
     limits: Limits | None = None,
     log_level: str = "info",
+    workers: int = 1,
 ) -> None:
     """Serve `store` until interrupted. Without `auth` only a loopback host is allowed:
-    anyone who can reach the port could otherwise read and write everything."""
+    anyone who can reach the port could otherwise read and write everything.
+
+    With `workers` > 1, that many server processes share the port (uvicorn's
+    workers); each opens the store again from its URL and blob root
+    (`app_from_environment`), so the database must take writers from several
+    processes: PostgreSQL or MySQL for a team, SQLite (WAL) on one machine."""
     import uvicorn
 
     if not auth:
         check_no_auth_allowed(host)
     elif not _any_token(store):
         log.warning("no API tokens exist yet: create one with `metastore token create --name NAME`")
-    app = create_app(store, auth=auth, ui=ui, limits=limits)
+    if workers < 1:
+        raise InvalidValue(f"workers must be 1 or more, not {workers}")
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+        if workers == 1:
+            app = create_app(store, auth=auth, ui=ui, limits=limits)
+            uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+            return
+        backend = store.backend
+        if not hasattr(backend, "sa_url"):
+            raise InvalidValue("several workers serve a database store, not a metastore server")
+        os.environ[WORKER_CONFIG] = json.dumps({
+            "url": backend.sa_url.render_as_string(hide_password=False),
+            "blobs": backend.blob_root, "auth": auth, "ui": ui,
+            "limits": dataclasses.asdict(limits or Limits()),
+        })
+        uvicorn.run("metastore.server.app:app_from_environment", factory=True, host=host,
+                    port=port, workers=workers, log_level=log_level, server_header=False)
     except OSError as e:  # pragma: no cover - depends on the machine
         raise StoreUnavailable(f"cannot listen on {host}:{port}: {e.strerror}") from e
+
+
+def app_from_environment() -> FastAPI:
+    """The application of one worker process of `run_server(workers=N)`: the store and
+    the options it put in the environment (uvicorn imports this factory in each)."""
+    import metastore
+
+    config = json.loads(os.environ[WORKER_CONFIG])
+    store = metastore.open(config["url"], blobs=config["blobs"], create=False)
+    return create_app(store, auth=config["auth"], ui=config["ui"],
+                      limits=Limits(**config["limits"]))
 
 
 def _any_token(store: Store) -> bool:

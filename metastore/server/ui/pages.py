@@ -85,9 +85,16 @@ def _as_list(v: Any) -> list:
 # -- lineage through the Store interface ------------------------------------------------
 
 
-def lineage_graph(store, ref, direction: str, depth: int | None) -> nx.DiGraph:
-    """`store.lineage` around a run or version handle ("both" walks both ways)."""
-    return store.lineage(ref, direction=direction, depth=depth)
+#: Edges drawn per direction: a hub's thousands of edges come a page at a time.
+LINEAGE_PAGE = 300
+
+
+def lineage_graph(store, ref, direction: str, depth: int | None, cursor: str | None = None,
+                  count: bool = False) -> nx.DiGraph:
+    """One page of `store.lineage` around a run or version handle ("both" walks both
+    ways): the nearest LINEAGE_PAGE edges per direction."""
+    return store.lineage(ref, direction=direction, depth=depth, limit=LINEAGE_PAGE,
+                         cursor=cursor, count=count)
 
 
 def node_href(attrs: dict) -> str | None:
@@ -357,7 +364,8 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
     @router.get("/lineage/{node_type}/{node_id:path}", response_class=HTMLResponse)
     @page
     def lineage(
-        request: Request, node_type: str, node_id: str, direction: str = "both", depth: int = 3
+        request: Request, node_type: str, node_id: str, direction: str = "both", depth: int = 3,
+        cursor: str | None = None,
     ):
         if direction not in LINEAGE_DIRECTIONS:
             raise MetastoreError(f"direction is one of {', '.join(LINEAGE_DIRECTIONS)}")
@@ -373,8 +381,13 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
                        "href": version_url(ref.id), "id": ref.id}
         else:
             raise NotFound(f"no lineage page for {node_type!r}; use run or version")
-        g = lineage_graph(store, ref, direction, depth)
+        if direction == "both":
+            cursor = None
+        g = lineage_graph(store, ref, direction, depth, cursor, count=True)
         svg = graph.draw(g, node_href, focus=_focus(g, ref.id))
+        next_cursor = g.graph.get("next_cursor")
+        next_url = (f"{lineage_url(node_type, ref.id, direction, depth)}&cursor={next_cursor}"
+                    if next_cursor else None)
         kinds: dict[str, int] = {}
         for _, a in g.nodes(data=True):
             kinds[graph.node_kind(a)] = kinds.get(graph.node_kind(a), 0) + 1
@@ -382,7 +395,8 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             request, "lineage.html", title=f"Lineage of {subject['title']}", subject=subject,
             svg=svg, direction=direction, depth=depth, node_type=node_type, node_id=ref.id,
             nodes=g.number_of_nodes(), edges=g.number_of_edges(), kinds=kinds,
-            directions=LINEAGE_DIRECTIONS,
+            directions=LINEAGE_DIRECTIONS, edge_count=g.graph.get("edge_count"),
+            more=g.graph.get("more"), next_url=next_url, paged=cursor is not None,
         )
 
     @router.get("/assets", response_class=HTMLResponse)
