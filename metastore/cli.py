@@ -853,23 +853,55 @@ def _spooled_row(state: str, entry, detail: str | None = None) -> dict:
 def reproduce(
     run: Annotated[str, typer.Argument(help="The run: id, number, experiment#number or name.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and what is missing; run nothing.")] = False,
+    into: Annotated[str | None, typer.Option("--into", help="A new or empty folder to rebuild the run in (default: a new temporary folder, kept).")] = None,
+    here: Annotated[bool, typer.Option("--here", help="Use the current interpreter instead of a fresh virtual environment; list the packages that differ.")] = False,
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance: a metric within it is 'within tolerance'.")] = 0.0,
+    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance: a metric within it is 'within tolerance'.")] = 0.0,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds the command may take.")] = None,
     store: StoreOption = None,
     experiment: ExperimentOption = None,
-    format: format_option("text", "json", default="text") = "text",
+    format: format_option("text", *FORMATS, default="text") = "text",
 ) -> None:
-    """Rebuild a run's code, inputs and environment and re-run its command. For now only
-    --dry-run: the plan, and what is missing."""
-    if not dry_run:
-        raise MetastoreError("only `metastore reproduce RUN --dry-run` exists so far: the plan "
-                             "and what is missing", hint=f"metastore reproduce {run} --dry-run")
-    from metastore import reproduce as planner
+    """Rebuild a run and run it again: its code at the recorded commit with the recorded
+    uncommitted change, its inputs where it read them (verified by digest), a fresh
+    virtual environment from its package list (or --here), and its command, recorded as
+    a new run linked to the original by a `reproduces` edge. Prints a verdict per metric
+    (identical, within tolerance, different) and, for a difference, what differed in
+    inputs, code and environment. Exit status: 0 identical or within tolerance, 1
+    different (or, with --dry-run, something missing), 2 the command failed or recorded
+    no run."""
+    s = open_store(store, create=False)
+    if dry_run:
+        from metastore import reproduce as planner
 
-    p = open_store(store, create=False).reproduce_plan(run, experiment)
-    if format == "json":
-        print_json(p.to_dict())
+        p = s.reproduce_plan(run, experiment, here=here)
+        if format == "json":
+            print_json(p.to_dict())
+        elif format == "text":
+            sys.stdout.write(planner.format_text(p))
+        else:
+            emit([st.to_dict() for st in p.steps],
+                 [Column("part", "part"), Column("action", "action"), Column("missing", "missing")],
+                 format)
+        if not p.can_run:
+            sys.exit(1)
+        return
+    from metastore.reproduction import format_text
+
+    # the command's own output goes to stderr when stdout carries data (json, csv …)
+    r = s.reproduce(run, experiment, into=into, here=here, rtol=rtol, atol=atol,
+                    timeout=timeout, stdout=None if format in ("text", "table") else 2)
+    if format == "text":
+        sys.stdout.write(format_text(r))
     else:
-        sys.stdout.write(planner.format_text(p))
-    if not p.can_run:
+        emit([m.to_dict() for m in r.metrics],
+             [Column("metric", "key"), Column("original", "original", numeric=True),
+              Column("reproduced", "reproduced", numeric=True), Column("verdict", "verdict")],
+             format, data=r.to_dict(), empty="The original recorded no metrics.",
+             footer=f"verdict: {r.verdict}" + (f": {r.reason}" if r.reason else ""))
+    if r.verdict == "failed":
+        sys.exit(2)
+    if not r.ok:
         sys.exit(1)
 
 

@@ -51,5 +51,10 @@ class SchemaMismatch(MetastoreError):
     metastore) or older on a shared database (`metastore db upgrade`)."""
 
 
+class NotReproducible(MetastoreError):
+    """A reproduction that cannot be built: the code, an input or the environment is
+    missing or cannot be set up (nothing was re-run)."""
+
+
 class Conflict(MetastoreError):
     """A write that contradicts what is stored (e.g. a lineage cycle)."""

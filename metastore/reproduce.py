@@ -6,8 +6,7 @@ the inputs (each version materialised from the blob store, verified by digest, o
 fetched from its URI), the environment (a fresh virtual environment from the recorded
 package list, or the current one with `--here`), the command to re-run, and the metrics
 to compare. `plan(run)` works on a `RunView`, so `audit` answers per run whether a
-reproduction could run, with the same rules. Running the plan is not built yet: only
-`--dry-run`.
+reproduction could run, with the same rules; `metastore.reproduction` runs it.
 """
 
 from __future__ import annotations
@@ -54,9 +53,12 @@ class Plan:
                 "steps": [s.to_dict() for s in self.steps]}
 
 
-def plan(run: RunView, store: Backend | None = None) -> Plan:
+def plan(run: RunView, store: Backend | None = None, *, here: bool = False,
+         context: dict | None = None) -> Plan:
     """The reproduction plan of a run; with `store`, inputs are also checked to be in its
-    blob store."""
+    blob store (and local `file://` inputs to exist); `here` plans for the current
+    interpreter instead of a fresh environment; `context` (the run's recorded context)
+    names the command as it will be re-run."""
     p = Plan(run=run.ref)
     code = [v for v in run.inputs if v.kind == "code"]
     diffs = [v for v in code if v.name == GIT_DIFF_ASSET]
@@ -79,23 +81,39 @@ def plan(run: RunView, store: Backend | None = None) -> Plan:
         if v.kind in ("code", "environment"):
             continue
         role = f" as {v.role}" if v.role else ""
+        to = input_path(v)
         if v.uri == "blob:":
             missing = None
             if store is not None and not store.blobs.exists(v.digest):
                 missing = f"{v.ref}: its content is not in the blob store"
-            p.steps.append(Step("input", f"materialise {v.ref}{role} to {_filename(v)}, "
+            p.steps.append(Step("input", f"materialise {v.ref}{role} to {to}, "
                                          f"sha256 {v.digest[:12]}", missing))
         else:
-            p.steps.append(Step("input", f"fetch {v.ref}{role} from {v.uri}, check sha256 "
-                                         f"{v.digest[:12]}"))
+            missing = None
+            if not v.uri.startswith("file://"):
+                missing = f"{v.ref}: only its URI {v.uri} was recorded, and only file:// is fetched"
+            elif store is not None and not local_file(v.uri).exists():
+                missing = f"{v.ref}: {local_file(v.uri)} is gone and its content was not stored"
+            p.steps.append(Step("input", f"fetch {v.ref}{role} from {v.uri} to {to}, check "
+                                         f"sha256 {v.digest[:12]}", missing))
     envs = [v for v in run.inputs if v.kind == "environment"]
-    if envs:
+    if here:
+        p.steps.append(Step("environment", "the current interpreter (--here); packages "
+                                           "that differ from the recorded ones are listed"))
+    elif envs:
         p.steps.append(Step("environment", f"fresh virtual environment from {envs[0].ref}"))
     else:
         p.steps.append(Step("environment", "fresh virtual environment",
                             "no package list recorded (--here would use the current one)"))
-    if run.command:
-        p.steps.append(Step("command", run.command))
+    invocation = (context or {}).get("invocation") or {}
+    if invocation.get("interactive") and not invocation.get("runner"):
+        p.steps.append(Step("command", "re-run the command",
+                            "the run was started from an interactive session: no script"))
+    elif invocation.get("argv") or run.command:
+        how = " ".join(invocation["argv"]) if invocation.get("argv") else run.command
+        if invocation.get("runner"):
+            how = f"{invocation['runner']} -- {how}"
+        p.steps.append(Step("command", how))
     else:
         p.steps.append(Step("command", "re-run the command", "no command recorded"))
     if run.metrics:
@@ -109,7 +127,21 @@ def _filename(v) -> str:
     return (v.meta or {}).get("filename") or v.name
 
 
+def input_path(v) -> str:
+    """Where an input goes back: the path the run read it from (relative to its working
+    folder, or absolute), else its file name in the working folder."""
+    return v.path or _filename(v)
+
+
+def local_file(uri: str):
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path))
+
+
 def format_text(p: Plan) -> str:
+    """The plan as `metastore reproduce RUN --dry-run` prints it."""
     lines = [f"reproduce {p.run} (dry run):"]
     for i, s in enumerate(p.steps, 1):
         mark = "MISSING " if s.missing else ""

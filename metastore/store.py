@@ -220,14 +220,41 @@ class Store:
         asset, av = self.backend.get_asset_version(kind, name, version)
         return VersionHandle(self.backend, asset, av)
 
-    def reproduce_plan(self, ref, experiment: str | None = None):
+    def reproduce_plan(self, ref, experiment: str | None = None, *, here: bool = False):
         """What `metastore reproduce RUN` would rebuild, and what is missing for it
-        (`metastore.reproduce.Plan`); nothing is run."""
+        (`metastore.reproduce.Plan`); nothing is run. `here`: planned for the current
+        interpreter instead of a fresh virtual environment."""
         from metastore import reproduce
 
         run = self.get_run(ref, experiment)
         [view] = self.backend.read_runs(run_ids=[run.id])
-        return reproduce.plan(view, self.backend)
+        return reproduce.plan(view, self.backend, here=here, context=run.context)
+
+    def reproduce(
+        self,
+        ref,
+        experiment: str | None = None,
+        *,
+        into: str | os.PathLike | None = None,
+        here: bool = False,
+        rtol: float = 0.0,
+        atol: float = 0.0,
+        timeout: float | None = None,
+        stdout=None,
+    ):
+        """Rebuild a run and run it again (`metastore.reproduction.Reproduction`): its code
+        at the recorded commit with the recorded uncommitted change, its inputs where it
+        read them (verified), a fresh virtual environment from its package list (or the
+        current interpreter with `here`), its command re-run in `into` (a new temporary
+        folder by default), recorded as a new run linked to the original by a
+        `reproduces` edge. `.verdict` is identical, within tolerance (`rtol`, `atol`),
+        different (`.differences` says what differed) or failed. Raises NotReproducible
+        when something it needs is missing. The command's output goes to this process's
+        stdout, or to `stdout` (a file or descriptor, as subprocess takes it)."""
+        from metastore.reproduction import reproduce_run
+
+        return reproduce_run(self.backend, ref, experiment=experiment, into=into, here=here,
+                             rtol=rtol, atol=atol, timeout=timeout, stdout=stdout)
 
     def fields(self, experiment: str | None = None) -> list[dict]:
         """Every name a query can use: params, metrics and tags (with how many runs have
