@@ -491,7 +491,7 @@ def link(
     downstream: Annotated[str, typer.Argument(help="What was made from it, e.g. model:tuned@1.")],
     store: StoreOption = None,
     relation: Annotated[
-        str, typer.Option("--relation", "-r", help="derived_from (version → version), used (version → run) or produced (run → version).")
+        str, typer.Option("--relation", "-r", help="derived_from (version → version), used (version → run), produced (run → version) or reproduces (run → its reproduction).")
     ] = "derived_from",
     role: Annotated[str | None, typer.Option("--role", help="How it was used: base_model, train …")] = None,
 ) -> None:

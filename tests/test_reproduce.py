@@ -208,3 +208,23 @@ def test_a_command_that_fails_is_a_failed_reproduction(sqlite_store, project, tm
                                    "-s", sqlite_store.url])
     assert res.exit_code == 2, res.output
     assert "verdict: failed: the command exited with status 3" in res.output
+
+
+def test_the_worked_example_of_the_docs_runs_as_written(tmp_path):
+    """docs/reproduce.md's shell blocks, run in order in one shell."""
+    import re
+
+    text = (ROOT / "docs" / "reproduce.md").read_text()
+    script = "set -e\n" + "\n".join(re.findall(r"```bash\n(.*?)```", text, flags=re.S))
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ["PATH"]]), TMPDIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    for name in ("METASTORE_URL", "METASTORE_BLOBS"):
+        env.pop(name, None)
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("verdict: identical") == 2, done.stdout
+    assert "recorded as ridge#2, linked to ridge#1" in done.stdout
+    assert "rmse: 1 -> 1  identical" in done.stdout
