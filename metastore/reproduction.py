@@ -337,8 +337,9 @@ def _environment(store: Backend, run: RunView, folder: Path, here: bool,
                           detail=f"{len(pins)} pinned packages installed"))
     env["VIRTUAL_ENV"] = str(venv)
     env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
-    for name in ("PYTHONPATH", "PYTHONHOME"):  # fresh: nothing of this process leaks in
-        env.pop(name, None)
+    env.pop("PYTHONHOME", None)
+    # fresh: nothing of this process's path leaks in, but metastore (for `metastore run`)
+    env["PYTHONPATH"] = metastore_home
     return python, env
 
 

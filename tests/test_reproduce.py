@@ -228,3 +228,38 @@ def test_the_worked_example_of_the_docs_runs_as_written(tmp_path):
     assert done.stdout.count("verdict: identical") == 2, done.stdout
     assert "recorded as ridge#2, linked to ridge#1" in done.stdout
     assert "rmse: 1 -> 1  identical" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("METASTORE_TEST_VENV"),
+                    reason="installs packages from the package index (over a minute): "
+                           "set METASTORE_TEST_VENV=1")
+def test_a_fresh_virtual_environment_from_the_recorded_pins(sqlite_store, project, tmp_path):
+    """The recorded package list (here the few packages fit.py needs, at the versions
+    installed now) is installed into a new venv, and the command runs with it."""
+    from importlib import metadata
+
+    from metastore.tracking import ActiveRun
+
+    done = subprocess.run([sys.executable, "fit.py", "--alpha", "0.5"], capture_output=True,
+                          text=True, check=True)
+    rmse = float(done.stdout.strip().split("=")[1])
+    pins = "".join(f"{name}=={metadata.version(name)}\n"
+                   for name in ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl"))
+    run = ActiveRun.start(sqlite_store.backend, experiment="fits", capture={"git"},
+                          command="python fit.py --alpha 0.5",
+                          invocation={"argv": ["python", "fit.py", "--alpha", "0.5"],
+                                      "runner": "metastore run",
+                                      "metric_pattern": r"rmse=(?P<rmse>[\d.]+)"})
+    run.use_asset("data/diabetes.csv", kind="dataset", name="diabetes")
+    run.log_asset(pins.encode(), kind="environment", name="python", relation="used")
+    run.log_metric("rmse", rmse)
+    run.end()
+
+    r = sqlite_store.reproduce("fits#1", into=tmp_path / "r", timeout=900)
+    assert r.verdict == "identical", (r.reason, r.to_dict())
+    venv_python = str(tmp_path / "r" / "venv" / "bin" / "python")
+    assert venv_python in r.command
+    installed = subprocess.run([venv_python, "-m", "pip", "freeze"], capture_output=True,
+                               text=True).stdout
+    assert f"scikit-learn=={metadata.version('scikit-learn')}" in installed
