@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from metastore import output
+from metastore import completion, output
 from metastore.errors import MetastoreError
 from metastore.output import FORMATS, Column, emit, print_json
 
@@ -25,7 +25,7 @@ app = typer.Typer(
     help="An experiment metadata store for machine learning.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # metastore --install-completion: commands, runs, versions
 )
 console = Console()
 err = Console(stderr=True)
@@ -40,7 +40,8 @@ StoreOption = Annotated[
     ),
 ]
 ExperimentOption = Annotated[
-    str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
+    str | None, typer.Option("--experiment", "-e", help="Only this experiment.",
+                             autocompletion=completion.experiments)
 ]
 
 
@@ -228,7 +229,8 @@ def runs(
 
 @app.command()
 def show(
-    run: Annotated[str, typer.Argument(help="Run id, number, experiment#number or name.")],
+    run: Annotated[str, typer.Argument(help="Run id, number, experiment#number or name.",
+                                       autocompletion=completion.runs)],
     store: StoreOption = None,
     experiment: ExperimentOption = None,
     format: format_option("table", "json") = "table",
@@ -268,7 +270,7 @@ def show(
             say("")
             output.table(data[title], [
                 Column(title, lambda v: f"{v['kind']}:{v['name']}@{v['version']}"),
-                Column("role"), Column("digest"), Column("size", numeric=True)])
+                Column("role"), Column("path"), Column("digest"), Column("size", numeric=True)])
     if data["notes"]:
         say("")
         output.table(data["notes"], [Column("time", lambda n: output.parse_time(n["time"])),
@@ -311,7 +313,7 @@ def assets(
 
 @app.command()
 def delete(
-    run: Annotated[str | None, typer.Argument(help="Run to delete.")] = None,
+    run: Annotated[str | None, typer.Argument(help="Run to delete.", autocompletion=completion.runs)] = None,
     store: StoreOption = None,
     experiment: ExperimentOption = None,
 ) -> None:
@@ -402,7 +404,8 @@ def print_rows(names: list[str], rows, format: str = "table") -> None:
 @app.command()
 def lineage(
     ref: Annotated[
-        str, typer.Argument(help="Run (id, number, experiment#number, name) or asset version (kind:name@N; kind:name = latest).")
+        str, typer.Argument(help="Run (id, number, experiment#number, name) or asset version (kind:name@N; kind:name = latest).",
+                            autocompletion=completion.nodes)
     ],
     store: StoreOption = None,
     experiment: ExperimentOption = None,
@@ -487,8 +490,10 @@ def lineage(
 
 @app.command()
 def link(
-    upstream: Annotated[str, typer.Argument(help="Where data came from, e.g. model:base@2.")],
-    downstream: Annotated[str, typer.Argument(help="What was made from it, e.g. model:tuned@1.")],
+    upstream: Annotated[str, typer.Argument(help="Where data came from, e.g. model:base@2.",
+                                            autocompletion=completion.nodes)],
+    downstream: Annotated[str, typer.Argument(help="What was made from it, e.g. model:tuned@1.",
+                                              autocompletion=completion.nodes)],
     store: StoreOption = None,
     relation: Annotated[
         str, typer.Option("--relation", "-r", help="derived_from (version → version), used (version → run), produced (run → version) or reproduces (run → its reproduction).")
@@ -531,8 +536,8 @@ def register(
 
 @app.command()
 def diff(
-    run_a: Annotated[str, typer.Argument(help="The run to compare against.")],
-    run_b: Annotated[str, typer.Argument(help="The run to compare.")],
+    run_a: Annotated[str, typer.Argument(help="The run to compare against.", autocompletion=completion.runs)],
+    run_b: Annotated[str, typer.Argument(help="The run to compare.", autocompletion=completion.runs)],
     store: StoreOption = None,
     experiment: ExperimentOption = None,
     format: format_option("text", *FORMATS, default="text") = "text",
@@ -851,7 +856,8 @@ def _spooled_row(state: str, entry, detail: str | None = None) -> dict:
 
 @app.command()
 def reproduce(
-    run: Annotated[str, typer.Argument(help="The run: id, number, experiment#number or name.")],
+    run: Annotated[str, typer.Argument(help="The run: id, number, experiment#number or name.",
+                                       autocompletion=completion.runs)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and what is missing; run nothing.")] = False,
     into: Annotated[str | None, typer.Option("--into", help="A new or empty folder to rebuild the run in (default: a new temporary folder, kept).")] = None,
     here: Annotated[bool, typer.Option("--here", help="Use the current interpreter instead of a fresh virtual environment; list the packages that differ.")] = False,
@@ -935,7 +941,8 @@ def _alias_rows(records) -> list[dict]:
 
 @alias_app.command("set")
 def alias_set(
-    ref: Annotated[str, typer.Argument(help="The asset version: kind:name@N (or @another-alias).")],
+    ref: Annotated[str, typer.Argument(help="The asset version: kind:name@N (or @another-alias).",
+                                       autocompletion=completion.versions)],
     alias: Annotated[str, typer.Argument(help="The alias, e.g. production.")],
     note: NoteOption = None,
     store: StoreOption = None,
@@ -952,7 +959,8 @@ def alias_set(
 
 @alias_app.command("unset")
 def alias_unset(
-    ref: Annotated[str, typer.Argument(help="kind:name@alias, or kind:name with ALIAS.")],
+    ref: Annotated[str, typer.Argument(help="kind:name@alias, or kind:name with ALIAS.",
+                                       autocompletion=completion.versions)],
     alias: Annotated[str | None, typer.Argument(help="The alias, when REF is kind:name.")] = None,
     note: NoteOption = None,
     store: StoreOption = None,
@@ -965,7 +973,8 @@ def alias_unset(
 
 @alias_app.command("list")
 def alias_list(
-    asset: Annotated[str | None, typer.Argument(help="Only this asset: kind:name.")] = None,
+    asset: Annotated[str | None, typer.Argument(help="Only this asset: kind:name.",
+                                                autocompletion=completion.versions)] = None,
     store: StoreOption = None,
     format: FormatOption = "table",
 ) -> None:
@@ -979,7 +988,8 @@ def alias_list(
 
 @alias_app.command("history")
 def alias_history(
-    asset: Annotated[str | None, typer.Argument(help="Only this asset: kind:name or kind:name@alias.")] = None,
+    asset: Annotated[str | None, typer.Argument(help="Only this asset: kind:name or kind:name@alias.",
+                                                autocompletion=completion.versions)] = None,
     alias: Annotated[str | None, typer.Argument(help="Only this alias.")] = None,
     store: StoreOption = None,
     format: FormatOption = "table",
@@ -1165,7 +1175,7 @@ def main() -> None:
     # Standalone mode lets click turn usage errors, `typer.Exit(n)` and Ctrl-C into
     # messages and exit codes; what is left to us is the errors users cause.
     try:
-        app()
+        app(prog_name="metastore")  # `python -m metastore` too, and completion's _METASTORE_COMPLETE
     except BrokenPipeError:
         # the reader went away (`metastore runs | head`): stop quietly, as a program
         # killed by SIGPIPE would, without a traceback when Python flushes stdout

@@ -115,14 +115,15 @@ class RunHandle:
         """Everything recorded about the run, as one record."""
         r = self.row
         notes = self.notes
+        # read_runs carries each link's path (where the run read or wrote the version)
+        [view] = self.store.read_runs(run_ids=[r.id], include_deleted=True)
         return RunDetail(
             **r.model_dump(include=set(RunFields.model_fields) | {"id", "number"}),
             experiment=self.experiment, params=self.params,
             metrics=self.metrics, tags=self.tags, context=self.context,
             notes=[NoteRecord.model_validate(n) for n in notes],
             has_note=any(n.kind == "note" for n in notes),
-            inputs=[v.record() for v in self.inputs],
-            outputs=[v.record() for v in self.outputs],
+            inputs=view.inputs, outputs=view.outputs,
         )
 
     def to_dict(self) -> dict[str, Any]:

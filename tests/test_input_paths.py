@@ -22,6 +22,8 @@ def test_use_asset_keeps_the_path_read_relative_to_the_working_folder(store, tmp
     paths = {v.name: v.path for v in view.inputs}
     assert paths == {"train": "data/train.csv", "elsewhere": str(elsewhere), "cfg": None}
     assert [v.path for v in view.outputs] == ["data/train.csv"]
+    detail = store.get_run(run.id).to_dict()  # what `metastore show` prints
+    assert {v["name"]: v["path"] for v in detail["inputs"]} == paths
     inv = store.get_run(run.id).context["invocation"]
     assert inv["cwd"] == str(work) and inv["argv"] == sys.argv and inv["executable"] == sys.executable
 
