@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -167,6 +168,8 @@ def reproduce_run(
     if new.status != "finished" or out.exit_code:
         out.reason = out.reason or f"the command exited with status {out.exit_code}"
     _judge(store, view, new, out)
+    # queryable: runs where reproduces = "diabetes#1" and reproduce_verdict != "identical"
+    store.set_tags("run", new.id, {"reproduces": view.ref, "reproduce_verdict": out.verdict})
     return out
 
 
@@ -333,8 +336,15 @@ def _environment(store: Backend, run: RunView, folder: Path, here: bool,
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True).stdout.strip()
     Path(site, "_metastore_reproduce.pth").write_text(f"{metastore_home}\n")
-    out.steps.append(Done("environment", f"fresh virtual environment {venv} from {ref}",
-                          detail=f"{len(pins)} pinned packages installed"))
+    recorded_python = recorded.partition("\n")[0].removeprefix("# python ").split(" ")[0]
+    ours = platform.python_version()
+    if recorded_python and recorded_python != ours and recorded.startswith("# python"):
+        out.steps.append(Done("environment", f"fresh virtual environment {venv} from {ref}",
+                              "changed", f"{len(pins)} pinned packages installed; Python "
+                              f"{ours}, recorded {recorded_python}"))
+    else:
+        out.steps.append(Done("environment", f"fresh virtual environment {venv} from {ref}",
+                              detail=f"{len(pins)} pinned packages installed"))
     env["VIRTUAL_ENV"] = str(venv)
     env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
     env.pop("PYTHONHOME", None)

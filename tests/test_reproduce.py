@@ -131,6 +131,9 @@ def test_a_start_run_script_is_reproduced_identically(store, project, tmp_path):
     edges = [(e.src_id, e.dst_id) for e in store.backend.list_edges() if e.relation == "reproduces"]
     assert edges == [(original.id, again.id)]
     assert any("reproduction of diabetes#1" in n.text for n in again.notes)
+    assert again.tags["reproduces"] == "diabetes#1" and again.tags["reproduce_verdict"] == "identical"
+    assert store.query('runs where reproduce_verdict = "identical" show ref').rows == [
+        {"ref": "diabetes#2"}]
     steps = {(s.part, s.status) for s in r.steps}
     assert ("input", "done") in steps and ("command", "done") in steps
 
@@ -263,3 +266,16 @@ def test_a_fresh_virtual_environment_from_the_recorded_pins(sqlite_store, projec
     installed = subprocess.run([venv_python, "-m", "pip", "freeze"], capture_output=True,
                                text=True).stdout
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in installed
+
+
+def test_an_input_whose_stored_content_changed_stops_the_reproduction(sqlite_store, project, tmp_path):
+    from metastore.errors import IntegrityFailure
+
+    record(sqlite_store, sys.executable, "train.py")
+    [data] = [v for v in sqlite_store.get_run("diabetes#1").inputs if v.kind == "dataset"]
+    blob = Path(sqlite_store.backend.blobs.local_path(data.digest))
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[:-10])  # the store's copy no longer matches
+    with pytest.raises(IntegrityFailure, match=data.digest[:12]):
+        sqlite_store.reproduce("diabetes#1", into=tmp_path / "r", here=True)
+    assert len(sqlite_store.runs("diabetes")) == 1  # nothing was re-run

@@ -79,3 +79,16 @@ def test_aliases_show_on_asset_version_and_run_pages(store):
     assert "@production" in version and "passed review" in version
     run_page = c.get(f"/runs/{run.id}").text
     assert "@production" in run_page
+
+
+def test_a_run_page_links_its_reproductions(sqlite_store):
+    with sqlite_store.start_run(experiment="r", capture=False) as original:
+        pass
+    with sqlite_store.start_run(experiment="r", capture=False) as again:
+        again.set_tags({"reproduce_verdict": "identical"})
+    sqlite_store.link(original.id, again.id, "reproduces")
+    c = client_for(sqlite_store)
+    page = c.get(f"/runs/{again.id}").text
+    assert "reproduction of" in page and ">r#1</a> (identical)" in page
+    page = c.get(f"/runs/{original.id}").text
+    assert "reproduced by" in page and ">r#2</a>" in page

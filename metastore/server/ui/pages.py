@@ -262,9 +262,17 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
         environment = next((v for v in inputs if v.kind == "environment"), None)
         packages = _read_text(environment) if environment else None
         neighbourhood, lineage_error = None, None
+        reproduces, reproduced_by = [], []  # (ref, run id) by `reproduces` edges
         try:
             g = lineage_graph(store, run, "both", 1)
             neighbourhood = graph.draw(g, node_href, focus=_focus(g, run.id))
+            me = _focus(g, run.id)
+            for u, v, e in g.edges(data=True):
+                if e.get("relation") == "reproduces":
+                    if v == me:
+                        reproduces.append((u, g.nodes[u].get("id")))
+                    elif u == me:
+                        reproduced_by.append((v, g.nodes[v].get("id")))
         except (MetastoreError, ImportError) as e:
             lineage_error = getattr(e, "message", str(e))
         siblings = sorted(store.runs(run.experiment), key=lambda r: r.number)
@@ -281,6 +289,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
                               if line.strip() and not line.startswith("#")), neighbourhood=neighbourhood,
             lineage_error=lineage_error, prev_run=prev_run, next_run=next_run,
             lower_is_better=lower_is_better, aliases=_aliases_by_version(store.aliases()),
+            reproduces=reproduces, reproduced_by=reproduced_by,
         )
 
     @router.get("/compare", response_class=HTMLResponse)
