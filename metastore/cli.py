@@ -904,7 +904,9 @@ def reproduce(
              [Column("metric", "key"), Column("original", "original", numeric=True),
               Column("reproduced", "reproduced", numeric=True), Column("verdict", "verdict")],
              format, data=r.to_dict(), empty="The original recorded no metrics.",
-             footer=f"verdict: {r.verdict}" + (f": {r.reason}" if r.reason else ""))
+             footer="\n".join([*(f"differs: {d['section']} {d['item']}: {d['a']} -> {d['b']}"
+                                  for d in r.differences),
+                                f"verdict: {r.verdict}" + (f": {r.reason}" if r.reason else "")]))
     if r.verdict == "failed":
         sys.exit(2)
     if not r.ok:

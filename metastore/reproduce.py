@@ -1,7 +1,8 @@
 """What `metastore reproduce RUN` would rebuild, and what is missing for it.
 
-The plan of a reproduction, from what the run recorded: the code (a git worktree at the
-recorded commit, with the stored uncommitted change applied, or the run's code assets),
+The plan of a reproduction, from what the run recorded: the code (a clone of the
+repository at the recorded commit, with the stored uncommitted change applied, or the
+run's code assets),
 the inputs (each version materialised from the blob store, verified by digest, or
 fetched from its URI), the environment (a fresh virtual environment from the recorded
 package list, or the current one with `--here`), the command to re-run, and the metrics
@@ -11,6 +12,7 @@ reproduction could run, with the same rules; `metastore.reproduction` runs it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +67,7 @@ def plan(run: RunView, store: Backend | None = None, *, here: bool = False,
     scripts = [v for v in code if v.name != GIT_DIFF_ASSET]
     if run.git_commit:
         where = f" (branch {run.git_branch})" if run.git_branch else ""
-        p.steps.append(Step("code", f"git worktree at commit {run.git_commit[:12]}{where}"))
+        p.steps.append(Step("code", f"clone of the repository at commit {run.git_commit[:12]}{where}"))
         if run.git_dirty:
             if diffs:
                 p.steps.append(Step("code", f"apply the uncommitted change {diffs[0].ref}"))
@@ -110,9 +112,15 @@ def plan(run: RunView, store: Backend | None = None, *, here: bool = False,
         p.steps.append(Step("command", "re-run the command",
                             "the run was started from an interactive session: no script"))
     elif invocation.get("argv") or run.command:
-        how = " ".join(invocation["argv"]) if invocation.get("argv") else run.command
-        if invocation.get("runner"):
-            how = f"{invocation['runner']} -- {how}"
+        argv = invocation.get("argv")
+        if not argv:
+            how = run.command
+        elif invocation.get("runner"):
+            how = f"{invocation['runner']} -- {shlex.join(argv)}"
+        elif invocation.get("module"):
+            how = f"python -m {invocation['module']} {shlex.join(argv[1:])}".rstrip()
+        else:
+            how = f"python {shlex.join(argv)}"
         p.steps.append(Step("command", how))
     else:
         p.steps.append(Step("command", "re-run the command", "no command recorded"))

@@ -36,7 +36,7 @@ def test_the_plan_of_a_run_recorded_in_a_dirty_repository(store, tmp_path, monke
     p = store.reproduce_plan(run.id)
     assert p.can_run, p.missing
     text = " | ".join(f"{s.part}: {s.action}" for s in p.steps)
-    assert "git worktree at commit" in text and "apply the uncommitted change code:git-diff@1" in text
+    assert "clone of the repository at commit" in text and "apply the uncommitted change code:git-diff@1" in text
     assert "materialise dataset:diabetes@1 as train to diabetes.csv" in text
     assert "fresh virtual environment from environment:python@1" in text
     assert "compare: metrics rmse" in text
