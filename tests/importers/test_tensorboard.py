@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -177,3 +177,43 @@ def test_what_is_not_imported_is_counted_by_kind(tmp_path, twin_logdirs):
     report = import_path(s.backend, twin_logdirs, "tensorboard")
     assert report.left_out == {"histograms": 8, "images": 8}
     assert "not imported: 8 histograms, 8 images" in report.summary()
+
+
+def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs):
+    """Field by field against TensorBoard's EventAccumulator: every run folder is a run,
+    every scalar point (step, wall time, value) is a metric point, and the histograms and
+    images it reads are what the report counts as not imported."""
+    from tensorboard.backend.event_processing.event_accumulator import (
+        HISTOGRAMS,
+        IMAGES,
+        SCALARS,
+        TENSORS,
+        EventAccumulator,
+    )
+
+    import numpy as np
+
+    report = import_path(sqlite_store.backend, twin_logdirs, "tensorboard")
+    runs = {r.name: r for r in sqlite_store.runs("logs")}
+    folders = sorted({p.parent for p in twin_logdirs.rglob(PATTERN_TB)})
+    assert len(runs) == len(folders) == report.imported
+    histograms = images = 0
+    for folder in folders:
+        acc = EventAccumulator(str(folder), size_guidance={SCALARS: 0, HISTOGRAMS: 0,
+                                                          IMAGES: 0, TENSORS: 0})
+        acc.Reload()
+        run = runs[folder.relative_to(twin_logdirs).as_posix()]
+        tags = acc.Tags()
+        assert set(run.metrics) == set(tags["scalars"]), folder
+        for tag in tags["scalars"]:
+            theirs = acc.Scalars(tag)
+            ours = run.metric_history(tag)
+            # float32 values are kept as the shortest decimal that is the same float32
+            as32 = np.float32
+            assert [(p.step, as32(p.value)) for p in ours] == [
+                (e.step, as32(e.value)) for e in theirs], tag
+            for p, e in zip(ours, theirs, strict=True):  # times kept to the microsecond
+                assert abs(p.timestamp.replace(tzinfo=UTC).timestamp() - e.wall_time) < 1e-5
+        histograms += sum(len(acc.Histograms(t)) for t in tags["histograms"])
+        images += sum(len(acc.Images(t)) for t in tags["images"])
+    assert report.left_out == {"histograms": histograms, "images": images}
