@@ -340,3 +340,41 @@ def test_exp_show_json_of_dvc2(sqlite_store, tmp_path):
     assert base.params == {"lr": 0.1, "epochs": 5} and exp.metrics == {"auc": 0.84}
     assert base.started == datetime(2022, 8, 1, 12, 0)
     assert [v.digest for v in base.outputs] == ["md5:fedcba9876543210fedcba9876543210"]
+
+
+def _flat(data: dict, sep: str, prefix: str = "") -> dict:
+    out = {}
+    for k, v in data.items():
+        key = f"{prefix}{sep}{k}" if prefix else k
+        out.update(_flat(v, sep, key) if isinstance(v, dict) and v else {key: v})
+    return out
+
+
+@real_dvc
+def test_repository_matches_dvc_exp_show_field_by_field(sqlite_store, repo):
+    """What DVC itself reads back (`dvc exp show --json`, run in the fixture) for every
+    commit and experiment: the params of every params file, the last value of every
+    metric, and the md5 of every dep and out are what the store holds for that run."""
+    import_path(sqlite_store.backend, repo, "dvc")
+    runs = {r.source_id: r for r in sqlite_store.runs("wine")}
+    rows = json.loads((repo.parent / "exp_show.json").read_text())
+    entries = [r for r in rows if r["rev"] != "workspace"]
+    entries += [e for r in rows for g in r.get("experiments") or [] for e in g["revs"]]
+    assert {e["rev"] for e in entries} == set(runs)
+    for entry in entries:
+        run, data = runs[entry["rev"]], entry["data"]
+        params = {}
+        for content in data["params"].values():
+            params.update(_flat(content["data"], "."))
+        assert run.params == params, entry["rev"]
+        metrics = {}
+        for content in data["metrics"].values():
+            metrics.update({k: v for k, v in _flat(content["data"], "/").items() if k != "step"})
+        assert run.metrics == metrics, entry["rev"]
+        produced = {p for p, o in data["outs"].items() if not o.get("is_data_source")}
+        used = {p: d["hash"] for p, d in data["deps"].items() if p not in produced}
+        assert {v.name: v.meta["md5"] for v in run.inputs} == used, entry["rev"]
+        assert {v.name: v.meta["md5"] for v in run.outputs} == {
+            p: data["outs"][p]["hash"] for p in produced}, entry["rev"]
+        if entry.get("name"):
+            assert run.name == entry["name"]
