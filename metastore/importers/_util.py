@@ -72,8 +72,8 @@ def points(
         else:
             dropped += 1
     if dropped:
-        report.warnings.append(
-            f"{where}: metric {key!r}: {dropped} non-finite or non-numeric value(s) not imported"
+        report.warn(
+            where, f"metric {key!r}: {dropped} non-finite or non-numeric value(s) not imported"
         )
     return out
 

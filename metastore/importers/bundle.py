@@ -103,7 +103,7 @@ def _lines(folder: Path, name: str, model, report: ImportReport, counted: bool):
                 if counted:
                     report.skip(where, reason)
                 else:
-                    report.warnings.append(f"skipped {where}: {reason}")
+                    report.warn(where, f"not imported: {reason}")
 
 
 def import_source(store, path: Path, options: ImportOptions, report: ImportReport) -> None:
@@ -163,7 +163,7 @@ def _import_versions(store, folder: Path, assets, options, report) -> dict[str, 
         try:
             ids[a.id] = _put_version(store, folder, a)
         except (MetastoreError, OSError, ValueError) as e:
-            report.warnings.append(f"skipped {where} ({a.kind}:{a.name} v{a.version}): {e}")
+            report.warn(where, f"{a.kind}:{a.name} v{a.version} not imported: {e}")
     return ids
 
 
@@ -243,7 +243,7 @@ def _record(entry: RunEntry, where, edges, version_ids, options, report) -> RunR
         else:
             pair.append((vid, e.role))
     if missing:
-        report.warnings.append(f"{where}: {missing} lineage edge(s) point at asset versions not imported")
+        report.warn(where, f"{missing} lineage edge(s) point at asset versions not imported")
     record = run_record(entry)
     record.experiment = options.experiment or entry.experiment
     record.number = entry.number  # kept where the experiment has not gone past it

@@ -206,7 +206,7 @@ def read_tree(tree, report: ImportReport) -> dict:
                 raise SourceError(tree.where(path), "params file is not a mapping")
             for k, v in flatten_params(content).items():
                 if k in params and params[k] != v:
-                    report.warnings.append(f"{tree.where(path)}: param {k!r} also set elsewhere; kept the first")
+                    report.warn(tree.where(path), f"param {k!r} also set elsewhere; kept the first")
                 params.setdefault(k, v)
     final: dict[str, float] = {}
     final_step: dict[str, int] = {}
@@ -589,7 +589,7 @@ def _from_exp_show(data: dict, report: ImportReport, where: str, cache: Path | N
             for k, v in flatten_params(content["data"]).items():
                 params.setdefault(k, v)
         elif isinstance(content, dict) and content.get("error"):
-            report.warnings.append(f"{where}: params file {file}: {content['error']}")
+            report.warn(where, f"params file {file}: {content['error']}")
     final: dict[str, float] = {}
     steps: dict[str, int] = {}
     for file, content in (data.get("metrics") or {}).items():
@@ -604,7 +604,7 @@ def _from_exp_show(data: dict, report: ImportReport, where: str, cache: Path | N
                     if live and isinstance(values.get("step"), int):
                         steps[k] = values["step"]
         elif isinstance(content, dict) and content.get("error"):
-            report.warnings.append(f"{where}: metrics file {file}: {content['error']}")
+            report.warn(where, f"metrics file {file}: {content['error']}")
     ts = to_utc(data.get("timestamp"))
     metrics = [MetricPoint(key=k, value=v, step=steps.get(k, 0), timestamp=ts) for k, v in final.items()]
     deps, outs = data.get("deps") or {}, data.get("outs") or {}

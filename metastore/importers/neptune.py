@@ -202,7 +202,7 @@ def to_record(
         elif t == "histogram_series":
             histograms += 1
     if histograms:
-        report.warnings.append(f"{where}: {histograms} histogram points not imported")
+        report.leave_out("histogram points", histograms)
     metrics = []
     for key, pts in sorted(series.items()):
         scale = _step_scale([p.get("step") for p in pts])
@@ -286,8 +286,8 @@ def to_record(
             role=role,
         ))
     if missing:
-        report.warnings.append(
-            f"{where}: {missing} file(s) named in the export are not under "
+        report.warn(
+            where, f"{missing} file(s) named in the export are not under "
             f"{files_root or 'a files folder'}; not imported"
         )
     return record, assets, parent

@@ -123,8 +123,8 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 writer.add(record, [], where)
             options.progress(done, total)
     if mapper.defaulted:
-        report.warnings.append(
-            f"{path.name}: columns without a prefix imported as params: "
+        report.warn(
+            path.name, f"columns without a prefix imported as params: "
             f"{', '.join(sorted(mapper.defaulted))} (name metrics with --metrics, or prefix "
             "the columns with params./metrics./tags.)"
         )

@@ -70,14 +70,14 @@ def read_records(path: Path, report: ImportReport) -> list[bytes]:
     out, pos = [], 0
     while pos < len(data):
         if len(data) - pos < 12:
-            report.warnings.append(f"{path}: last record cut off (writer killed?); ignored")
+            report.warn(path, "last record cut off (writer killed?); ignored")
             break
         (length,) = struct.unpack_from("<Q", data, pos)
         end = pos + 12 + length + 4
         if end > len(data):
             if length > 1 << 30:
                 raise SourceError(path, f"record at byte {pos} has an impossible length {length}")
-            report.warnings.append(f"{path}: last record cut off (writer killed?); ignored")
+            report.warn(path, "last record cut off (writer killed?); ignored")
             break
         out.append(data[pos + 12 : pos + 12 + length])
         pos = end

@@ -125,7 +125,7 @@ def read_log(path: Path, report: ImportReport) -> list[bytes]:
         else:
             raise SourceError(path, f"corrupt record at byte {pos} (type {kind})")
     if pending is not None:
-        report.warnings.append(f"{path}: last record cut off (process killed?); ignored")
+        report.warn(path, "last record cut off (process killed?); ignored")
     return records
 
 

@@ -148,6 +148,24 @@ def test_corrupt_bundle_lines_are_skipped(demo_store, sqlite_store, tmp_path):
     assert "runs.jsonl line 6: is not a valid RunEntry (status" in text
 
 
+def test_a_corrupt_asset_line_is_a_warning_the_cli_shows(demo_store, tmp_path):
+    """An asset version line that is not valid is no run: not among the skipped runs,
+    but a warning (it used to read "skipped …", which the CLI keeps for skipped runs and
+    so never printed)."""
+    from typer.testing import CliRunner
+
+    from metastore.cli import app
+
+    bundle = tmp_path / "bundle"
+    export_bundle(demo_store.backend, bundle)
+    lines = (bundle / "assets.jsonl").read_text().splitlines()
+    lines[0] = lines[0][: len(lines[0]) // 2]
+    (bundle / "assets.jsonl").write_text("\n".join(lines) + "\n")
+    url = f"sqlite:///{tmp_path / 'st' / 'm.db'}"
+    result = CliRunner().invoke(app, ["import", str(bundle), "--store", url], catch_exceptions=False)
+    assert "assets.jsonl line 1: not imported: is not a valid" in result.output, result.output
+
+
 def test_bundle_refuses_to_overwrite(demo_store, tmp_path):
     from metastore.errors import InvalidValue
 

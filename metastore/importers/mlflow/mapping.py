@@ -66,13 +66,13 @@ def map_run(src: SourceRun, options: ImportOptions, report: ImportReport, reader
     for key, text in src.params.items():
         mkey = key.replace("/", ".")
         if mkey in params:
-            report.warnings.append(f"{src.where}: param {key!r} collides with {mkey!r}; kept the first")
+            report.warn(src.where, f"param {key!r} collides with {mkey!r}; kept the first")
             continue
         params[mkey] = infer_value(text)
     points, dropped = _metric_points(src.metrics)
     for key, n in sorted(dropped.items()):
-        report.warnings.append(
-            f"{src.where}: metric {key!r}: {n} NaN/inf point(s) dropped (the store holds finite values only)"
+        report.warn(
+            src.where, f"metric {key!r}: {n} NaN/inf point(s) dropped (the store holds finite values only)"
         )
     kept_tags, long_tags = {}, {}
     for key, value in tags.items():
@@ -190,8 +190,8 @@ def _artifact_assets(src: SourceRun, reader, report: ImportReport) -> list[Pendi
     specs: list[PendingAsset] = []
     folder = reader.artifact_dir(src)
     if folder is None and src.artifact_uri and not is_local(src.artifact_uri):
-        report.warnings.append(
-            f"{src.where}: artifacts at {src.artifact_uri} are not on this machine; "
+        report.warn(
+            src.where, f"artifacts at {src.artifact_uri} are not on this machine; "
             "their location is kept in the run's context"
         )
     if folder is not None:
@@ -210,8 +210,8 @@ def _artifact_assets(src: SourceRun, reader, report: ImportReport) -> list[Pendi
     for model_id, name, location in src.models:
         p = reader.local_path(location) if location else None
         if p is None or not p.is_dir():
-            report.warnings.append(
-                f"{src.where}: logged model {model_id} ({name}) has no readable artifacts "
+            report.warn(
+                src.where, f"logged model {model_id} ({name}) has no readable artifacts "
                 f"at {location}; not imported"
             )
             continue
