@@ -199,3 +199,54 @@ def test_bulk_create_runs_with_parents(store):
     assert parent.metrics == {"loss": 0.25} and parent.metric_summary("loss").count == 2
     assert child.tags == {"t": "v"} and store.runs("other")[0].number == 1
     assert store.backend.runs_by_source("x", ["a"]) == {}
+
+
+@pytest.fixture(scope="module")
+def pandas_tables(tmp_path_factory) -> tuple[Path, Path, object]:
+    """40 runs written by pandas, as CSV (times as ISO text) and JSON Lines (times as
+    epoch milliseconds, pandas' default), with typed params, empty metric cells, tags."""
+    pd = pytest.importorskip("pandas")
+    n = 40
+    frame = pd.DataFrame({
+        "run_id": [f"r{i:03d}" for i in range(n)],
+        "name": [f"trial-{i}" for i in range(n)],
+        "experiment": [["tabular", "vision"][i % 2] for i in range(n)],
+        "status": [["finished", "failed", "killed", "finished"][i % 4] for i in range(n)],
+        "start_time": pd.to_datetime([f"2026-03-01 10:{i:02d}:00.250" for i in range(n)]),
+        "params.lr": [0.001 * (i + 1) for i in range(n)],
+        "params.layers": [2 + i % 3 for i in range(n)],
+        "params.opt": [["adam", "sgd"][i % 2] for i in range(n)],
+        "params.use_bn": [i % 3 == 0 for i in range(n)],
+        "metrics.acc": [None if i % 7 == 0 else 0.5 + i / 100 for i in range(n)],
+        "metrics.loss": [1.0 / (i + 1) for i in range(n)],
+        "tags.team": [["nlp", "cv", "ops"][i % 3] for i in range(n)],
+    })
+    root = tmp_path_factory.mktemp("tables")
+    frame.to_csv(root / "runs.csv", index=False)
+    frame.to_json(root / "runs.jsonl", orient="records", lines=True, date_format="epoch")
+    return root / "runs.csv", root / "runs.jsonl", pd
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_tables_written_by_pandas_field_by_field(sqlite_store, pandas_tables, kind):
+    """Every cell pandas reads back from the file is what the store holds for the run."""
+    csv_path, jsonl_path, pd = pandas_tables
+    path = csv_path if kind == "csv" else jsonl_path
+    report = import_path(sqlite_store.backend, path)
+    assert (report.found, report.imported, report.skipped) == (40, 40, [])
+    back = pd.read_csv(path) if kind == "csv" else pd.read_json(path, lines=True, precise_float=True)
+    runs = {r.source_id: r for r in sqlite_store.backend.dump_runs(
+        [v.id for v in sqlite_store.backend.read_runs()])}
+    for row in back.to_dict("records"):
+        run = runs[row["run_id"]]
+        assert (run.name, run.experiment, run.status) == (
+            row["name"], row["experiment"], row["status"])
+        assert run.started == pd.Timestamp(row["start_time"]).to_pydatetime()
+        assert run.params == {k.removeprefix("params."): (v.item() if hasattr(v, "item") else v)
+                              for k, v in row.items() if k.startswith("params.")}
+        assert {p.key: p.value for p in run.metrics} == {
+            k.removeprefix("metrics."): v for k, v in row.items()
+            if k.startswith("metrics.") and not pd.isna(v)}
+        assert run.tags == {"team": row["tags.team"]}
+    again = import_path(sqlite_store.backend, path)
+    assert (again.imported, again.already_present) == (0, 40)
