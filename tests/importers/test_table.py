@@ -203,8 +203,8 @@ def test_bulk_create_runs_with_parents(store):
 
 @pytest.fixture(scope="module")
 def pandas_tables(tmp_path_factory) -> tuple[Path, Path, object]:
-    """40 runs written by pandas, as CSV (times as ISO text) and JSON Lines (times as
-    epoch milliseconds, pandas' default), with typed params, empty metric cells, tags."""
+    """40 runs written by pandas, as CSV and JSON Lines, with typed params, empty metric
+    cells, tags and times."""
     pd = pytest.importorskip("pandas")
     n = 40
     frame = pd.DataFrame({
@@ -223,7 +223,7 @@ def pandas_tables(tmp_path_factory) -> tuple[Path, Path, object]:
     })
     root = tmp_path_factory.mktemp("tables")
     frame.to_csv(root / "runs.csv", index=False)
-    frame.to_json(root / "runs.jsonl", orient="records", lines=True, date_format="epoch")
+    frame.to_json(root / "runs.jsonl", orient="records", lines=True, date_format="iso")
     return root / "runs.csv", root / "runs.jsonl", pd
 
 
