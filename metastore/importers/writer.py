@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from metastore.blobs import directory_manifest, manifest_bytes, sha256_file
 from metastore.errors import Conflict, MetastoreError
 from metastore.importers import ImportOptions, ImportReport
 from metastore.models import new_id
@@ -374,11 +375,25 @@ class Writer:
         return bool(new)
 
 
+def content_digest(content: Path | bytes) -> str:
+    """The digest the store gives this content (a file's sha256, a directory's manifest's),
+    computed without storing it: how a dry run tells asset versions apart."""
+    if isinstance(content, bytes):
+        return hashlib.sha256(content).hexdigest()
+    path = Path(content)
+    if path.is_dir():
+        return hashlib.sha256(manifest_bytes(directory_manifest(path))).hexdigest()
+    return sha256_file(path)[0]
+
+
 def _dry_key(a: PendingAsset):
     """What tells asset versions apart before they are stored (a dry run's count)."""
-    if isinstance(a.content, bytes):
-        return (a.kind, a.name, hashlib.sha256(a.content).hexdigest())
-    return (a.kind, a.name, a.digest or a.uri or str(a.content))
+    if a.content is not None:
+        try:
+            return (a.kind, a.name, content_digest(a.content))
+        except OSError:  # unreadable: the import would skip it; count it once
+            return (a.kind, a.name, str(a.content))
+    return (a.kind, a.name, a.digest or a.uri)
 
 
 def _unique(pairs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:

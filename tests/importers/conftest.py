@@ -106,3 +106,20 @@ def mlflow_shared_dataset(tmp_path) -> Path:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+def dry_run_counts_what_import_writes(backend, path, source: str | None = None, **options):
+    """Import `path` with --dry-run, then for real, into the same empty store: a dry run
+    must count what the import then writes (runs, params, metric points, asset versions,
+    edges, what is left out). Returns the real report."""
+    from metastore.importers import import_path
+
+    def counts(r):
+        return (r.found, r.imported, r.already_present, len(r.skipped), r.params, r.metrics,
+                r.assets, r.edges, r.aliases, r.left_out)
+
+    dry = import_path(backend, path, source, dry_run=True, **options)
+    assert backend.read_runs(include_deleted=True) == []  # a dry run writes nothing
+    real = import_path(backend, path, source, **options)
+    assert counts(dry) == counts(real)
+    return real

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from metastore.importers import ImportFailed, detect, import_path
+from tests.importers.conftest import dry_run_counts_what_import_writes
 
 DATA = Path(__file__).parent.parent / "data" / "dvc"
 
@@ -378,3 +379,8 @@ def test_repository_matches_dvc_exp_show_field_by_field(sqlite_store, repo):
             p: data["outs"][p]["hash"] for p in produced}, entry["rev"]
         if entry.get("name"):
             assert run.name == entry["name"]
+
+
+@real_dvc
+def test_dry_run_counts_what_the_import_writes(sqlite_store, repo):
+    dry_run_counts_what_import_writes(sqlite_store.backend, repo, "dvc")

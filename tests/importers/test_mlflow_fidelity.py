@@ -137,7 +137,11 @@ def check_registry(backend, mlflow: dict, views: dict) -> None:
 @pytest.mark.parametrize("layout", ["files", "sql"])
 def test_realistic_store_comes_through_field_by_field(sqlite_store, realistic, layout):
     path, mlflow = realistic[layout]
+    dry = import_path(sqlite_store.backend, path, dry_run=True)
     report = import_path(sqlite_store.backend, path)
+    # a dry run counts what the import then writes
+    counts = lambda r: (r.found, r.imported, r.params, r.metrics, r.assets, r.edges, r.aliases)  # noqa: E731
+    assert counts(dry) == counts(report)
     assert (report.found, report.imported, report.skipped) == (30, 30, []), report.warnings
     # 30 runs x 2 metrics x 100 steps; 6 params each; 2 registered versions of wine-model
     # + 1 live version of scratch (the same files as wine-model@2), 2 aliases

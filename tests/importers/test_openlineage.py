@@ -15,6 +15,7 @@ import pytest
 import metastore
 from metastore.exporters.openlineage import export_openlineage, run_uuid
 from metastore.importers import detect, import_path
+from tests.importers.conftest import dry_run_counts_what_import_writes
 
 DATA = Path(__file__).parent.parent / "data" / "openlineage"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -315,3 +316,7 @@ def test_static_events_are_not_runs(sqlite_store):
     report = import_path(sqlite_store.backend, DATA / "static", "openlineage")
     assert (report.found, report.imported, report.skipped) == (1, 1, [])
     assert any("2 static DatasetEvent/JobEvent" in w for w in report.warnings)
+
+
+def test_dry_run_counts_what_the_import_writes(sqlite_store, client_events):
+    dry_run_counts_what_import_writes(sqlite_store.backend, client_events[0], "openlineage")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from metastore.importers import detect, import_path
+from tests.importers.conftest import dry_run_counts_what_import_writes
 
 DATA = Path(__file__).parent.parent / "data" / "tensorboard"
 
@@ -183,6 +184,7 @@ def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs
     """Field by field against TensorBoard's EventAccumulator: every run folder is a run,
     every scalar point (step, wall time, value) is a metric point, and the histograms and
     images it reads are what the report counts as not imported."""
+    import numpy as np
     from tensorboard.backend.event_processing.event_accumulator import (
         HISTOGRAMS,
         IMAGES,
@@ -190,8 +192,6 @@ def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs
         TENSORS,
         EventAccumulator,
     )
-
-    import numpy as np
 
     report = import_path(sqlite_store.backend, twin_logdirs, "tensorboard")
     runs = {r.name: r for r in sqlite_store.runs("logs")}
@@ -217,3 +217,7 @@ def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs
         histograms += sum(len(acc.Histograms(t)) for t in tags["histograms"])
         images += sum(len(acc.Images(t)) for t in tags["images"])
     assert report.left_out == {"histograms": histograms, "images": images}
+
+
+def test_dry_run_counts_what_the_import_writes(sqlite_store, twin_logdirs):
+    dry_run_counts_what_import_writes(sqlite_store.backend, twin_logdirs, "tensorboard")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from metastore.importers import detect, import_path
+from tests.importers.conftest import dry_run_counts_what_import_writes
 
 DATA = Path(__file__).parent.parent / "data" / "wandb"
 
@@ -232,3 +233,7 @@ def test_tables_become_assets_and_other_media_are_counted(store, wandb_media_dir
     written = next(wandb_media_dir.glob("offline-run-*/files/media/table/preds_*.table.json"))
     assert table.read_bytes() == written.read_bytes()
     assert json.loads(table.read_bytes())["data"] == [[1, 2], [3, 4]]
+
+
+def test_dry_run_counts_what_the_import_writes(sqlite_store, wandb_dir):
+    dry_run_counts_what_import_writes(sqlite_store.backend, wandb_dir, "wandb")

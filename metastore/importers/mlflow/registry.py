@@ -28,7 +28,7 @@ from metastore import aliases
 from metastore.errors import MetastoreError
 from metastore.importers import ImportOptions, ImportReport
 from metastore.importers.mlflow.source import Reader, RegisteredModel, RegisteredVersion, SourceRun
-from metastore.importers.writer import WRITE_ERRORS, Writer
+from metastore.importers.writer import WRITE_ERRORS, Writer, content_digest
 
 #: The asset tag holding a registered model's MLflow description (as the server keeps it).
 DESCRIPTION = "mlflow.description"
@@ -61,7 +61,7 @@ def import_registry(store, reader: Reader, runs: dict[str, SourceRun], writer: W
                 continue
             if options.dry_run:
                 if v.version not in before.values():
-                    report.count_versions([("model", model.name, v.version)])
+                    report.count_versions([("model", model.name, content_digest(path))])
                     report.edges += bool(v.run_id) + bool(_model_id(v.source))
                 numbers[v.version] = v.version
                 continue
