@@ -174,6 +174,11 @@ def _prepare_create_runs(backend, args: dict) -> dict:
     return {**args, "records": records}
 
 
+def _prepare_create_run(backend, args: dict) -> dict:
+    [record] = _prepare_create_runs(backend, {"records": [args["record"]]})["records"]
+    return {**args, "record": record}
+
+
 def _prepare_put_asset(backend, args: dict) -> dict:
     """Hash the content here and upload its bytes unless the server has them; the
     version is then recorded by digest."""
@@ -348,6 +353,8 @@ ROUTES: list[Route] = [
     # -- runs -----------------------------------------------------------------------------
     Route("list_runs", "GET", "/runs", "runs", types={"status": RunStatus | None}),
     Route("create_runs", "POST", "/runs", "runs", prepare=_prepare_create_runs),
+    # one run, answered with its row: `start_run` through a server in one request
+    Route("create_run", "POST", "/runs/one", "runs", prepare=_prepare_create_run),
     Route("read_runs", "POST", "/runs/read", "runs", reads=True),
     Route("dump_runs", "POST", "/runs/dump", "runs", reads=True),
     Route("runs_by_source", "POST", "/runs/by-source", "runs", reads=True,

@@ -197,7 +197,12 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
         self.transact(go)
 
     # -- runs ----------------------------------------------------------------------------
-    def create_runs(self, records: Sequence[RunRecord]) -> list[str]:
+    def create_run(self, record: RunRecord) -> Run:
+        """One run, created and read back in one transaction (through a server: one
+        request, whose idempotent answer is the row)."""
+        return self.create_runs([record], _row=True)
+
+    def create_runs(self, records: Sequence[RunRecord], _row: bool = False) -> list[str]:
         """Create many runs in one transaction: all of them or none; returns their ids.
 
         The bulk form of `create_run` for importers (one transaction and a few
@@ -353,7 +358,11 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
                     .where(AssetVersion.id == row["av"], col(AssetVersion.created_by).is_(None))
                     .values(created_by=row["run"])
                 )
-            return [run_id for _, run_id, *_ in prepared]
+            ids = [run_id for _, run_id, *_ in prepared]
+            if _row:
+                s.flush()
+                return s.exec(select(Run).where(Run.id == ids[0])).one()
+            return ids
 
         return self.transact(go)
 

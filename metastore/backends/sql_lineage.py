@@ -1,11 +1,14 @@
 """Lineage walks in SQL: the SQL backend's half of `metastore.lineage`.
 
-The walk is one recursive CTE over `lineage_edge` (SQLite, PostgreSQL, MySQL/MariaDB):
-each row is a node reached. The CTE combines with UNION, not UNION ALL, which discards a
-row already produced; that is the cycle protection: an unbounded walk yields and expands
-each node once, so it ends even on a cyclic graph, and a depth-bounded walk yields each
-node at most once per hop count and stops at the bound. The same query then reads the
-edges leaving the nodes reached; only those edges and their end nodes leave the database.
+The walk is one recursive CTE over `lineage_edge` (SQLite, PostgreSQL, MySQL/MariaDB),
+built by `metastore.query.lineage_sql.walk_union`, the same recursion the query
+language's `upstream of` / `downstream of` use. Here each row is an edge reached and the
+node it leads to. The CTE combines with UNION, not UNION ALL, which discards a row
+already produced; that is the cycle protection: an unbounded walk yields each edge once,
+so it ends even on a cyclic graph, and a depth-bounded walk yields each edge at most once
+per hop count and stops at the bound. A walk never passes through a soft-deleted run.
+Only the edges reached and their end nodes leave the database; a page of them
+(`limit`, `cursor`) costs what the page holds on SQLite and PostgreSQL.
 
 Nodes are plain (type, id) tuples: a large walk makes hundreds of thousands of them.
 """
@@ -16,9 +19,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlglot import exp
 
 from metastore.errors import Conflict, InvalidValue
 from metastore.models import Asset, AssetVersion, Experiment, LineageEdge, Run
+from metastore.query.dialects import to_sql
+from metastore.query.lineage_sql import ends, live_far, walk_union
 from metastore.records import Walk, WalkEdge, WalkNode
 
 RUN, VERSION = "run", "asset_version"
@@ -83,125 +89,88 @@ def _offset(cursor: str | None) -> int:
 def _ends(direction: str) -> tuple[str, str]:
     if direction not in ("upstream", "downstream"):
         raise InvalidValue(f"walk direction is upstream or downstream, not {direction!r}")
-    return ("src", "dst") if direction == "downstream" else ("dst", "src")
+    return ends(direction)
 
 
-def _starting(table, near: str, starts: Sequence[Node]):
-    return sa.or_(
-        *(sa.and_(table.c[f"{near}_id"] == n[1], table.c[f"{near}_type"] == n[0]) for n in starts)
-    )
+class WalkSQL:
+    """The statement text of a walk over `lineage_edge` from `starts`: one recursive CTE
+    `walk`, built by the compiler's `walk_union` (the query language's `upstream of` and
+    lineage conditions recurse through the same code), and the bound values of the
+    starts. `edges`: rows are (id, node_type, node_id), an edge and the node it leads to,
+    nearest first; else (node_type, node_id). `depth` adds a depth column and bounds the
+    walk; `rows` puts a LIMIT inside the CTE (SQLite fills a CTE whole unless it has
+    one; PostgreSQL produces rows only as fast as the outer query reads them, so there an
+    outer LIMIT stops the walk); `live=False` also walks through deleted runs."""
 
+    def __init__(self, dialect: str, starts: Sequence[Node], direction: str, *,
+                 edges: bool = True, depth: int | None = None, rows: int | None = None,
+                 live: bool = True):
+        near, far = _ends(direction)
+        self.dialect, self.params = dialect, {}
+        cols: list[exp.Expression] = [exp.column("id", table="e")] if edges else []
+        cols += [exp.column(f"{far}_type", table="e").as_("node_type"),
+                 exp.column(f"{far}_id", table="e").as_("node_id")]
+        if depth is not None:
+            cols.append(exp.Literal.number(1).as_("depth"))
+        start = exp.or_(*(
+            exp.and_(exp.EQ(this=exp.column(f"{near}_id", table="e"), expression=self._bind(i)),
+                     exp.EQ(this=exp.column(f"{near}_type", table="e"), expression=self._bind(t)))
+            for t, i in starts
+        ))
+        anchor = exp.select(*cols).from_(exp.to_table("lineage_edge").as_("e")).where(start)
+        if live:
+            anchor = live_far(anchor, "e", far, "0")
+        body = walk_union(anchor, "walk", direction, edges=edges, depth=depth, live=live)
+        if rows is not None:
+            body = body.limit(exp.Literal.number(rows))
+        names = ["id"] * edges + ["node_type", "node_id"] + ["depth"] * (depth is not None)
+        self.cte = f"WITH RECURSIVE walk({', '.join(names)}) AS ({to_sql(body, dialect)})"
 
-def _live(select: sa.Select, table, end: str, alias: str) -> sa.Select:
-    """`select` joined to the run at the `end` of an edge, keeping edges whose end is
-    no soft-deleted run: walks never pass through one. A LEFT JOIN, not NOT EXISTS,
-    which SQLite turns into a scan of `run` in a recursive term."""
-    run = Run.__table__.alias(alias)
-    on = sa.and_(table.c[f"{end}_type"] == RUN, run.c.id == table.c[f"{end}_id"])
-    return select.outerjoin(run, on).where(run.c.deleted_at.is_(None))
+    def _bind(self, value: str) -> exp.Expression:
+        name = f"w{len(self.params)}"
+        self.params[name] = value
+        return exp.var(f":{name}")
 
-
-def edge_cte(
-    starts: Sequence[Node], direction: str, depth: int | None = None, rows: int | None = None
-) -> sa.CTE:
-    """The recursive CTE `walk(id, node_type, node_id[, depth])`: one row per lineage
-    edge reached from `starts` going `direction`, with the node it leads to. The CTE
-    combines with UNION, which discards a row already produced: unbounded, each edge
-    comes once, so the walk ends even on a cyclic graph; bounded by `depth`, an edge
-    comes at most once per hop count and the walk stops `depth` hops out. Rows come
-    nearest first. PostgreSQL produces them only as fast as the outer query reads them,
-    so an outer LIMIT stops the walk; SQLite fills the whole CTE first unless the CTE
-    itself has a LIMIT: `rows` adds one (the walk stops once that many rows are in)."""
-    near, far = _ends(direction)
-    e = EDGE.alias("e")
-    cols = [e.c.id, e.c[f"{far}_type"].label("node_type"), e.c[f"{far}_id"].label("node_id")]
-    if depth is not None:
-        # Inline SQL, not a bound parameter: PostgreSQL types a bound int by its value,
-        # and a recursive CTE needs the same column type in both of its terms.
-        cols.append(sa.literal_column("1").label("depth"))
-    anchor = sa.select(*cols).select_from(e).where(_starting(e, near, starts))
-    walk = _live(anchor, e, far, "er").cte("walk", recursive=True)
-    n = EDGE.alias("n")
-    step = sa.select(n.c.id, n.c[f"{far}_type"], n.c[f"{far}_id"]).select_from(
-        walk.join(n, sa.and_(n.c[f"{near}_id"] == walk.c.node_id,
-                             n.c[f"{near}_type"] == walk.c.node_type))
-    )
-    step = _live(step, n, far, "nr")
-    if depth is not None:
-        step = step.add_columns(walk.c.depth + sa.literal_column("1")).where(
-            walk.c.depth < depth
-        )
-    walk = walk.union(step)
-    if rows is not None:
-        # SQLite reads a LIMIT after the recursive term as the CTE's own bound
-        walk.element = walk.element.limit(rows)
-    return walk
-
-
-def walk_cte(starts: Sequence[Node], direction: str) -> sa.CTE:
-    """The recursive CTE `walk(node_type, node_id)`: every node reachable from `starts`
-    going `direction`, once each (UNION: the walk ends on a cyclic graph too)."""
-    near, far = _ends(direction)
-    e = EDGE.alias("e")
-    cols = [e.c[f"{far}_type"].label("node_type"), e.c[f"{far}_id"].label("node_id")]
-    walk = sa.select(*cols).where(_starting(e, near, starts)).cte("walk", recursive=True)
-    n = EDGE.alias("n")
-    step = sa.select(n.c[f"{far}_type"], n.c[f"{far}_id"]).where(
-        n.c[f"{near}_id"] == walk.c.node_id, n.c[f"{near}_type"] == walk.c.node_type
-    )
-    return walk.union(step)
+    def run(self, conn, select: str, **params) -> sa.CursorResult:
+        """`select` (reading `walk`) after the CTE, executed with the starts bound."""
+        return conn.execute(sa.text(f"{self.cte} {select}"), {**self.params, **params})
 
 
 COLUMNS = ("id", "src_type", "src_id", "dst_type", "dst_id", "relation", "role")
-
-
-def walk_query(
-    starts: Sequence[Node], direction: str, depth: int | None = None,
-    limit: int | None = None, offset: int = 0, dialect: str | None = None,
-) -> sa.Select:
-    """The edges within `depth` hops of `starts` going `direction` (`edge_cte`): a
-    SELECT of each edge's columns (id, src_type, src_id, dst_type, dst_id, relation,
-    role); with `limit`, a SELECT of the ids of one page of edges, nearest first
-    (`walk_edges` reads their columns)."""
-    if limit is None:
-        walk = edge_cte(starts, direction, depth)
-        ids = sa.select(walk.c.id)
-        if depth is not None:
-            ids = ids.distinct()  # an edge reached at several hop counts
-        reached = ids.subquery("reached")
-        return sa.select(*(EDGE.c[c] for c in COLUMNS)).select_from(reached).join(
-            EDGE, EDGE.c.id == reached.c.id
-        )
-    # Only SQLite bounds the CTE itself (PostgreSQL does not allow a LIMIT there and
-    # stops at the outer one). A depth-bounded walk may reach an edge at several hop
-    # counts, so its rows are not its edges: it is walked whole (its depth bounds it)
-    # and ordered by the hop count each edge is first reached at.
-    if depth is None:
-        inner = offset + limit if dialect == "sqlite" else None
-        walk = edge_cte(starts, direction, None, rows=inner)
-        # no ORDER BY: the CTE's own order is the walk's (nearest first), and sorting
-        # would make the database walk everything before the first row
-        q = sa.select(walk.c.id)
-    else:
-        walk = edge_cte(starts, direction, depth)
-        q = (sa.select(walk.c.id).group_by(walk.c.id)
-             .order_by(sa.func.min(walk.c.depth), walk.c.id))
-    return q.limit(limit).offset(offset or None)
+_EDGE_COLUMNS = ", ".join(f"le.{c}" for c in COLUMNS)
 
 
 def walk_edges(
     conn: sa.Connection | Any, starts: Sequence[Node], direction: str, depth: int | None = None,
     limit: int | None = None, offset: int = 0,
 ) -> list[sa.Row]:
-    """The edges reachable from `starts` (see `walk_query`), executed on a connection or
-    session: all of them, or one page in walk order. Depth 0 reaches nothing."""
+    """The edges within `depth` hops of `starts` going `direction` (columns id,
+    src_type, src_id, dst_type, dst_id, relation, role), executed on a connection or
+    session: all of them, or with `limit` one page of them in walk order (nearest
+    first). Depth 0 reaches nothing."""
     if depth == 0 or not starts:
         return []
     _allow_deep_recursion(conn)
-    query = walk_query(starts, direction, depth, limit, offset, _dialect(conn).name)
+    dialect = _dialect(conn).name
     if limit is None:
-        return list(conn.execute(query))
-    ids = [r[0] for r in conn.execute(query)]
+        walk = WalkSQL(dialect, starts, direction, depth=depth)
+        ids = "SELECT DISTINCT id FROM walk" if depth is not None else "SELECT id FROM walk"
+        return list(walk.run(conn, f"SELECT {_EDGE_COLUMNS} FROM ({ids}) r"
+                                   f" JOIN lineage_edge le ON le.id = r.id"))
+    if depth is None:
+        # no ORDER BY: the CTE's own order is the walk's (nearest first), and sorting
+        # would make the database walk everything before the first row
+        walk = WalkSQL(dialect, starts, direction,
+                       rows=offset + limit if dialect == "sqlite" else None)
+        page = "SELECT id FROM walk"
+    else:
+        # a bounded walk may reach an edge at several hop counts, so its rows are not
+        # its edges: it is walked whole (its depth bounds it), ordered by the hop count
+        # each edge is first reached at
+        walk = WalkSQL(dialect, starts, direction, depth=depth)
+        page = "SELECT id FROM walk GROUP BY id ORDER BY MIN(depth), id"
+    ids = [r[0] for r in walk.run(conn, f"{page} LIMIT :limit OFFSET :offset",
+                                  limit=limit, offset=offset)]
     rows = {}
     for chunk in _chunks(ids):
         for r in conn.execute(sa.select(*(EDGE.c[c] for c in COLUMNS)).where(EDGE.c.id.in_(chunk))):
@@ -215,11 +184,10 @@ def walk_counts(conn, starts: Sequence[Node], direction: str, depth: int | None 
     if depth == 0 or not starts:
         return 0, 0
     _allow_deep_recursion(conn)
-    walk = edge_cte(starts, direction, depth)
+    walk = WalkSQL(_dialect(conn).name, starts, direction, depth=depth)
     # unbounded, the CTE holds each edge once; bounded, once per hop count
-    edges = sa.func.count() if depth is None else sa.func.count(sa.distinct(walk.c.id))
-    q = sa.select(edges, sa.func.count(sa.distinct(walk.c.node_id)))
-    edges, nodes = conn.execute(q).one()
+    edges = "COUNT(*)" if depth is None else "COUNT(DISTINCT id)"
+    edges, nodes = walk.run(conn, f"SELECT {edges}, COUNT(DISTINCT node_id) FROM walk").one()
     return int(edges), int(nodes)
 
 
@@ -242,13 +210,11 @@ def reaches(conn, source: Node, target: Node) -> bool:
     if source == target:
         return True
     _allow_deep_recursion(conn)
-    walk = walk_cte([source], "downstream")
-    hit = (
-        sa.select(sa.literal_column("1"))
-        .where(walk.c.node_id == target[1], walk.c.node_type == target[0])
-        .limit(1)
-    )
-    return conn.execute(hit).first() is not None
+    # through deleted runs too: a restored run brings its edges back
+    walk = WalkSQL(_dialect(conn).name, [source], "downstream", edges=False, live=False)
+    hit = walk.run(conn, "SELECT 1 FROM walk WHERE node_id = :tid AND node_type = :ttype LIMIT 1",
+                   tid=target[1], ttype=target[0])
+    return hit.first() is not None
 
 
 def check_no_cycle(conn, upstream: Node, downstream: Node) -> None:

@@ -24,6 +24,67 @@ from metastore.query.resolve import check_ref
 MAX_DEPTH = 100
 
 
+# -- the one recursive walk over lineage_edge (the compiler's sources and conditions, and
+# the SQL backend's `walk`, `walk_counts` and cycle check all recurse through it) --------
+
+
+def ends(direction: str) -> tuple[str, str]:
+    """(near, far) ends of an edge walking `direction`: downstream goes src → dst."""
+    if direction not in ("upstream", "downstream"):
+        raise ValueError(f"walk direction is upstream or downstream, not {direction!r}")
+    return ("src", "dst") if direction == "downstream" else ("dst", "src")
+
+
+def live_far(select: exp.Select, edge: str, far: str, n: str) -> exp.Select:
+    """`select` (reading lineage_edge as `edge`) kept to edges whose `far` end is no
+    soft-deleted run nor a run of a deleted experiment: a walk never passes through one.
+    LEFT JOINs on the run's key: a NOT IN or NOT EXISTS made SQLite scan `run` in every
+    recursive step."""
+    run, experiment = f"wr{n}", f"wx{n}"
+    on_run = _and(
+        exp.EQ(this=exp.column(f"{far}_type", table=edge), expression=exp.Literal.string("run")),
+        exp.EQ(this=exp.column("id", table=run), expression=exp.column(f"{far}_id", table=edge)),
+    )
+    return (
+        select.join(_join(_t("run", run), on=on_run, left=True), copy=False)
+        .join(_join(_t("experiment", experiment), on=_eq(f"{experiment}.id", f"{run}.experiment_id"),
+                    left=True), copy=False)
+        .where(_and(exp.Is(this=exp.column("deleted_at", table=run), expression=exp.null()),
+                    exp.Is(this=exp.column("deleted_at", table=experiment), expression=exp.null())),
+               copy=False)
+    )
+
+
+def walk_union(anchor: exp.Select, cte: str, direction: str, *, edges: bool = False,
+               depth: int | None = None, live: bool = True) -> exp.Union:
+    """The body of the recursive CTE `cte`: `anchor` UNION the recursive term, which
+    follows the edges leaving each node reached, going `direction`.
+
+    Rows are (node_type, node_id) — with `edges`, (id, node_type, node_id): the edge and
+    the node it leads to — and a last `depth` column when `depth` bounds the walk (the
+    anchor's rows carry their own). UNION, not UNION ALL, discards a row already
+    produced: that is the cycle protection, so an unbounded walk ends on any graph and a
+    bounded one stops `depth` hops out. With `live` the walk does not pass through a
+    deleted run (`live_far`). Constant columns are inline SQL: PostgreSQL types a bound
+    value by itself, and both terms of a recursive CTE need the same column types."""
+    near, far = ends(direction)
+    cols: list[exp.Expression] = [exp.column("id", table="le")] if edges else []
+    cols += [exp.column(f"{far}_type", table="le"), exp.column(f"{far}_id", table="le")]
+    if depth is not None:
+        cols.append(exp.column("depth", table=cte) + exp.Literal.number(1))
+    on = _and(
+        exp.EQ(this=exp.column(f"{near}_type", table="le"), expression=exp.column("node_type", table=cte)),
+        exp.EQ(this=exp.column(f"{near}_id", table="le"), expression=exp.column("node_id", table=cte)),
+    )
+    step = exp.select(*cols).from_(_t(cte), copy=False).join(_join(_t("lineage_edge", "le"), on=on),
+                                                             copy=False)
+    if depth is not None:
+        step = step.where(exp.column("depth", table=cte) < exp.Literal.number(depth), copy=False)
+    if live:
+        step = live_far(step, "le", far, cte)
+    return exp.union(anchor, step, distinct=True)
+
+
 class LineageSQL:
     """Lineage sources and conditions; a mixin of the compiler."""
 
@@ -137,30 +198,7 @@ class LineageSQL:
             exp.cast(exp.column("id", table="s0"), varchar(26)).as_("node_id"),
             exp.Literal.number(0).as_("depth"),
         ).from_(seeds.subquery("s0"), copy=False)
-        near, far = ("src", "dst") if direction == "downstream" else ("dst", "src")
-        step = (
-            exp.select(
-                exp.column(f"{far}_type", table="le"),
-                exp.column(f"{far}_id", table="le"),
-                exp.column("depth", table=name) + exp.Literal.number(1),
-            )
-            .from_(_t("lineage_edge", "le"), copy=False)
-            .join(_join(
-                _t(name),
-                on=_and(
-                    exp.EQ(this=exp.column(f"{near}_type", table="le"), expression=exp.column("node_type", table=name)),
-                    exp.EQ(this=exp.column(f"{near}_id", table="le"), expression=exp.column("node_id", table=name)),
-                ),
-            ), copy=False)
-            .where(exp.column("depth", table=name) < exp.Literal.number(min(depth or MAX_DEPTH, MAX_DEPTH)), copy=False)
-            .where(
-                _not(exp.paren(_and(
-                    exp.EQ(this=exp.column(f"{far}_type", table="le"), expression=exp.Literal.string("run")),
-                    exp.column(f"{far}_id", table="le").isin(query=self.live_runs(dead=True)),
-                )))
-            , copy=False)
-        )
-        body = exp.union(anchor, step, distinct=True)
+        body = walk_union(anchor, name, direction, depth=min(depth or MAX_DEPTH, MAX_DEPTH))
         self.ctes.append((f"{name}(node_type, node_id, depth)", body))
         return _t(name)
 
