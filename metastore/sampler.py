@@ -12,8 +12,9 @@ and logs `system.*` metric histories, one point per sample.
 After a command killed by SIGKILL, `oom_verdict` tells an out-of-memory kill from the
 cgroup's `oom_kill` count (`oom_kills`) or a peak near the memory limit (`memory_limit`).
 
-The interval comes from the caller or `METASTORE_SYSTEM_METRICS` (seconds; `0`/`off`
-switches sampling off everywhere); the rate from the caller or `METASTORE_COST_PER_HOUR`.
+Sampling is on by default (every 10 s) for `start_run` and `metastore run`; the interval
+comes from the caller or `METASTORE_SYSTEM_METRICS` (seconds; `0`/`off` switches
+sampling off everywhere); the rate from the caller or `METASTORE_COST_PER_HOUR`.
 A failed write is skipped: the next sample tries again.
 """
 
@@ -32,20 +33,17 @@ MiB = 1024 * 1024
 
 
 def interval_setting(value: float | bool | None = None) -> float | None:
-    """Seconds between samples, or None when sampling is off. `value` True means the
-    default (or the environment's), False off, a number that interval; the environment
-    variable METASTORE_SYSTEM_METRICS switches it off for everyone with `0` or `off`."""
+    """Seconds between samples, or None when sampling is off. On by default: `value`
+    None or True means every 10 s (or the environment's interval), False off, a number
+    that interval; the environment variable METASTORE_SYSTEM_METRICS switches it off for
+    everyone with `0` or `off`, or sets the default interval in seconds."""
     env = os.environ.get("METASTORE_SYSTEM_METRICS", "").strip().lower()
     if env in ("0", "off", "false", "no"):
         return None
     if value is False:
         return None
-    if value is None:  # not asked: on only when the environment gives an interval
-        if not env:
-            return None
-        value = True
-    if value is True:
-        if env:
+    if value is None or value is True:
+        if env and env not in ("on", "true", "yes"):
             try:
                 value = float(env)
             except ValueError as e:
@@ -155,10 +153,13 @@ class Sampler:
     seconds into run `run_id`; `stop()` takes a last sample and ends the thread."""
 
     def __init__(self, backend, run_id: str, *, interval: float, pid: int | None = None,
-                 cost_per_hour: float | None = None):
+                 cost_per_hour: float | None = None, sink=None):
+        """`sink` takes each sample's points (a recording run buffers them with its own
+        values); without it they are written to `backend` at once."""
         import psutil
 
         self.backend = backend
+        self.sink = sink
         self.run_id = run_id
         self.interval = interval
         self.cost_per_hour = cost_per_hour
@@ -255,6 +256,9 @@ class Sampler:
         points = [MetricPoint(key=k, value=v, step=self._step) for k, v in values.items()]
         self._step += 1
         try:
-            self.backend.log_metrics(self.run_id, points)
+            if self.sink is not None:
+                self.sink(points)
+            else:
+                self.backend.log_metrics(self.run_id, points)
         except Exception:  # noqa: BLE001 - a missed sample is harmless; the next one retries
             pass

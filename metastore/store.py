@@ -77,8 +77,9 @@ class Store:
     ) -> ActiveRun:
         """Begin a run; use it as a context manager. `capture` switches automatic context
         capture: True (all), False (none), or names among git, command, system, packages.
-        `system_metrics` samples system.* metrics (True: every 10 s, or seconds; default:
-        METASTORE_SYSTEM_METRICS); `cost_per_hour` (or METASTORE_COST_PER_HOUR) gives the
+        `system_metrics` samples system.* metrics: on by default (every 10 s, or
+        METASTORE_SYSTEM_METRICS seconds), a number of seconds, or False (off; also
+        METASTORE_SYSTEM_METRICS=off for every run); `cost_per_hour` (or METASTORE_COST_PER_HOUR) gives the
         run its system.cost. Params and metrics are buffered and written every
         `flush_interval` seconds (default 1.0 or METASTORE_FLUSH_INTERVAL; 0 writes each
         call at once), on `run.flush()` and at the end of the run (see metastore.tracking)."""

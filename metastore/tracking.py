@@ -214,7 +214,8 @@ class ActiveRun(RunHandle):
         run._unhook = run_signals.install(run)
         if interval is not None:
             run._sampler = sampler.Sampler(
-                store, run.row.id, interval=interval, cost_per_hour=run._cost_per_hour
+                store, run.row.id, interval=interval, cost_per_hour=run._cost_per_hour,
+                sink=run._take_samples,
             ).start()
         return run
 
@@ -384,6 +385,15 @@ class ActiveRun(RunHandle):
                 self.flush()
             elif not self._wake.is_set():
                 self._wake.set()
+
+    def _take_samples(self, points) -> None:
+        """The sampler's points (already checked), buffered with the run's own values:
+        written by the next flush, the last one by the end of the run."""
+        now = utcnow()
+        with self._lock:
+            self._points.extend(_Point(p.key, p.value, p.step, p.timestamp or now) for p in points)
+            count = len(self._points)
+        self._pending(count)
 
     # -- reading back what this run logged: pending values are written first -------------
     @property

@@ -140,21 +140,32 @@ def test_system_metrics_switch_off(sqlite_store, project, monkeypatch):
         "system.wall_time", "system.cpu_time")]
 
 
-def test_start_run_samples_when_asked(sqlite_store, monkeypatch):
+def test_start_run_samples_by_default_and_switches_off(sqlite_store, monkeypatch):
     monkeypatch.delenv("METASTORE_SYSTEM_METRICS", raising=False)
     with sqlite_store.start_run(experiment="s") as plain:
         pass
-    assert "system.rss_mb" not in plain.metrics  # off unless asked
-    with sqlite_store.start_run("s", system_metrics=0.05, cost_per_hour=1.0) as run:
+    assert plain.metrics["system.rss_mb"] > 1  # on by default: the end's sample at least
+    with sqlite_store.start_run("s", system_metrics=False) as off:
         pass
+    assert "system.rss_mb" not in off.metrics
+    with sqlite_store.start_run("s", system_metrics=0.05, cost_per_hour=1.0) as run:
+        import time
+
+        time.sleep(0.3)
     assert run.metrics["system.rss_mb"] > 1
+    assert len(run.metric_history("system.rss_mb")) >= 2  # the samples, buffered with the run
     assert run.metrics["system.cost"] >= 0
+    monkeypatch.setenv("METASTORE_SYSTEM_METRICS", "off")  # one switch for every run
+    with sqlite_store.start_run("s") as env_off:
+        pass
+    assert "system.rss_mb" not in env_off.metrics
+    monkeypatch.delenv("METASTORE_SYSTEM_METRICS")
     with pytest.raises(metastore.InvalidValue):
         sqlite_store.start_run("s", system_metrics=-1)
     monkeypatch.setenv("METASTORE_SYSTEM_METRICS", "often")
     with pytest.raises(metastore.InvalidValue, match="seconds"):
         sqlite_store.start_run("s")
-    assert len(sqlite_store.runs(experiment="s")) == 2  # refused settings start no run
+    assert len(sqlite_store.runs(experiment="s")) == 4  # refused settings start no run
 
 
 def test_sigkill_near_the_memory_limit_is_an_oom_event(sqlite_store, project, monkeypatch):
