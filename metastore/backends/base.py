@@ -317,6 +317,11 @@ class Backend(ABC):
         return nullcontext(QueryStream(answer.columns, iter(answer.rows), answer.sql, answer.dialect))
 
     @abstractmethod
+    def known_keys(self) -> dict[str, list[str]]:
+        """The keys a query can name, in one cheap read (not the runs): "metric", "param",
+        and per entity type ("run", "experiment", "asset_version" …) its tag keys."""
+
+    @abstractmethod
     def compile_query(self, text: str, experiment: str | None = None) -> str:
         """The SQL `query` would run, names resolved against this store."""
 

@@ -425,6 +425,7 @@ ROUTES: list[Route] = [
     Route("query", "POST", "/query", "query", reads=True, text_limit="text",
           deadline="timeout", bounds={"timeout": {"gt": 0, "le": 86_400}}),
     Route("compile_query", "POST", "/query/sql", "query", reads=True, text_limit="text"),
+    Route("known_keys", "GET", "/query/keys", "query"),
     Route("purge", "POST", "/purge", "server"),
 ]
 

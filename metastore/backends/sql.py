@@ -962,6 +962,12 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
     def query_stream(self, text: str, experiment: str | None = None, timeout: float | None = None):
         return sql_query.stream_query(self, text, experiment, timeout)
 
+    def known_keys(self) -> dict[str, list[str]]:
+        with self.read() as s:
+            catalog = sql_query.read_catalog(s.connection())
+        return {"metric": sorted(catalog.metrics), "param": sorted(catalog.params),
+                **{entity: sorted(keys) for entity, keys in catalog.tags.items()}}
+
     def compile_query(self, text: str, experiment: str | None = None) -> str:
         return sql_query.compile_query_text(self, text, experiment)
 

@@ -203,21 +203,32 @@ class Translator(RegistryCalls):
         return {}
 
     # -- runs -------------------------------------------------------------------------
-    def run_json(self, run_id: str, view=None) -> dict:
+    def run_json(self, run_id: str, view=None, page: dict | None = None) -> dict:
+        """One run as MLflow's JSON. Within a search, `page` holds what was read for the
+        whole page at once ("experiments" by name, "steps": run → metric → last step),
+        and each metric is timestamped with the run's end (get_run reads the exact
+        timestamps, a few reads per metric)."""
         if view is None:
             views = self.b.read_runs(run_ids=[run_id], include_deleted=True)
             if not views:
                 raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found", 404)
             view = views[0]
-        exp = self._experiment(view.experiment)
+        exp = (page["experiments"].get(view.experiment) if page else None) \
+            or self._experiment(view.experiment)
         eid = self.exp_id(exp)
-        summaries = self.b.get_metric_summaries(view.id)
         metrics = []
-        for key, s in summaries.items():
-            history = self.b.get_metric_history(view.id, key)
-            last = [m for m in history if m.step == s.last_step][-1:] or history[-1:]
-            ts = _ms(last[0].timestamp) if last else _ms(view.started)
-            metrics.append({"key": key, "value": s.last, "timestamp": ts, "step": s.last_step})
+        if page is not None:
+            steps = page["steps"].get(view.id, {})
+            ts = _ms(view.ended or view.started)
+            for key, value in view.metrics.items():
+                metrics.append({"key": key, "value": value, "timestamp": ts,
+                                "step": steps.get(key, 0)})
+        else:
+            for key, s in self.b.get_metric_summaries(view.id).items():
+                history = self.b.get_metric_history(view.id, key)
+                last = [m for m in history if m.step == s.last_step][-1:] or history[-1:]
+                ts = _ms(last[0].timestamp) if last else _ms(view.started)
+                metrics.append({"key": key, "value": s.last, "timestamp": ts, "step": s.last_step})
         tags = {k: v for k, v in view.tags.items() if v is not None}
         name = view.name or f"{view.experiment}#{view.number}"
         tags.setdefault("mlflow.runName", name)
@@ -225,7 +236,8 @@ class Translator(RegistryCalls):
             tags.setdefault("mlflow.user", view.user)
         if view.parent_id:
             tags.setdefault("mlflow.parentRunId", view.parent_id)
-        deleted = view.id not in {r.id for r in self.b.read_runs(run_ids=[view.id])}
+        # a search sees live runs only; one run read by id may be deleted
+        deleted = page is None and view.id not in {r.id for r in self.b.read_runs(run_ids=[view.id])}
         info = {
             "run_id": view.id,
             "run_uuid": view.id,
@@ -408,8 +420,10 @@ class Translator(RegistryCalls):
             return {}
         rows = self.store.query(text).rows
         page = [r["id"] for r in rows[offset:offset + max_results]]
-        views = {v.id: v for v in self.b.read_runs(run_ids=page)}
-        out: dict[str, Any] = {"runs": [self.run_json(i, views[i]) for i in page if i in views]}
+        views = {v.id: v for v in self.b.read_runs(run_ids=page)}  # the page only, in one call
+        read = {"experiments": {e.name: e for e in self.b.experiments()},
+                "steps": self._last_steps(list(views.values()))}
+        out: dict[str, Any] = {"runs": [self.run_json(i, views[i], read) for i in page if i in views]}
         if len(rows) > offset + max_results:
             out["next_page_token"] = _token(offset + max_results)
         return out
@@ -442,12 +456,29 @@ class Translator(RegistryCalls):
         return text + " order by " + ", ".join(order) + f" limit {limit} show id"
 
     def _known_keys(self) -> dict[str, set[str]]:
-        keys: dict[str, set[str]] = {"metrics.": set(), "params.": set(), "tags.": set()}
-        for view in self.b.read_runs():
-            keys["metrics."].update(view.metrics)
-            keys["params."].update(view.params)
-            keys["tags."].update(view.tags)
-        return keys
+        """The metric, param and run tag keys of the store (the catalog the query
+        compiler resolves against: one indexed read, not the runs)."""
+        keys = self.b.known_keys()
+        return {"metrics.": set(keys.get("metric", ())), "params.": set(keys.get("param", ())),
+                "tags.": set(keys.get("run", ()))}
+
+    def _last_steps(self, views) -> dict[str, dict[str, int]]:
+        """run id → metric key → the step of its last value, for a page of runs: one
+        query per 100 metric keys the page has."""
+        keys = sorted({k for v in views for k in v.metrics})
+        if not keys:
+            return {}
+        ids = ", ".join(json.dumps(v.id) for v in views)
+        steps: dict[str, dict[str, int]] = {}
+        for start in range(0, len(keys), 100):
+            chunk = keys[start:start + 100]
+            columns = ", ".join(f"metrics.`{k.replace('`', '``')}`.last_step as s{i}"
+                                for i, k in enumerate(chunk))
+            for row in self.store.query(f"runs where id in ({ids}) show id, {columns}").rows:
+                for i, k in enumerate(chunk):
+                    if row.get(f"s{i}") is not None:
+                        steps.setdefault(row["id"], {})[k] = int(row[f"s{i}"])
+        return steps
 
     def metrics_get_history(self, data):
         run_id = self._run_id(data)

@@ -297,3 +297,29 @@ def test_model_registry(served, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert runs[0] in result.output and runs[1] not in result.output
+
+
+def test_search_runs_reads_the_page_only(served, monkeypatch):
+    """search_runs answers from the query and one bulk read of the page's runs: never a
+    read of every run (which a store of many runs could not afford)."""
+    store, _ = served
+    for i in range(12):
+        with store.start_run("many", capture=False, system_metrics=False) as run:
+            run.log_params({"lr": 0.01 * (i + 1)})
+            run.log_series("loss", [1.0, 0.5, 0.1 * i], steps=[0, 1, 5])
+    reads = []
+    real = store.backend.read_runs
+
+    def counting(*args, **kwargs):
+        reads.append(kwargs.get("run_ids", args[1] if len(args) > 1 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.backend, "read_runs", counting)
+    client = mlflow.MlflowClient()
+    eid = client.get_experiment_by_name("many").experiment_id
+    page = client.search_runs([eid], "params.lr > '0.05' and metrics.loss >= 0",
+                              order_by=["metrics.loss DESC"], max_results=3)
+    assert [r.data.params["lr"] for r in page] == ["0.12", "0.11", "0.1"]
+    [loss] = [m for m in page[0].data._metric_objs if m.key == "loss"]
+    assert (loss.key, loss.value, loss.step) == ("loss", pytest.approx(1.1), 5)
+    assert reads and all(ids is not None and len(ids) <= 3 for ids in reads)
