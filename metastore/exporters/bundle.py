@@ -48,6 +48,7 @@ HEADER = "bundle.json"
 RUNS = "runs.jsonl"
 ASSETS = "assets.jsonl"
 EDGES = "edges.jsonl"
+ALIASES = "aliases.jsonl"
 BLOBS = "blobs"
 SCHEMA_ID = "https://github.com/metastore/metastore/schema/bundle.schema.json"
 
@@ -127,6 +128,18 @@ class EdgeEntry(_Record):
     path: str | None = Field(None, description="where the run read or wrote the version")
 
 
+class AliasEntry(_Record):
+    """An alias set now (`model:regressor@production`) on an asset version of this bundle
+    (its history stays in the exporting store). Optional file: older bundles have none."""
+
+    kind: str
+    name: str
+    alias: str
+    version_id: str
+    author: str | None = None
+    note: str | None = None
+
+
 class BundleHeader(_Record):
     format: Literal["metastore-bundle"] = FORMAT
     version: int = VERSION
@@ -143,9 +156,11 @@ RECORDS = {
     "RunEntry": RunEntry,
     "AssetVersionEntry": AssetVersionEntry,
     "EdgeEntry": EdgeEntry,
+    "AliasEntry": AliasEntry,
 }
 #: file → the record type of its lines
-FILES = {RUNS: "RunEntry", ASSETS: "AssetVersionEntry", EDGES: "EdgeEntry"}
+FILES = {RUNS: "RunEntry", ASSETS: "AssetVersionEntry", EDGES: "EdgeEntry",
+         ALIASES: "AliasEntry"}
 
 
 def bundle_json_schema() -> dict:
@@ -164,7 +179,8 @@ def bundle_json_schema() -> dict:
         "title": "metastore portable bundle",
         "description": (
             "bundle.json is a BundleHeader (this schema). Each line of runs.jsonl is a "
-            "RunEntry, of assets.jsonl an AssetVersionEntry, of edges.jsonl an EdgeEntry "
+            "RunEntry, of assets.jsonl an AssetVersionEntry, of edges.jsonl an EdgeEntry, "
+            "of aliases.jsonl (optional) an AliasEntry "
             "(validate a line against {'$ref': '<this schema>#/$defs/<name>'}). Blobs are "
             "files under blobs/sha256/<first 2 hex>/<other 62 hex>."
         ),
@@ -244,7 +260,7 @@ def _write(store, target: Path, experiment: str | None) -> dict:
         if whole_store or av.id in version_ids
     ]
     counts = {"experiments": len(exps), "runs": 0, "metric_points": 0, "asset_versions": 0,
-              "edges": 0, "blobs": 0}
+              "edges": 0, "aliases": 0, "blobs": 0}
     with open(target / RUNS, "w") as f:
         for chunk in _chunks(run_ids, 500):
             for record in store.dump_runs(chunk):
@@ -282,6 +298,13 @@ def _write(store, target: Path, experiment: str | None) -> dict:
                 + "\n"
             )
             counts["edges"] += 1
+    exported = {av.id for _, av in versions}
+    with open(target / ALIASES, "w") as f:
+        for a in store.list_aliases():
+            if a.version_id in exported:
+                f.write(AliasEntry(kind=a.kind, name=a.name, alias=a.alias, version_id=a.version_id,
+                                   author=a.author, note=a.note).model_dump_json() + "\n")
+                counts["aliases"] += 1
     for digest in sorted(blobs):
         dest = target / BLOBS / "sha256" / digest[:2] / digest[2:]
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -29,11 +29,13 @@ from pydantic import ValidationError
 from metastore.blobs import DIR_MEDIA_TYPE, sha256_file
 from metastore.errors import MetastoreError, NotFound
 from metastore.exporters.bundle import (
+    ALIASES,
     ASSETS,
     BLOBS,
     EDGES,
     HEADER,
     RUNS,
+    AliasEntry,
     AssetVersionEntry,
     BundleHeader,
     EdgeEntry,
@@ -81,11 +83,14 @@ def opened(path: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _lines(folder: Path, name: str, model, report: ImportReport, counted: bool):
+def _lines(folder: Path, name: str, model, report: ImportReport, counted: bool,
+           optional: bool = False):
     """(where, record) per valid line; an invalid line is skipped (and, for runs,
     counted) with its reason."""
     path = folder / name
     if not path.is_file():
+        if optional:
+            return
         raise ImportFailed(f"the bundle has no {name}")
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -116,6 +121,8 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
         assets = list(_lines(folder, ASSETS, AssetVersionEntry, report, counted=False))
         edges = [e for _, e in _lines(folder, EDGES, EdgeEntry, report, counted=False)]
         runs = list(_lines(folder, RUNS, RunEntry, report, counted=True))
+        aliases = list(_lines(folder, ALIASES, AliasEntry, report, counted=False,
+                              optional=True))
         total = report.found
         if not options.dry_run and options.experiment is None:
             for exp in header.experiments:
@@ -151,6 +158,27 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 e.relation == "derived_from" and e.src_id in version_ids and e.dst_id in version_ids
                 for e in edges
             )
+        _import_aliases(store, aliases, version_ids, options, report)
+
+
+def _import_aliases(store, aliases, version_ids: dict[str, str], options, report) -> None:
+    """Point the bundle's aliases at the versions they named (set or moved here, kept in
+    the alias's history with the original author and note)."""
+    for where, a in aliases:
+        vid = version_ids.get(a.version_id)
+        if vid is None:
+            report.warn(where, f"alias {a.kind}:{a.name}@{a.alias} names a version not imported")
+            continue
+        if options.dry_run:
+            report.aliases += 1
+            continue
+        try:
+            now = {x.alias: x.version_id for x in store.list_aliases(a.kind, a.name)}
+            if now.get(a.alias) != vid:
+                store.set_alias(vid, a.alias, author=a.author, note=a.note)
+                report.aliases += 1
+        except MetastoreError as e:
+            report.warn(where, f"alias {a.kind}:{a.name}@{a.alias} not set: {e}")
 
 
 def _import_versions(store, folder: Path, assets, options, report) -> dict[str, str]:

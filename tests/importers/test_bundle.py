@@ -68,9 +68,14 @@ def validate_bundle(folder: Path) -> None:
 
 
 def test_round_trip(demo_store, store, tmp_path):
+    from metastore import aliases
+
+    model = demo_store.get_run("diabetes#4").outputs[0]
+    aliases.set_alias(demo_store.backend, model.ref, "production", note="best rmse")
     bundle = tmp_path / "bundle"
     counts = export_bundle(demo_store.backend, bundle)
     assert counts["runs"] == 12 and counts["blobs"] > 0 and counts["edges"] > 0
+    assert counts["aliases"] == 1
     validate_bundle(bundle)
     assert detect(bundle) == "bundle"
     report = import_path(store.backend, bundle)
@@ -80,8 +85,13 @@ def test_round_trip(demo_store, store, tmp_path):
     # content travels, verified by digest
     model = store.get_run("diabetes#4").outputs[0]
     assert model.read_bytes() == demo_store.get_run("diabetes#4").outputs[0].read_bytes()
+    # aliases travel: where they point, who set them, why
+    [alias] = store.backend.list_aliases()
+    assert (alias.kind, alias.name, alias.alias, alias.version, alias.note) == (
+        model.kind, model.name, "production", model.version, "best rmse")
+    assert report.aliases == 1
     again = import_path(store.backend, bundle)
-    assert (again.imported, again.already_present) == (0, 12)
+    assert (again.imported, again.already_present, again.aliases) == (0, 12, 0)
 
 
 def test_tar_gz_and_one_experiment(demo_store, sqlite_store, tmp_path):

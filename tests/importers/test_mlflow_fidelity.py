@@ -185,5 +185,8 @@ def test_bundle_round_trip_into_postgresql(sqlite_store, realistic, tmp_path):
             edge = lambda be: sorted((e.src_type, e.dst_type, e.relation) for e in be.list_edges())  # noqa: E731
             assert edge(dst) == edge(src)
             check_runs(dst, {**mlflow, "runs": [m for m in mlflow["runs"] if not m["deleted"]]})
+            aliases = lambda be: sorted(  # noqa: E731
+                (a.kind, a.name, a.alias, a.version) for a in be.list_aliases())
+            assert aliases(dst) == aliases(src) and len(aliases(src)) == 2
     finally:
         drop()
