@@ -18,13 +18,15 @@ SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
     import metastore
     store = metastore.open(os.environ["URL"], token=os.environ.get("TOKEN") or None)
+    seen = []
     if sys.argv[1] == "handler":  # the program's own SIGTERM handler: it carries on
-        signal.signal(signal.SIGTERM, lambda s, f: print("handled", flush=True))
+        signal.signal(signal.SIGTERM, lambda s, f: (seen.append(s), print("handled", flush=True)))
     with store.start_run(experiment="signals", capture=False) as run:
         run.log_metric("loss", 0.5)
         print("ready", flush=True)
         if sys.argv[1] == "handler":
-            signal.pause()
+            while not seen:  # (not signal.pause(): the signal may come before it)
+                time.sleep(0.02)
             print("carried on", flush=True)
         else:
             time.sleep(60)
