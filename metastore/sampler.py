@@ -7,6 +7,7 @@ and logs `system.*` metric histories, one point per sample.
 | `system.rss_mb` | resident memory of the process tree, MiB |
 | `system.disk_read_mb`, `system.disk_write_mb` | bytes read/written by the process tree since the start, MiB (where the OS reports them) |
 | `system.net_sent_mb`, `system.net_recv_mb` | the host's network traffic since the start, MiB |
+| `system.gpu.N.utilization`, `system.gpu.N.memory` | GPU N's utilisation (%) and memory in use (MiB), through NVML (nvidia-ml-py) when it is installed and finds a GPU; nothing otherwise |
 | `system.cost` | hours since the start × the rate per hour, when a rate is set |
 
 After a command killed by SIGKILL, `oom_verdict` tells an out-of-memory kill from the
@@ -148,6 +149,51 @@ def oom_verdict(exit_code: int, kills_before: int | None, kills_after: int | Non
     return None
 
 
+class Gpus:
+    """The GPUs NVML sees (nvidia-ml-py, imported as `pynvml`): utilisation and memory
+    of each, read for every sample. Where NVML is absent (the package not installed, no
+    NVIDIA driver, no GPU) there are none, silently: a CPU machine is not an error."""
+
+    def __init__(self, nvml=None):
+        self.nvml = None
+        self.handles: list = []
+        try:
+            if nvml is None:
+                import pynvml as nvml
+            nvml.nvmlInit()
+            self.handles = [nvml.nvmlDeviceGetHandleByIndex(i)
+                            for i in range(nvml.nvmlDeviceGetCount())]
+            self.nvml = nvml
+        except Exception:  # noqa: BLE001 - ImportError, NVMLError_LibraryNotFound/DriverNotLoaded …
+            self.handles = []
+
+    def read(self) -> dict[str, float]:
+        """`system.gpu.N.utilization` (% of time a kernel ran since the last read) and
+        `system.gpu.N.memory` (MiB in use) per GPU N; a GPU that fails a read is left
+        out of that sample."""
+        values: dict[str, float] = {}
+        for i, handle in enumerate(self.handles):
+            try:
+                rates = self.nvml.nvmlDeviceGetUtilizationRates(handle)
+                memory = self.nvml.nvmlDeviceGetMemoryInfo(handle)
+            except Exception:  # noqa: BLE001,S112 - NVMLError: lost, resetting, not supported
+                continue
+            values[f"system.gpu.{i}.utilization"] = float(rates.gpu)
+            values[f"system.gpu.{i}.memory"] = memory.used / MiB
+        return values
+
+
+_gpus: Gpus | None = None
+
+
+def gpus() -> Gpus:
+    """NVML, initialised once per process (every run's sampler shares it)."""
+    global _gpus
+    if _gpus is None:
+        _gpus = Gpus()
+    return _gpus
+
+
 class Sampler:
     """Samples process `pid` (default: this one) and its children every `interval`
     seconds into run `run_id`; `stop()` takes a last sample and ends the thread."""
@@ -165,6 +211,7 @@ class Sampler:
         self.cost_per_hour = cost_per_hour
         self.process = psutil.Process(pid or os.getpid())
         self._psutil = psutil
+        self._gpus = gpus()
         self._stop = threading.Event()
         self._step = 0
         self._t0 = time.monotonic()
@@ -251,6 +298,7 @@ class Sampler:
         if net is not None and self._net0 is not None:
             values["system.net_sent_mb"] = (net[0] - self._net0[0]) / MiB
             values["system.net_recv_mb"] = (net[1] - self._net0[1]) / MiB
+        values.update(self._gpus.read())
         if self.cost_per_hour is not None:
             values["system.cost"] = self.cost_per_hour * (now - self._t0) / 3600
         points = [MetricPoint(key=k, value=v, step=self._step) for k, v in values.items()]
