@@ -176,6 +176,8 @@ class Translator(RegistryCalls):
             ids = {r["id"] for r in rows}
             exps = [e for e in exps if e.id in ids]
         order = data.get("order_by") or []
+        if isinstance(order, str):  # a GET parameter given once
+            order = [order]
         if not order:
             exps.sort(key=lambda e: (e.created, e.id), reverse=True)
         for clause in reversed(order):

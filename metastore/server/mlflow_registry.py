@@ -60,6 +60,13 @@ _NOT_KEPT = (
 )
 
 
+def _listed(value) -> list:
+    """A GET parameter given once arrives as text, given twice as a list."""
+    if value in (None, ""):
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def download_uri(version_id: str) -> str:
     return f"mlflow-artifacts:/{VERSIONS_ROOT}/{version_id}"
 
@@ -171,7 +178,12 @@ class RegistryCalls:
         return {"registered_model": self.registered_json(asset)}
 
     def registered_models_search(self, data):
-        wanted = data.get("filter") or ""
+        # MLflow's client adds "tag.`mlflow.prompt.is_prompt` != 'true'" (no model asset
+        # is a prompt: always true here)
+        wanted = " AND ".join(
+            c for c in re.split(r"\s+AND\s+", data.get("filter") or "", flags=re.I)
+            if not re.fullmatch(r"\s*tags?\.`?mlflow\.prompt\.is_prompt`?\s*!=\s*'true'\s*", c, re.I)
+        )
         assets = self.b.list_assets("model")
         if wanted.strip():
             m = re.fullmatch(r"\s*name\s*(=|LIKE|ILIKE)\s*'((?:[^']|'')*)'\s*", wanted, re.I)
@@ -188,7 +200,7 @@ class RegistryCalls:
                 pattern = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in text)
                 flags = re.I if op == "ILIKE" else 0
                 assets = [a for a in assets if re.fullmatch(pattern, a.name, flags)]
-        for clause in data.get("order_by") or []:
+        for clause in _listed(data.get("order_by")):
             field, _, direction = str(clause).strip().partition(" ")
             if field.removeprefix("attributes.") not in ("name", "timestamp", "last_updated_timestamp"):
                 raise MlflowError("INVALID_PARAMETER_VALUE", f"cannot order registered models by {field!r}")
@@ -215,9 +227,7 @@ class RegistryCalls:
     def registered_models_latest(self, data):
         name = need(data, "name")
         self._registered(name)
-        stages = data.get("stages") or []
-        if isinstance(stages, str):
-            stages = [stages]
+        stages = _listed(data.get("stages"))
         versions = self._versions(name)
         if not versions or (stages and "None" not in stages):
             return {"model_versions": []}  # every version's stage is "None"
@@ -376,7 +386,7 @@ class RegistryCalls:
                     "version_number only",
                 )
         order = []
-        for clause in data.get("order_by") or []:
+        for clause in _listed(data.get("order_by")):
             field, _, direction = str(clause).strip().partition(" ")
             target = {"name": "name", "version_number": "version", "creation_timestamp": "created",
                       "last_updated_timestamp": "created"}.get(field.removeprefix("attributes."))

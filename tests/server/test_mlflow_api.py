@@ -255,8 +255,10 @@ def test_model_registry(served, tmp_path):
     registered = client.get_registered_model("regressor")
     assert registered.aliases == {"production": "1", "staging": "2"}
     assert [v.version for v in registered.latest_versions] == ["2"]
-    found = client.search_model_versions("name = 'regressor'")
-    assert sorted(v.version for v in found) == ["1", "2"]
+    found = client.search_model_versions("name = 'regressor'", order_by=["version_number ASC"])
+    assert [v.version for v in found] == ["1", "2"]
+    assert [m.name for m in client.search_registered_models("name LIKE 'reg%'",
+                                                            order_by=["name DESC"])] == ["regressor"]
     # every model asset is a registered model: the logged models' own `model:ridge` too
     by_run = client.search_model_versions(f"run_id = '{runs[1]}'")
     assert sorted((v.name, v.version) for v in by_run) == [("regressor", "2"), ("ridge", "2")]
