@@ -22,8 +22,9 @@ from metastore.errors import InvalidURL, SchemaMismatch, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 MIGRATIONS = Path(__file__).parent / "migrations"
-#: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0005"
+# The Alembic revision this code expects lives in metastore.vocabulary (the quick SQLite
+# reader checks it without importing this module); a test checks it is the migrations' head.
+from metastore.vocabulary import SCHEMA_REVISION  # noqa: E402
 
 
 def normalize_url(url: str) -> URL:

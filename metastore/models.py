@@ -26,23 +26,14 @@ KEY_LENGTH = 250
 NAME_LENGTH = 250
 ID_LENGTH = 26
 
-RUN_STATUSES = ("running", "finished", "failed", "killed", "crashed")
-ASSET_KINDS = (
-    "dataset",
-    "model",
-    "code",
-    "environment",
-    "config",
-    "feature_set",
-    "prediction",
-    "plot",
-    "log",
-    "notebook",
-    "other",
+# the words live in metastore.vocabulary (importable without SQLAlchemy)
+from metastore.vocabulary import (  # noqa: E402, F401
+    ASSET_KINDS,
+    NODE_TYPES,
+    PARAM_TYPES,
+    RELATIONS,
+    RUN_STATUSES,
 )
-RELATIONS = ("used", "produced", "derived_from", "reproduces")
-NODE_TYPES = ("run", "asset_version")
-PARAM_TYPES = ("number", "text", "bool", "json")
 
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Real = sa.Double()

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
 
 from metastore.errors import InvalidValue
-from metastore.models import RUN_STATUSES
+from metastore.vocabulary import RUN_STATUSES
 
 #: Steps beyond this do not fit every database's BIGINT once summed or offset.
 MAX_STEP = 2**62

@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from metastore.backends import Backend, open_backend
 from metastore.errors import InvalidValue, NotFound
-from metastore.handles import RunHandle, VersionHandle
-from metastore.models import Asset, Experiment
-from metastore.records import AliasRecord, RunView
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -28,7 +25,10 @@ if TYPE_CHECKING:
     from metastore.audit import AuditReport
     from metastore.backends.base import QueryStream
     from metastore.diff import RunDiff
+    from metastore.handles import RunHandle, VersionHandle
+    from metastore.models import Asset, Experiment
     from metastore.query import Result
+    from metastore.records import AliasRecord, RunView
     from metastore.tracking import ActiveRun
 
 STORE_DIR = ".metastore"
@@ -95,6 +95,8 @@ class Store:
         """Store content (a file or directory path, or bytes) as a version of the asset
         kind/name, or register external content by `uri=` and `digest=` without its bytes
         (see `Backend.put_asset` for the options)."""
+        from metastore.handles import VersionHandle
+
         asset, version = self.backend.put_asset(kind, name, content, **options)
         return VersionHandle(self.backend, asset, version)
 
@@ -158,6 +160,8 @@ class Store:
     def get_run(self, ref: str | int, experiment: str | None = None) -> RunHandle:
         """A run by id, by number (`4` within `experiment` or the only experiment,
         `"diabetes#4"`), or by name."""
+        from metastore.handles import RunHandle
+
         return RunHandle(self.backend, self.backend.resolve_run(ref, experiment))
 
     def runs(
@@ -166,6 +170,8 @@ class Store:
         status: str | None = None,
         include_deleted: bool = False,
     ) -> list[RunHandle]:
+        from metastore.handles import RunHandle
+
         return [
             RunHandle(self.backend, r)
             for r in self.backend.list_runs(experiment, status, include_deleted)
@@ -212,6 +218,8 @@ class Store:
     def get_asset(self, kind: str, name: str, version: int | str | None = None) -> VersionHandle:
         """A version of an asset (the latest when `version` is None; an alias such as
         "production" names the version it points at)."""
+        from metastore.handles import VersionHandle
+
         if isinstance(version, str) and not version.lstrip("v").isdigit():
             from metastore.refs import resolve
 
@@ -306,6 +314,8 @@ class Store:
         return aliases.alias_history(self.backend, asset, alias)
 
     def versions(self, kind: str, name: str) -> list[VersionHandle]:
+        from metastore.handles import VersionHandle
+
         return [VersionHandle(self.backend, a, v) for a, v in self.backend.list_versions(kind, name)]
 
     # -- questions ------------------------------------------------------------------------

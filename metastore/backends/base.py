@@ -23,28 +23,28 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from metastore.models import (
-    Asset,
-    AssetVersion,
-    Experiment,
-    LineageEdge,
-    Metric,
-    MetricSummary,
-    Note,
-    Run,
-)
-from metastore.records import (
-    AliasRecord,
-    MetricPoint,
-    MetricSeries,
-    QueryAnswer,
-    RunRecord,
-    RunView,
-    Walk,
-    downsample,
-)
+if TYPE_CHECKING:  # the tables and records load with the backend that uses them
+    from metastore.models import (
+        Asset,
+        AssetVersion,
+        Experiment,
+        LineageEdge,
+        Metric,
+        MetricSummary,
+        Note,
+        Run,
+    )
+    from metastore.records import (
+        AliasRecord,
+        MetricPoint,
+        MetricSeries,
+        QueryAnswer,
+        RunRecord,
+        RunView,
+        Walk,
+    )
 
 #: A lineage node: ("run", run id) or ("asset_version", version id).
 NodeKey = tuple[str, str]
@@ -183,6 +183,8 @@ class Backend(ABC):
         """A metric's history in columns (steps, values), downsampled to at most
         `max_points` keeping each stretch's extremes (`records.downsample`). Backends
         override it to read columns without building a row object per point."""
+        from metastore.records import MetricSeries, downsample
+
         rows = self.get_metric_history(run_id, key)
         steps, values = downsample([m.step for m in rows], [m.value for m in rows], max_points)
         return MetricSeries(key=key, steps=steps, values=values, count=len(rows))

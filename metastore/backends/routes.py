@@ -47,6 +47,15 @@ from metastore.errors import InvalidValue
 from metastore.models import ASSET_KINDS, Asset, AssetVersion, Note
 from metastore.records import MetricSeries, RunStatus
 
+
+def _hints(name: str) -> dict[str, Any]:
+    """A primitive's type hints. `backends/base.py` names the tables and records only
+    for type checkers (so opening a store loads them only when it needs them): resolve
+    the names against those modules."""
+    from metastore import models, records
+
+    return typing.get_type_hints(getattr(Backend, name), localns={**vars(models), **vars(records)})
+
 #: Where the table's paths live on a server.
 PREFIX = "/api"
 #: The header naming a write once, however often it is sent (see `Backend.apply_once`).
@@ -289,7 +298,7 @@ class Route:
     def param_type(self, name: str) -> Any:
         if name in self.types:
             return self.types[name]
-        hints = typing.get_type_hints(getattr(Backend, self.name))
+        hints = _hints(self.name)
         return _concrete(hints.get(name, Any))
 
     def field_info(self, name: str, default: Any = ...) -> Any:
@@ -304,7 +313,7 @@ class Route:
     def response(self) -> Wire:
         if self.wire is not None:
             return self.wire
-        hint = typing.get_type_hints(getattr(Backend, self.name)).get("return")
+        hint = _hints(self.name).get("return")
         return NOTHING if hint is type(None) or hint is None else Wire(_concrete(hint))
 
 

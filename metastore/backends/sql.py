@@ -101,6 +101,12 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
             yield s
 
     @contextmanager
+    def query_connection(self) -> Iterator[sql_query.Connection]:
+        """A read session as the connection a query runs on (`sql_query`)."""
+        with self.read() as s:
+            yield sql_query.SAConnection(s)
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction, retried when the database reports a transient lock or
         a race on a unique key (e.g. two processes creating the same experiment)."""

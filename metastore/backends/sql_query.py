@@ -1,6 +1,12 @@
-"""Queries on the SQL backend: the catalog a query is resolved against, and running
+"""Queries on the SQL databases: the catalog a query is resolved against, and running
 the statement the compiler made. The compiler (`metastore.query`) knows no sessions;
 this is where its SQL meets the database.
+
+The statements go through a small connection interface (`Connection`) with two
+implementations: `SAConnection` over a SQLAlchemy session (the SQL backend, every
+database) and `SQLiteConnection` over Python's own sqlite3 module (the quick SQLite
+reader, `backends/sqlite_reader.py`, which answers `metastore query` without loading
+SQLAlchemy). The statements, checks and deadlines are the same for both.
 """
 
 from __future__ import annotations
@@ -8,11 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from metastore.backends.base import QueryStream
-from metastore.query.compile import Compiled
 from metastore.query.errors import QueryError, at, did_you_mean
 from metastore.query.regex import regexp
 from metastore.query.resolve import Catalog
@@ -23,7 +27,91 @@ from metastore.query.run import (
     shape_names,
     shape_rows,
 )
-from metastore.records import QueryAnswer
+
+if TYPE_CHECKING:
+    from metastore.query.compile import Compiled
+    from metastore.records import QueryAnswer
+
+
+class Connection:
+    """What running a query needs of a database connection."""
+
+    #: "sqlite", "postgresql", "mysql" or "mariadb".
+    name: str
+    #: The DB-API connection beneath (SQLite: for its progress handler and functions).
+    driver: Any
+    #: The exceptions the database raises.
+    errors: tuple[type[BaseException], ...]
+
+    def rows(self, sql: str, params: dict | None = None) -> list[tuple]:
+        """Every row of a statement (named parameters written `:name`)."""
+        raise NotImplementedError
+
+    def cursor(self, sql: str, params: dict | None = None):
+        """The rows of a statement read as they are iterated (has `close()`)."""
+        raise NotImplementedError
+
+    def session(self, sql: str) -> None:
+        """Run a setting (`SET …`) on this connection."""
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        """End the read transaction, so the next statement sees what others wrote."""
+
+    def quote(self, name: str) -> str:
+        return f'"{name}"'
+
+
+class SAConnection(Connection):
+    """A SQLAlchemy session's connection (the SQL backend, on every database)."""
+
+    def __init__(self, session):
+        import sqlalchemy as sa
+
+        self._sa = sa
+        self._session = session
+        self._conn = session.connection()
+        dialect = self._conn.dialect
+        self.name = "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+        self.driver = self._conn.connection.driver_connection
+        self.errors = (sa.exc.DBAPIError,)
+        self.quote = dialect.identifier_preparer.quote
+
+    def rows(self, sql, params=None):
+        return self._conn.execute(self._sa.text(sql), params or {}).all()
+
+    def cursor(self, sql, params=None):
+        return self._conn.execution_options(stream_results=True, yield_per=500).execute(
+            self._sa.text(sql), params or {})
+
+    def session(self, sql):
+        self._conn.exec_driver_sql(sql)
+
+    def rollback(self):
+        self._session.rollback()
+        self._conn = self._session.connection()
+        self.driver = self._conn.connection.driver_connection
+
+
+class SQLiteConnection(Connection):
+    """A connection of Python's sqlite3 module, in autocommit mode (each read sees what
+    is committed when it starts)."""
+
+    name = "sqlite"
+
+    def __init__(self, driver):
+        import sqlite3
+
+        self.driver = driver
+        self.errors = (sqlite3.Error,)
+
+    def rows(self, sql, params=None):
+        return self.driver.execute(sql, params or {}).fetchall()
+
+    def cursor(self, sql, params=None):
+        cur = self.driver.execute(sql, params or {})
+        cur.arraysize = 500
+        return cur
 
 
 def run_query(
@@ -31,6 +119,8 @@ def run_query(
 ) -> QueryAnswer:
     """Answer a query on a SQL backend (SQLite, PostgreSQL, MySQL/MariaDB), cancelled by
     the database when it runs past `timeout` seconds (the backend's default when None)."""
+    from metastore.records import QueryAnswer
+
     with stream_query(backend, text, experiment, timeout) as answer:
         rows = list(answer.rows)
     return QueryAnswer(columns=answer.columns, rows=rows, sql=answer.sql, dialect=answer.dialect)
@@ -47,14 +137,12 @@ def stream_query(
     seconds = backend.query_timeout if timeout is None else float(timeout)
     if not seconds > 0:
         raise QueryError(f"a timeout is a positive number of seconds, not {timeout!r}")
-    with backend.read() as s:
-        conn = s.connection()
-        if conn.execute(_RUNNING).first() is not None:
+    with backend.query_connection() as conn:
+        if conn.rows(_RUNNING):
             # a run still says running: mark it crashed first if its process is gone,
             # so `status` is current (reconcile_crashed is the one place that decides)
-            s.rollback()  # end this read so the query sees what reconciling wrote
+            conn.rollback()  # end this read so the query sees what reconciling wrote
             backend.reconcile_crashed()
-            conn = s.connection()
         with deadline(conn, seconds, text):
             raw, compiled = _run(backend, conn, text, experiment)
             names = shape_names(compiled.columns)
@@ -82,29 +170,27 @@ def _run(backend, conn, text: str, experiment: str | None):
         raw = None
         if compiled.shortcut is not None:
             fast, needed = compiled.shortcut
-            raw = conn.execute(sa.text(fast), compiled.params).all()
+            raw = conn.rows(fast, compiled.params)
             if len(raw) < needed:
                 raw = None
         if raw is None:
-            raw = conn.execution_options(stream_results=True, yield_per=500).execute(
-                sa.text(compiled.sql()), compiled.params)
-            raw = _rows(raw, text)
-    except sa.exc.DBAPIError as e:
+            raw = _rows(conn, conn.cursor(compiled.sql(), compiled.params), text)
+    except conn.errors as e:
         _rejected(e, text)
     return raw, compiled
 
 
-def _rows(result, text: str):
+def _rows(conn, result, text: str):
     """The cursor's rows; an error while reading them is the query's, as at its start."""
     try:
         yield from result
-    except sa.exc.DBAPIError as e:
+    except conn.errors as e:
         _rejected(e, text)
     finally:
         result.close()
 
 
-def _rejected(e: sa.exc.DBAPIError, text: str):
+def _rejected(e: BaseException, text: str):
     if timed_out(e):
         raise e
     raise QueryError(
@@ -124,10 +210,11 @@ def deadline(conn, seconds: float, text: str = "") -> Iterator[None]:
     `seconds` have passed: SQLite through its progress handler, PostgreSQL through
     `statement_timeout`, MariaDB through `max_statement_time` (MySQL
     `max_execution_time`). A cancelled statement becomes a QueryError."""
-    name = conn.dialect.name
+    conn = connection(conn)
+    name = conn.name
     reset = None
     if name == "sqlite":
-        raw = conn.connection.driver_connection
+        raw = conn.driver
         end = time.monotonic() + seconds
         raw.set_progress_handler(lambda: 1 if time.monotonic() > end else 0, _SQLITE_STEPS)
 
@@ -135,21 +222,21 @@ def deadline(conn, seconds: float, text: str = "") -> Iterator[None]:
             raw.set_progress_handler(None, 0)
     elif name == "postgresql":
         # for this transaction only: the pooled connection keeps no trace of it
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+        conn.session(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
     elif name in ("mysql", "mariadb"):
-        if getattr(conn.dialect, "is_mariadb", False):
+        if name == "mariadb":
             setting = f"max_statement_time = {max(0.001, seconds):.3f}"
             off = "max_statement_time = 0"
         else:
             setting = f"max_execution_time = {max(1, round(seconds * 1000))}"
             off = "max_execution_time = 0"
-        conn.exec_driver_sql(f"SET SESSION {setting}")
+        conn.session(f"SET SESSION {setting}")
 
         def reset():
-            conn.exec_driver_sql(f"SET SESSION {off}")
+            conn.session(f"SET SESSION {off}")
     try:
         yield
-    except sa.exc.DBAPIError as e:
+    except conn.errors as e:
         if not timed_out(e):
             raise
         raise QueryError(
@@ -162,13 +249,45 @@ def deadline(conn, seconds: float, text: str = "") -> Iterator[None]:
         if reset is not None:
             try:
                 reset()
-            except sa.exc.DBAPIError:  # the connection is gone; the pool drops it
+            except conn.errors:  # the connection is gone; the pool drops it
                 pass
 
 
-def timed_out(e: sa.exc.DBAPIError) -> bool:
-    """Whether the database cancelled a statement for running past its deadline."""
-    orig = getattr(e, "orig", None)
+def connection(conn) -> Connection:
+    """`conn` as a `Connection`: one already, a sqlite3 connection, or a SQLAlchemy
+    connection or session."""
+    if isinstance(conn, Connection):
+        return conn
+    if type(conn).__module__ == "sqlite3":
+        return SQLiteConnection(conn)
+    if not hasattr(conn, "connection") or hasattr(conn, "exec_driver_sql"):
+        return _PlainSA(conn)
+    return SAConnection(conn)
+
+
+class _PlainSA(SAConnection):
+    """A bare SQLAlchemy Connection (no session around it)."""
+
+    def __init__(self, conn):
+        import sqlalchemy as sa
+
+        self._sa = sa
+        self._session = None
+        self._conn = conn
+        dialect = conn.dialect
+        self.name = "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+        self.driver = conn.connection.driver_connection
+        self.errors = (sa.exc.DBAPIError,)
+        self.quote = dialect.identifier_preparer.quote
+
+    def rollback(self):
+        self._conn.rollback()
+
+
+def timed_out(e: BaseException) -> bool:
+    """Whether the database cancelled a statement for running past its deadline (`e`
+    a SQLAlchemy error wrapping the driver's, or the driver's own)."""
+    orig = getattr(e, "orig", e)
     if getattr(orig, "sqlstate", None) == "57014":  # PostgreSQL query_canceled
         return True
     code = orig.args[0] if orig is not None and orig.args else None
@@ -177,14 +296,14 @@ def timed_out(e: sa.exc.DBAPIError) -> bool:
     return type(orig).__name__ == "OperationalError" and str(orig) == "interrupted"
 
 
-_RUNNING = sa.text("SELECT 1 FROM run WHERE status = 'running' AND pid IS NOT NULL LIMIT 1")
+_RUNNING = "SELECT 1 FROM run WHERE status = 'running' AND pid IS NOT NULL LIMIT 1"
 
 
 def compile_query_text(backend, text: str, experiment: str | None = None) -> str:
     """The SQL `run_query` would run, with names resolved against the store's catalog
     and the values written in."""
-    with backend.read() as s:
-        catalog = read_catalog(s.connection())
+    with backend.query_connection() as conn:
+        catalog = read_catalog(conn)
     return compile_text(text, backend.dialect, catalog=catalog, experiment=experiment)
 
 
@@ -192,8 +311,8 @@ def read_catalog(conn) -> Catalog:
     """The catalog in one statement. The keys are few and indexed, so each list walks
     the index from one key to the next (a "loose index scan") instead of reading every
     row: this stays fast at millions of metric and param rows."""
-    q = conn.dialect.identifier_preparer.quote
-    key = q("key")
+    conn = connection(conn)
+    key = conn.quote("key")
 
     def walk(name: str, table: str) -> str:
         return (
@@ -209,14 +328,14 @@ def read_catalog(conn) -> Catalog:
         f"UNION ALL SELECT entity_type, {key} FROM tag GROUP BY entity_type, {key}"
     )
     try:
-        rows = conn.execute(sa.text(sql)).all()
-    except sa.exc.DBAPIError:  # a database without recursive CTEs: read them plainly
+        rows = conn.rows(sql)
+    except conn.errors:  # a database without recursive CTEs: read them plainly
         conn.rollback()
-        rows = conn.execute(sa.text(
+        rows = conn.rows(
             f"SELECT DISTINCT 'metric', {key} FROM metric_summary UNION ALL "
             f"SELECT DISTINCT 'param', {key} FROM param UNION ALL "
             f"SELECT DISTINCT entity_type, {key} FROM tag"
-        )).all()
+        )
     metrics, params, tags = set(), set(), {}
     for what, k in rows:
         if what == "metric":
@@ -235,7 +354,7 @@ def read_catalog(conn) -> Catalog:
 def _sqlite_functions(conn) -> None:
     """SQLite has no REGEXP function of its own; give it RE2's (linear time: see
     `metastore.query.regex`)."""
-    raw = conn.connection.driver_connection
+    raw = conn.driver
     if getattr(raw, "_metastore_regexp2", False):
         return
     raw.create_function("regexp", 2, regexp, deterministic=True)
@@ -247,19 +366,19 @@ def _sqlite_functions(conn) -> None:
 
 def _check_experiment(conn, name: str) -> None:
     """A scope that names no experiment is a mistake, not an empty answer."""
-    names = [r[0] for r in conn.execute(_EXPERIMENTS)]
+    names = [r[0] for r in conn.rows(_EXPERIMENTS)]
     if name not in names:
         raise QueryError(f"no experiment named {name!r}", suggestion=did_you_mean(name, names))
 
 
-_EXPERIMENTS = sa.text("SELECT name FROM experiment WHERE deleted_at IS NULL")
+_EXPERIMENTS = "SELECT name FROM experiment WHERE deleted_at IS NULL"
 
 
 def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> None:
     """A lineage reference must name something, and a run number only one run."""
     for ref, sql in compiled.ref_checks:
         used = {k: v for k, v in compiled.params.items() if f":{k}" in sql}
-        count = conn.execute(sa.text(f"SELECT COUNT(*) FROM ({sql}) AS x"), used).scalar()
+        count = conn.rows(f"SELECT COUNT(*) FROM ({sql}) AS x", used)[0][0]
         if count == 1 or (count and ref.kind != "run"):
             continue
         if ref.kind == "run":
@@ -271,7 +390,7 @@ def _check_refs(conn, compiled: Compiled, text: str, experiment: str | None) -> 
                 f"run {ref.value} exists in {count} experiments", text, ref.pos,
                 f'say which: run "EXPERIMENT#{ref.value}", or scope the query with --experiment',
             )
-        names = [r[0] for r in conn.execute(sa.text("SELECT name FROM asset WHERE kind = :k"), {"k": ref.kind})]
+        names = [r[0] for r in conn.rows("SELECT name FROM asset WHERE kind = :k", {"k": ref.kind})]
         if ref.value in names and isinstance(ref.version, str) and ref.version != "latest":
             raise at(f"{ref.kind}:{ref.value} has no alias {ref.version!r}", text, ref.pos,
                      "see its aliases with `metastore alias list`")
@@ -292,11 +411,11 @@ def _check_types(conn, compiled: Compiled, text: str) -> None:
     algorithm is text in every run) is a mistake, not an empty answer: the types come
     from the data, one indexed lookup per key."""
     seen: dict[str, set[str]] = {}
-    q = conn.dialect.identifier_preparer.quote
-    types_of = sa.text(f"SELECT {q('type')} FROM param WHERE {q('key')} = :k GROUP BY {q('type')}")
+    q = conn.quote
+    types_of = f"SELECT {q('type')} FROM param WHERE {q('key')} = :k GROUP BY {q('type')}"
     for key, kind, pos, name in compiled.type_checks:
         if key not in seen:
-            seen[key] = {r[0] for r in conn.execute(types_of, {"k": key})}
+            seen[key] = {r[0] for r in conn.rows(types_of, {"k": key})}
         types = seen[key]
         if not types or types & _MEETS[kind]:
             continue

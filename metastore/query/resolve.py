@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from metastore.models import ASSET_KINDS
 from metastore.query import ast
 from metastore.query.errors import at, closest
+from metastore.vocabulary import ASSET_KINDS
 
 HISTORY = ("min", "max", "first", "last", "count", "mean", "last_step")
 QUALIFIERS = {
