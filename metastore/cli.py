@@ -72,10 +72,10 @@ NoPagerOption = Annotated[
 ]
 
 
-def open_store(url: str | None, create: bool = True):
+def open_store(url: str | None, create: bool = True, lazy: bool = False):
     import metastore
 
-    return metastore.open(url, create=create)
+    return metastore.open(url, create=create, lazy=lazy)
 
 
 def version_callback(value: bool) -> None:
@@ -367,7 +367,7 @@ def query(
     pager."""
     from metastore.query import QueryError
 
-    s = open_store(store)
+    s = open_store(store, lazy=True)  # a SQLite store is queried without SQLAlchemy
     try:
         if sql:
             # through the Store interface, so --sql works against a server too

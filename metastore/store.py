@@ -429,12 +429,14 @@ def open(  # noqa: A001 - metastore.open is the public name
     create: bool = True,
     retry_for: float | None = None,
     spool: str | os.PathLike | None = None,
+    lazy: bool = False,
 ) -> Store:
     """Open a store.
 
     - no URL: `METASTORE_URL`, else the nearest `.metastore/` above the current folder,
       else a new `.metastore/` here;
-    - a database URL (sqlite:///…, postgresql://…, mysql://…) or a path to a directory;
+    - a database URL (sqlite:///…, postgresql://…, mysql://…), a path to a directory or
+      to a SQLite file;
     - an http(s):// URL: a metastore server. `retry_for` (seconds, default
       METASTORE_RETRY_FOR or 60) is how long a request is retried while the server is
       away, after which a run's writes are kept in the `spool` folder (default
@@ -443,20 +445,27 @@ def open(  # noqa: A001 - metastore.open is the public name
 
     Blobs default to `METASTORE_BLOBS`, else `blobs/` beside a SQLite file, else
     `.metastore/blobs` in the current project folder.
+
+    `lazy=True` opens a SQLite store without loading the database layer until a call
+    needs it: `query`, `query_stream` and `query_sql` run on Python's sqlite3 module
+    (what `metastore query` does, to start fast); anything else loads it then.
     """
     url = url if url is not None else os.environ.get("METASTORE_URL") or None
     blobs = blobs if blobs is not None else os.environ.get("METASTORE_BLOBS") or None
     if url is not None:
         url = str(url)
         if "://" not in url and not url.startswith("sqlite:"):
-            url = _directory_url(Path(url), create)
+            # a store's folder, or its database file (`.metastore/metastore.db`)
+            path = Path(url)
+            url = f"sqlite:///{path.resolve()}" if path.is_file() else _directory_url(path, create)
         options = {k: v for k, v in (("retry_for", retry_for), ("spool", spool)) if v is not None}
         if options and not url.startswith(("http://", "https://")):
             raise InvalidValue(f"{', '.join(options)} applies to a server's URL (http://…), "
                                f"not to {url.split('://', 1)[0]}://")
         if blobs is None:
             blobs = _default_blobs(url)
-        return Store(open_backend(url, blobs=blobs, token=token, create=create, **options))
+        return Store(open_backend(url, blobs=blobs, token=token, create=create, lazy=lazy,
+                                  **options))
     folder = find_store_dir()
     if folder is None:
         if not create:
@@ -464,7 +473,7 @@ def open(  # noqa: A001 - metastore.open is the public name
                 "no metastore here or in any parent folder", hint="run `metastore init`"
             )
         folder = Path.cwd() / STORE_DIR
-    return open(_directory_url(folder, create), blobs, create=create)
+    return open(_directory_url(folder, create), blobs, create=create, lazy=lazy)
 
 
 def database_url(url: str | os.PathLike | None = None) -> str:

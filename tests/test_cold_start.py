@@ -38,3 +38,7 @@ def test_a_query_on_the_command_line_loads_no_server_dataframes_or_graphs(demo_s
     assert "metastore.query" in loaded  # it did run the query
     assert not loaded & set(HEAVY)
     assert "sqlglot.dialects.duckdb" not in loaded
+    # a SQLite store is queried on Python's sqlite3 module (backends/sqlite_reader.py):
+    # neither SQLAlchemy nor the tables load, nor the migrations
+    assert not loaded & {"sqlalchemy", "sqlmodel", "metastore.models", "metastore.database",
+                         "alembic", "metastore.backends.sql"}

@@ -60,3 +60,52 @@ def test_read_runs_lists_every_run_with_its_values(store):
     assert v.metrics == {"rmse": pytest.approx(50.07)} and v.ref == "e#8"
     some = store.backend.read_runs(run_ids=[views[3].id, views[1].id])
     assert [r.number for r in some] == [4, 2] and some[0].params["seed"] == 3
+
+
+# -- the quick SQLite reader (`metastore.open(lazy=True)`, what `metastore query` opens) ----
+
+
+def test_a_lazy_sqlite_store_answers_queries_without_the_database_layer(tmp_path):
+    import subprocess
+    import sys
+
+    import metastore
+    from metastore.backends.sqlite_reader import SQLiteReader
+
+    db = tmp_path / "m.db"
+    with metastore.open(f"sqlite:///{db}") as full:
+        _record(full, 30)
+        expected = full.query("runs where seed > 20 show number, algorithm").rows
+    with metastore.open(str(db), lazy=True) as s:  # a path to the file opens it too
+        assert isinstance(s.backend, SQLiteReader)
+        assert s.query("runs where seed > 20 show number, algorithm").rows == expected
+        with s.query_stream("runs where seed > 20 show number, algorithm") as answer:
+            assert list(answer.rows) == expected
+        assert s.query_sql("runs where seed > 20").startswith("SELECT")
+        # anything else is the SQL backend's, opened on first use
+        assert s.get_run("e#3").params["seed"] == 2 and s.run_counts() == {"e": 30}
+        assert s.backend.blob_root == str(tmp_path / "blobs")
+    probe = (
+        "import sys, metastore\n"
+        f"s = metastore.open({str(db)!r}, lazy=True)\n"
+        "assert len(s.query('runs where seed > 20')) == 9\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('sqlalchemy', 'sqlmodel', 'metastore.models'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_lazy_store_that_is_new_or_older_is_opened_by_the_sql_backend(tmp_path):
+    import sqlite3
+
+    import metastore
+    from metastore.errors import SchemaMismatch
+
+    with metastore.open(f"sqlite:///{tmp_path / 'new.db'}", lazy=True) as s:  # created
+        assert s.query("runs").rows == []
+    newer = tmp_path / "newer.db"
+    metastore.open(f"sqlite:///{newer}").close()
+    with sqlite3.connect(newer) as c:
+        c.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaMismatch):
+        metastore.open(f"sqlite:///{newer}", lazy=True)

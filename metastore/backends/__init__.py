@@ -79,10 +79,17 @@ def opener_for(url: str) -> Opener:
 
 
 def open_backend(url: str, *, blobs=None, token: str | None = None, create: bool = True,
-                 **options) -> Backend:
+                 lazy: bool = False, **options) -> Backend:
     """The backend behind a store URL. `options` go to the opener as they are (the HTTP
-    backend's `retry_for` and `spool`); none are passed when none are given."""
-    return opener_for(url)(url, blobs=blobs, token=token, create=create, **options)
+    backend's `retry_for` and `spool`); none are passed when none are given. `lazy`: a
+    SQLite file is opened by `sqlite_reader.SQLiteReader` (queries without loading
+    SQLAlchemy; the SQL backend on the first other call)."""
+    opener = opener_for(url)
+    if lazy and opener is _sql and scheme_of(url) == "sqlite" and not options:
+        from metastore.backends.sqlite_reader import SQLiteReader
+
+        return SQLiteReader(url, blobs, create=create)
+    return opener(url, blobs=blobs, token=token, create=create, **options)
 
 
 __all__ = ["Backend", "open_backend", "register", "scheme_of", "ENTRY_POINT_GROUP"]

@@ -15,14 +15,16 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metastore import params as param_codec
 from metastore.query import ast
 from metastore.query.compile import Column, Compiled, compile_query
 from metastore.query.errors import QueryError
 from metastore.query.parse import parse
-from metastore.records import QueryAnswer
+
+if TYPE_CHECKING:
+    from metastore.records import QueryAnswer
 
 
 class Result:
