@@ -149,6 +149,7 @@ class Writer:
         found = self._lookup(batch)
         new: list[_Pending] = []
         present: list[tuple[str, _Pending]] = []
+        queued: set[str] = set()
         for p in batch:
             key = self._key(p.record)
             run_id = found.get(key) or self.known.get(key)
@@ -157,6 +158,11 @@ class Writer:
                 self.known[key] = run_id
                 present.append((run_id, p))
                 continue
+            if key in queued:  # twice in this batch: the first one is written
+                self.report.already_present += 1
+                self.report.warn(p.where, f"the source holds run {key} twice; the first is imported")
+                continue
+            queued.add(key)
             try:
                 check_record(p.record)
             except MetastoreError as e:

@@ -250,3 +250,13 @@ def test_tables_written_by_pandas_field_by_field(sqlite_store, pandas_tables, ki
         assert run.tags == {"team": row["tags.team"]}
     again = import_path(sqlite_store.backend, path)
     assert (again.imported, again.already_present) == (0, 40)
+
+
+def test_a_run_id_twice_in_one_source_is_one_run(sqlite_store, tmp_path):
+    """The writer tells runs apart by source id within a batch too (it wrote both)."""
+    path = tmp_path / "dup.csv"
+    path.write_text("run_id,params.lr\na,0.1\na,0.2\nb,0.3\n")
+    report = import_path(sqlite_store.backend, path)
+    assert (report.found, report.imported, report.already_present) == (3, 2, 1)
+    assert any("holds run a twice" in w for w in report.warnings)
+    assert sorted(r.params["lr"] for r in sqlite_store.runs()) == [0.1, 0.3]
