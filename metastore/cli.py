@@ -461,23 +461,19 @@ def lineage(
                  Column("nodes")], format if format in ("table", "csv", "markdown", "json") else "table",
             )
         graph = s.lineage(node, direction=direction, depth=depth, limit=limit, cursor=cursor)
-        next_cursor = graph.graph.get("next_cursor")
-        if next_cursor:
-            err.print(f"more edges: the next page is --cursor {next_cursor}")
-        elif graph.graph.get("more"):
-            err.print("more edges: page one direction (--up or --down) to get a cursor")
     if format in ("table", "csv", "markdown"):
         if output:
             raise MetastoreError(
                 f"--output writes the graph formats (text, json, graphml, dot, mermaid), not {format}",
                 hint=f"redirect it instead: metastore lineage {ref} --format {format} > FILE",
             )
-        return emit(
+        emit(
             [{"from": a, "relation": d.get("relation"), "role": d.get("role"), "to": b}
              for a, b, d in graph.edges(data=True)],
             [Column("from"), Column("relation"), Column("role"), Column("to")], format,
             empty=f"{list(graph)[0] if len(graph) else ref}: no lineage edges",
         )
+        return _say_more(graph)
     text = render(graph, format)
     if output:
         from pathlib import Path
@@ -486,6 +482,16 @@ def lineage(
         err.print(f"wrote {len(graph)} nodes, {graph.number_of_edges()} edges to {output}")
     else:
         sys.stdout.write(text)
+    _say_more(graph)
+
+
+def _say_more(graph) -> None:
+    """After a page of lineage, on standard error: where the next page starts."""
+    sys.stdout.flush()
+    if graph.graph.get("next_cursor"):
+        err.print(f"more edges: the next page is --cursor {graph.graph['next_cursor']}")
+    elif graph.graph.get("more"):
+        err.print("more edges: page one direction (--up or --down) to get a cursor")
 
 
 @app.command()
