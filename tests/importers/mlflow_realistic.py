@@ -8,7 +8,7 @@
 tags, a parent with a nested child, a deleted run, a failed run, file and directory
 artifacts, a plot, a logged dataset, two logged scikit-learn models registered as two
 versions of one registered model with two aliases (and one version deleted from a
-second registered model).
+second registered model), three GenAI traces.
 
 `dump`: what MLflow's client reads back (every run, deleted ones included, with its
 params, tags, metric histories, artifacts, datasets; the registry with its aliases), as
@@ -93,6 +93,15 @@ def write(uri: str, work: str) -> None:
             client.set_terminated(rid, status=status, end_time=BASE_MS + n * 60_000 + 20_000)
             if exp == "digits" and i == 7:
                 client.delete_run(rid)
+    # GenAI traces: not runs; the import counts them as not imported
+    mlflow.set_experiment("wine")
+
+    @mlflow.trace
+    def answer(question: str) -> str:
+        return question.upper()
+
+    for q in ("a", "b", "c"):
+        answer(q)
     client.create_registered_model("wine-model", tags={"owner": "ml"}, description="the wine model")
     for rid, model_id in models:
         client.create_model_version("wine-model", f"models:/{model_id}", run_id=rid,

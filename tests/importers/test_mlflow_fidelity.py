@@ -146,7 +146,7 @@ def test_realistic_store_comes_through_field_by_field(sqlite_store, realistic, l
     # 30 runs x 2 metrics x 100 steps; 6 params each; 2 registered versions of wine-model
     # + 1 live version of scratch (the same files as wine-model@2), 2 aliases
     assert report.metrics == 6000 and report.params == 180 and report.aliases == 2
-    assert report.left_out == {"deleted model versions": 1}
+    assert report.left_out == {"deleted model versions": 1, "traces": 3}
     check_against_mlflow(sqlite_store.backend, mlflow)
     again = import_path(sqlite_store.backend, path)
     assert (again.imported, again.already_present, again.enriched) == (0, 30, 0)

@@ -135,6 +135,9 @@ class FileReader:
                     report.found += 1
                     report.skip(exp_dir / entry, f"its experiment's {e.where} {e.reason}")
                 continue
+            # GenAI traces (<exp>/traces/<id>/): not runs, counted as left out
+            report.leave_out("traces", len([t for t in listdir(exp_dir / "traces")
+                                            if (exp_dir / "traces" / t).is_dir()]))
             exp_name = str(meta.get("name") or exp_dir.name)
             exp_id = str(meta.get("experiment_id") or exp_dir.name)
             exp_deleted = exp_deleted or meta.get("lifecycle_stage") == "deleted"

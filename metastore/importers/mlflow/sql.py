@@ -71,11 +71,16 @@ class SQLReader:
         return conn.execute(sa.text(sql)).mappings()
 
     def runs(self, report: ImportReport) -> Iterator[SourceRun]:
+        import sqlalchemy as sa
+
         with self.engine.connect() as conn:
             exps = {
                 str(r["experiment_id"]): (r["name"], r["lifecycle_stage"])
                 for r in self._rows(conn, "select experiment_id, name, lifecycle_stage from experiments")
             }
+            if "trace_info" in self.tables:  # GenAI traces: not runs, counted as left out
+                n = conn.execute(sa.text("select count(*) from trace_info")).scalar_one()
+                report.leave_out("traces", int(n))
             if "experiment_tags" in self.tables:
                 for r in self._rows(conn, "select experiment_id, key, value from experiment_tags"):
                     self._exp_tags[str(r["experiment_id"])][r["key"]] = r["value"]
