@@ -145,6 +145,11 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 writer.add(record, [], where, parent=entry.parent_id)
                 options.progress(done, total)
         if not options.dry_run:
+            # derived_from edges the store holds already (an earlier import of this
+            # bundle) are not counted again: those among the versions its runs touch
+            known_runs = sorted(set(writer.known))
+            had = {(x.src_id, x.dst_id) for x in store.list_edges(known_runs)
+                   if x.relation == "derived_from"} if known_runs else set()
             for e in edges:
                 _link_after(store, e, version_ids, set(report.run_ids), set(writer.known))
                 if e.relation != "derived_from":
@@ -152,7 +157,7 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 src, dst = version_ids.get(e.src_id), version_ids.get(e.dst_id)
                 if src and dst:
                     store.add_edge("asset_version", src, "asset_version", dst, "derived_from", e.role)
-                    report.edges += 1
+                    report.edges += (src, dst) not in had
         else:
             report.edges += sum(
                 e.relation == "derived_from" and e.src_id in version_ids and e.dst_id in version_ids

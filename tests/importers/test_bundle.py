@@ -91,7 +91,7 @@ def test_round_trip(demo_store, store, tmp_path):
         model.kind, model.name, "production", model.version, "best rmse")
     assert report.aliases == 1
     again = import_path(store.backend, bundle)
-    assert (again.imported, again.already_present, again.aliases) == (0, 12, 0)
+    assert (again.imported, again.already_present, again.aliases, again.edges) == (0, 12, 0, 0)
 
 
 def test_tar_gz_and_one_experiment(demo_store, sqlite_store, tmp_path):
