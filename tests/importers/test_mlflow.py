@@ -140,6 +140,24 @@ def test_import_twice_then_new_runs(sqlite_store, mlruns, add_mlflow_runs):
     assert set(third.run_ids).isdisjoint(first.run_ids)
 
 
+def test_a_run_that_logged_more_since_is_completed(sqlite_store, mlruns):
+    """A run imported before gains the metric points and params it logged since (the
+    lines MLflow's file store appends), counted as completed; nothing else changes."""
+    import_path(sqlite_store.backend, mlruns)
+    [folder] = [p.parent for p in mlruns.glob("*/*/meta.yaml") if "run_name: enet" in p.read_text()]
+    with open(folder / "metrics" / "rmse", "a") as f:
+        f.write("1767000000000 0.3 3\n1767000000100 0.25 4\n")
+    (folder / "params" / "warmup").write_text("10")
+    again = import_path(sqlite_store.backend, mlruns)
+    assert (again.imported, again.already_present, again.enriched) == (0, 5, 1)
+    assert (again.metrics, again.params) == (2, 1)
+    run = sqlite_store.get_run("enet")
+    assert [(m.step, m.value) for m in run.metric_history("rmse")][-2:] == [(3, 0.3), (4, 0.25)]
+    assert run.params["warmup"] == 10
+    third = import_path(sqlite_store.backend, mlruns)
+    assert (third.enriched, third.metrics, third.params) == (0, 0, 0)
+
+
 def test_dry_run_writes_nothing(sqlite_store, mlruns):
     report = import_path(sqlite_store.backend, mlruns, dry_run=True)
     assert (report.found, report.imported, report.params, report.metrics) == (5, 5, 11, 8)
