@@ -37,7 +37,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from metastore import context, params, run_signals, sampler, settings
-from metastore.errors import Conflict, InvalidValue
+from metastore.errors import Conflict, InvalidValue, NotFound
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Metric, utcnow
 from metastore.records import (
@@ -209,7 +209,10 @@ class ActiveRun(RunHandle):
                 meta={"format": "pip-freeze"},
             )
         if rate is None:  # the store's rate for this resource or host, if it keeps one
-            rate = settings.cost_rate(store, record.host or socket.gethostname())
+            try:
+                rate = settings.cost_rate(store, record.host or socket.gethostname())
+            except NotFound:  # a server older than store settings: it keeps no rates
+                rate = None
         run._cost_per_hour = rate
         run._unhook = run_signals.install(run)
         if interval is not None:
