@@ -21,6 +21,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def detect(path: Path) -> bool:
                 for member in tar:
                     if member.name.lstrip("./") == HEADER:
                         return True
-        except (OSError, tarfile.TarError, EOFError):
+        except (OSError, tarfile.TarError, EOFError, zlib.error, ValueError, OverflowError):
             return False
     return False
 
@@ -76,7 +77,9 @@ def opened(path: Path):
         try:
             with tarfile.open(path, "r:gz") as tar:
                 tar.extractall(tmp, filter="data")  # refuses absolute paths and ../
-        except (OSError, tarfile.TarError, EOFError) as e:
+        except (OSError, tarfile.TarError, EOFError, zlib.error, ValueError, OverflowError) as e:
+            # a damaged deflate stream (zlib), a header whose time is out of range
+            # (OverflowError at extraction): found by tests/importers/test_fuzz_importers.py
             raise ImportFailed(f"{path} is not a readable .tar.gz bundle ({e})") from e
         yield tmp
     finally:
@@ -92,7 +95,7 @@ def _lines(folder: Path, name: str, model, report: ImportReport, counted: bool,
         if optional:
             return
         raise ImportFailed(f"the bundle has no {name}")
-    with open(path) as f:
+    with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is one invalid line
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -115,7 +118,7 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
     path = Path(path)
     with opened(path) as folder:
         try:
-            header = BundleHeader.model_validate_json((folder / HEADER).read_text())
+            header = BundleHeader.model_validate_json((folder / HEADER).read_bytes())
         except (OSError, ValidationError) as e:
             raise ImportFailed(f"{path} has no valid {HEADER}: {str(e).splitlines()[0]}") from e
         assets = list(_lines(folder, ASSETS, AssetVersionEntry, report, counted=False))

@@ -61,6 +61,22 @@ def _yaml(path: Path) -> dict:
     return data
 
 
+def _field(meta: dict, path: Path, key: str, kind: str):
+    """A meta.yaml value of the kind MLflow writes there ("text": a string, or a number
+    read back as one; "int"; "mapping"), or None when missing. Another type is a damaged
+    file: SourceError, so what it describes is skipped with the reason."""
+    value = meta.get(key)
+    if value is None:
+        return None
+    if kind == "text" and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "mapping" and isinstance(value, dict):
+        return value
+    raise SourceError(path, f"has {key}: {str(value)[:40]!r}, which is not {kind}")
+
+
 def _text(path: Path) -> str:
     try:
         return path.read_text()
@@ -128,7 +144,11 @@ class FileReader:
     def runs(self, report: ImportReport) -> Iterator[SourceRun]:
         for exp_dir, exp_deleted in self.experiments():
             try:
-                meta = _yaml(exp_dir / "meta.yaml")
+                path = exp_dir / "meta.yaml"
+                meta = _yaml(path)
+                exp_name = _field(meta, path, "name", "text") or exp_dir.name
+                exp_id = _field(meta, path, "experiment_id", "text") or exp_dir.name
+                stage = _field(meta, path, "lifecycle_stage", "text")
             except SourceError as e:
                 # Without the experiment's name its runs cannot be placed: skip each.
                 for entry in self._run_dirs(exp_dir):
@@ -138,9 +158,7 @@ class FileReader:
             # GenAI traces (<exp>/traces/<id>/): not runs, counted as left out
             report.leave_out("traces", len([t for t in listdir(exp_dir / "traces")
                                             if (exp_dir / "traces" / t).is_dir()]))
-            exp_name = str(meta.get("name") or exp_dir.name)
-            exp_id = str(meta.get("experiment_id") or exp_dir.name)
-            exp_deleted = exp_deleted or meta.get("lifecycle_stage") == "deleted"
+            exp_deleted = exp_deleted or stage == "deleted"
             self._exp_tags[exp_id] = _read_kv_dir(exp_dir / "tags")
             for entry in self._run_dirs(exp_dir):
                 report.found += 1
@@ -160,24 +178,28 @@ class FileReader:
         ]
 
     def _run(self, folder: Path, exp_name: str, exp_id: str) -> SourceRun:
-        meta = _yaml(folder / "meta.yaml")
-        run_id = str(meta.get("run_id") or meta.get("run_uuid") or "")
+        path = folder / "meta.yaml"
+        meta = _yaml(path)
+        run_id = _field(meta, path, "run_id", "text") or _field(meta, path, "run_uuid", "text")
         if not run_id:
-            raise SourceError(folder / "meta.yaml", "has no run_id (truncated?)")
+            raise SourceError(path, "has no run_id (truncated?)")
         status = meta.get("status", 3)
-        status = STATUS_NAMES.get(status, status) if isinstance(status, int) else str(status)
+        if isinstance(status, int) and not isinstance(status, bool):
+            status = STATUS_NAMES.get(status, str(status))
+        else:
+            status = _field(meta, path, "status", "text") or "FINISHED"
         run = SourceRun(
             run_id=run_id,
             where=str(folder),
             experiment=exp_name,
             experiment_id=exp_id,
-            name=meta.get("run_name") or None,
+            name=_field(meta, path, "run_name", "text") or None,
             status=status,
-            start_ms=meta.get("start_time"),
-            end_ms=meta.get("end_time"),
-            user=meta.get("user_id") or None,
-            deleted=meta.get("lifecycle_stage") == "deleted",
-            artifact_uri=meta.get("artifact_uri"),
+            start_ms=_field(meta, path, "start_time", "int"),
+            end_ms=_field(meta, path, "end_time", "int"),
+            user=_field(meta, path, "user_id", "text") or None,
+            deleted=_field(meta, path, "lifecycle_stage", "text") == "deleted",
+            artifact_uri=_field(meta, path, "artifact_uri", "text"),
         )
         run.params = _read_kv_dir(folder / "params")
         run.tags = _read_kv_dir(folder / "tags")
@@ -186,13 +208,15 @@ class FileReader:
         datasets = self._experiment_datasets(folder.parent)
         inputs = folder / "inputs"
         for entry in listdir(inputs):
-            m = _yaml(inputs / entry / "meta.yaml")
-            if m.get("source_type") != "DATASET":
+            path = inputs / entry / "meta.yaml"
+            m = _yaml(path)
+            if _field(m, path, "source_type", "text") != "DATASET":
                 continue
-            ds = datasets.get(str(m.get("source_id")))
+            ds = datasets.get(str(_field(m, path, "source_id", "text")))
             if ds is None:
-                raise SourceError(inputs / entry / "meta.yaml", f"names dataset {m.get('source_id')} which is missing")
-            context = (m.get("tags") or {}).get("mlflow.data.context")
+                raise SourceError(path, f"names dataset {m.get('source_id')} which is missing")
+            tags = _field(m, path, "tags", "mapping") or {}
+            context = _field(tags, path, "mlflow.data.context", "text")
             run.datasets.append((ds, context))
         run.models = self._experiment_models(folder.parent).get(run_id, [])
         return run
@@ -201,18 +225,19 @@ class FileReader:
         if exp_dir not in self._datasets:
             found = {}
             for entry in listdir(exp_dir / "datasets"):
+                path = exp_dir / "datasets" / entry / "meta.yaml"
                 try:
-                    m = _yaml(exp_dir / "datasets" / entry / "meta.yaml")
+                    m = _yaml(path)
+                    found[entry] = Dataset(
+                        name=_field(m, path, "name", "text") or entry,
+                        digest=_field(m, path, "digest", "text") or entry,
+                        source=_field(m, path, "source", "text"),
+                        source_type=_field(m, path, "source_type", "text"),
+                        schema=_field(m, path, "schema", "text"),
+                        profile=_field(m, path, "profile", "text"),
+                    )
                 except SourceError:
                     continue  # reported when a run names it
-                found[entry] = Dataset(
-                    name=str(m.get("name") or entry),
-                    digest=str(m.get("digest") or entry),
-                    source=m.get("source"),
-                    source_type=m.get("source_type"),
-                    schema=m.get("schema"),
-                    profile=m.get("profile"),
-                )
             self._datasets[exp_dir] = found
         return self._datasets[exp_dir]
 
@@ -220,18 +245,21 @@ class FileReader:
         if exp_dir not in self._models:
             found: dict[str, list] = defaultdict(list)
             for entry in listdir(exp_dir / "models"):
+                path = exp_dir / "models" / entry / "meta.yaml"
                 try:
-                    m = _yaml(exp_dir / "models" / entry / "meta.yaml")
+                    m = _yaml(path)
+                    location = _field(m, path, "artifact_location", "text")
+                    model_id = _field(m, path, "model_id", "text") or entry
+                    run_id = _field(m, path, "source_run_id", "text")
+                    name = _field(m, path, "name", "text") or "model"
                 except SourceError:
                     continue
-                location = m.get("artifact_location") or str(exp_dir / "models" / entry / "artifacts")
+                location = location or str(exp_dir / "models" / entry / "artifacts")
                 if self.local_path(location) is None:
                     location = str(exp_dir / "models" / entry / "artifacts")
-                self._logged[str(m.get("model_id") or entry)] = location
-                if m.get("source_run_id"):
-                    found[m["source_run_id"]].append(
-                        (str(m.get("model_id") or entry), str(m.get("name") or "model"), location)
-                    )
+                self._logged[model_id] = location
+                if run_id:
+                    found[run_id].append((model_id, name, location))
             self._models[exp_dir] = found
         return self._models[exp_dir]
 
@@ -259,20 +287,24 @@ class FileReader:
                 )
                 for alias, path in _files(folder / "aliases"):  # older layouts: one file each
                     model.aliases.setdefault(alias, int(_text(path).strip()))
-            except (SourceError, ValueError) as e:
+            except (SourceError, ValueError, TypeError, AttributeError) as e:
                 report.warn(str(folder), f"registered model not read: {e}")
                 continue
             for sub in listdir(folder):
                 if not sub.startswith("version-"):
                     continue
+                path = folder / sub / "meta.yaml"
                 try:
-                    m = _yaml(folder / sub / "meta.yaml")
+                    m = _yaml(path)
                     model.versions.append(RegisteredVersion(
-                        version=int(m.get("version") or sub.removeprefix("version-")),
-                        source=m.get("source"), storage_location=m.get("storage_location"),
-                        run_id=m.get("run_id") or None, description=m.get("description") or None,
+                        version=int(_field(m, path, "version", "text")
+                                    or sub.removeprefix("version-")),
+                        source=_field(m, path, "source", "text"),
+                        storage_location=_field(m, path, "storage_location", "text"),
+                        run_id=_field(m, path, "run_id", "text") or None,
+                        description=_field(m, path, "description", "text") or None,
                         tags=_read_kv_dir(folder / sub / "tags"),
-                        deleted=m.get("current_stage") == "Deleted_Internal",
+                        deleted=_field(m, path, "current_stage", "text") == "Deleted_Internal",
                     ))
                 except (SourceError, ValueError) as e:
                     report.warn(str(folder / sub), f"model version not read: {e}")
