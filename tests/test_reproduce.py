@@ -104,7 +104,8 @@ def child_env(store) -> dict[str, str]:
 
 
 def record(store, *command, check=True):
-    subprocess.run(list(command), check=check, env=child_env(store), capture_output=True)
+    done = subprocess.run(list(command), env=child_env(store), capture_output=True, text=True)
+    assert done.returncode == 0 or not check, done.stderr[-3000:]
 
 
 def test_a_start_run_script_is_reproduced_identically(store, project, tmp_path):
