@@ -385,6 +385,20 @@ def test_mlflow_dataset_meta_of_the_wrong_type_skips_the_run(mlruns_source, empt
     assert report.skipped
 
 
+def test_an_unreadable_experiment_tag_is_a_warning_and_its_runs_come_in(mlruns_source,
+                                                                       empty_db):
+    """Found by the fuzzing: bytes that are not UTF-8 in an experiment's tag file (not a
+    run's) made the whole import raise; the experiment's tags are what is lost."""
+    mlruns = fresh_copy(mlruns_source) / "mlruns"
+    tag = next(p for p in sorted(mlruns.glob("*/tags/*")) if p.parent.parent.name != ".trash")
+    tag.write_bytes(b"\xf6" + tag.read_bytes())
+    check_import(empty_db, mlruns, "an experiment tag that is not UTF-8")
+    with _new_store(empty_db) as store:
+        report = import_path(store.backend, mlruns)
+    assert report.imported and not report.skipped, report.summary()
+    assert any(str(tag.parent) in w for w in report.warnings), report.warnings
+
+
 def _new_store(empty_db: Path):
     work = Path(tempfile.mkdtemp(prefix="fuzz-store-", dir=empty_db.parent))
     shutil.copy(empty_db, work / "metastore.db")

@@ -159,7 +159,12 @@ class FileReader:
             report.leave_out("traces", len([t for t in listdir(exp_dir / "traces")
                                             if (exp_dir / "traces" / t).is_dir()]))
             exp_deleted = exp_deleted or stage == "deleted"
-            self._exp_tags[exp_id] = _read_kv_dir(exp_dir / "tags")
+            try:
+                self._exp_tags[exp_id] = _read_kv_dir(exp_dir / "tags")
+            except SourceError as e:
+                # the experiment's own tags are lost, not its runs
+                report.warn(e.where, f"{e.reason}; the experiment's tags were not imported")
+                self._exp_tags[exp_id] = {}
             for entry in self._run_dirs(exp_dir):
                 report.found += 1
                 try:
