@@ -250,14 +250,9 @@ class Writer:
             self._done(p)
 
     def _done(self, p: _Pending) -> None:
-        r = self.report
-        r.imported += 1
-        r.params += len(p.record.params)
-        r.metrics += len(p.record.metrics)
-        links = [av_id for av_id, _ in (*p.record.inputs, *p.record.outputs)]
-        r.count_versions(links)
-        r.edges += len(links) + p.derived
-        r.run_ids.append(p.record.id)  # type: ignore[arg-type]
+        links = _links(p)
+        self._count(p, links, len(links) + p.derived)
+        self.report.run_ids.append(p.record.id)  # type: ignore[arg-type]
         if p.deleted:
             self.store.delete_run(p.record.id)
 
@@ -268,14 +263,19 @@ class Writer:
         self.report.skip(p.where, reason)
 
     def _count_dry(self, p: _Pending) -> None:
+        linked = _links(p)
+        edges = len(linked) + len({(a.kind, a.name, a.relation) for a in p.assets})
+        edges += sum(len(a.derived_from) for a in p.assets)
+        self._count(p, [*linked, *(_dry_key(a) for a in p.assets)], edges)
+
+    def _count(self, p: _Pending, versions: list, edges: int) -> None:
+        """A run in the report: the one tally of a real import and of a dry run."""
         r = self.report
         r.imported += 1
         r.params += len(p.record.params)
         r.metrics += len(p.record.metrics)
-        linked = [av_id for av_id, _ in (*p.record.inputs, *p.record.outputs)]
-        r.count_versions([*linked, *(_dry_key(a) for a in p.assets)])
-        r.edges += len(linked) + len({(a.kind, a.name, a.relation) for a in p.assets})
-        r.edges += sum(len(a.derived_from) for a in p.assets)
+        r.count_versions(versions)
+        r.edges += edges
 
     # -- assets -------------------------------------------------------------------------
 
@@ -409,3 +409,8 @@ def _unique(pairs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]
             seen.add(av_id)
             out.append((av_id, role))
     return out
+
+
+def _links(p: _Pending) -> list:
+    """The asset versions a run's record links to already (inputs and outputs)."""
+    return [av_id for av_id, _ in (*p.record.inputs, *p.record.outputs)]
