@@ -16,6 +16,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.fuzzing import load_profile
+
+#: hypothesis: the same examples on every run unless METASTORE_FUZZ=explore (tests/fuzzing.py)
+load_profile()
+
 PG_ADMIN = os.environ.get("METASTORE_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 MYSQL_ADMIN = os.environ.get("METASTORE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

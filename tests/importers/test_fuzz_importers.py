@@ -9,6 +9,10 @@ truncated, bit-flipped and given values of the wrong type. Whatever the damage:
   params and metric points as the report says, and a source that raised leaves no run
   behind (nothing half-written);
 - every run the source held is accounted for (imported, or skipped with a reason).
+
+The examples are the same on every run (tests/fuzzing.py: derandomized in CI);
+METASTORE_FUZZ=explore looks further, at random. What it finds is kept below as a plain
+test.
 """
 
 from __future__ import annotations
@@ -20,19 +24,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import metastore
 from metastore.errors import MetastoreError
 from metastore.importers import import_path
-
-
-def fuzz(examples: int):
-    """Bounded: about 20 s for the whole file on a busy CI machine."""
-    return settings(max_examples=examples, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
-
+from tests.fuzzing import fuzz
 
 #: Values of the wrong type, put where a file had something else.
 WRONG = st.one_of(
