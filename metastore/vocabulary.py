@@ -22,4 +22,4 @@ NODE_TYPES = ("run", "asset_version")
 PARAM_TYPES = ("number", "text", "bool", "json")
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from metastore import fulltext
 from metastore.backends.base import QueryStream
 from metastore.query.errors import QueryError, at, did_you_mean
 from metastore.query.regex import regexp
@@ -321,11 +322,14 @@ def read_catalog(conn) -> Catalog:
             f"WHERE {name}.v IS NOT NULL)"
         )
 
+    # a SQLite store has the note index when its SQLite had FTS5 (migration 0006)
+    index = (f" UNION ALL SELECT 'fulltext', name FROM sqlite_master WHERE name = '{fulltext.NOTE_FTS}'"
+             if conn.name == "sqlite" else "")
     sql = (
         f"WITH RECURSIVE {walk('mk', 'metric_summary')}, {walk('pk', 'param')} "
         "SELECT 'metric', v FROM mk WHERE v IS NOT NULL "
         "UNION ALL SELECT 'param', v FROM pk WHERE v IS NOT NULL "
-        f"UNION ALL SELECT entity_type, {key} FROM tag GROUP BY entity_type, {key}"
+        f"UNION ALL SELECT entity_type, {key} FROM tag GROUP BY entity_type, {key}" + index
     )
     try:
         rows = conn.rows(sql)
@@ -334,10 +338,12 @@ def read_catalog(conn) -> Catalog:
         rows = conn.rows(
             f"SELECT DISTINCT 'metric', {key} FROM metric_summary UNION ALL "
             f"SELECT DISTINCT 'param', {key} FROM param UNION ALL "
-            f"SELECT DISTINCT entity_type, {key} FROM tag"
+            f"SELECT DISTINCT entity_type, {key} FROM tag" + index
         )
     metrics, params, tags = set(), set(), {}
     for what, k in rows:
+        if what == "fulltext":
+            continue
         if what == "metric":
             metrics.add(k)
         elif what == "param":
@@ -348,6 +354,7 @@ def read_catalog(conn) -> Catalog:
         metrics=frozenset(metrics),
         params=frozenset(params),
         tags={k: frozenset(v) for k, v in tags.items()},
+        fulltext=conn.name != "sqlite" or any(what == "fulltext" for what, _ in rows),
     )
 
 

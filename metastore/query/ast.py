@@ -95,6 +95,16 @@ class Contains(Expr):
 
 
 @dataclass(frozen=True)
+class Matches(Expr):
+    """`text matches "diverged epoch"`: every word of the pattern is a word of the text
+    (metastore/fulltext.py says what a word is; a note's text uses the note index)."""
+
+    operand: Expr
+    pattern: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
 class Like(Expr):
     operand: Expr
     pattern: Expr
@@ -302,6 +312,8 @@ def render(e: Expr) -> str:
             return f"{render(o)} {'not in' if n else 'in'} ({', '.join(render(i) for i in items)})"
         case Contains(operand=o, pattern=p, negated=n):
             return f"{render(o)} {'not contains' if n else 'contains'} {render(p)}"
+        case Matches(operand=o, pattern=p, negated=n):
+            return f"{render(o)} {'not matches' if n else 'matches'} {render(p)}"
         case Like(operand=o, pattern=p, negated=n):
             return f"{render(o)} {'not like' if n else 'like'} {render(p)}"
         case Regex(operand=o, pattern=p, negated=n):

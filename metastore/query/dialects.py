@@ -18,6 +18,7 @@ from sqlglot.dialects.mysql import MySQL
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.dialects.sqlite import SQLite
 
+from metastore import fulltext
 from metastore.query.errors import QueryError
 
 # ---- nodes the neutral tree uses ---------------------------------------------------------
@@ -43,6 +44,27 @@ class TimeValue(*_FUNC):
     """A 'YYYY-MM-DD HH:MM:SS.ffffff' string, as a value comparable with time columns."""
 
     arg_types = {"this": True}
+
+
+class Words(*_FUNC):
+    """The text `this` holds every word of `expression`, a query in the syntax of the
+    database's word search (`words_search`); `note` is the note's id when the text is a
+    note's (SQLite's index is looked up by it). The databases without a word search get
+    a regular expression per word from the compiler instead (metastore/fulltext.py)."""
+
+    arg_types = {"this": True, "expression": True, "note": False}
+
+
+def words_search(dialect: str, store_has_index: bool, is_note: bool):
+    """How `dialect` searches words (a function of a pattern's words to its query), or
+    None where a regular expression must: PostgreSQL splits any text into a tsvector
+    (the GIN index has a note's), SQLite has its FTS5 index of notes only."""
+    name = dialect_name(dialect)
+    if name == "postgres":
+        return fulltext.tsquery
+    if name == "sqlite" and store_has_index and is_note:
+        return fulltext.fts5_query
+    return None
 
 
 def _plain(self, e: exp.Func) -> str:
@@ -71,6 +93,11 @@ _NEUTRAL = {Seconds: _epoch_seconds, ExactText: _plain, TimeValue: _timestamp}
 
 class MetastoreSQLite(SQLite):
     class Generator(SQLite.Generator):
+        def _words(self, e: Words) -> str:
+            index = fulltext.NOTE_FTS
+            return (f"{self.sql(e, 'note')} IN (SELECT rowid FROM {index} "
+                    f"WHERE {index} MATCH {self.sql(e, 'expression')})")
+
         def _seconds(self, e: Seconds) -> str:
             diff = exp.Sub(this=exp.func("JULIANDAY", e.expression), expression=exp.func("JULIANDAY", e.this))
             return self.sql(exp.Mul(this=exp.paren(diff), expression=exp.Literal.number("86400.0")))
@@ -108,16 +135,23 @@ class MetastoreSQLite(SQLite):
             TimeValue: _plain,  # times are stored as ISO text, which sorts as time
             exp.StddevSamp: _stddev,
             exp.Boolean: _one_or_zero,
+            Words: _words,
         }
 
 
 class MetastorePostgres(Postgres):
     class Generator(Postgres.Generator):
+        def _words(self, e: Words) -> str:
+            # spelled as the GIN index is (fulltext.WORDS_TSVECTOR), so the planner uses it
+            words = fulltext.WORDS_TSVECTOR.replace("lower(text)", f"lower({self.sql(e, 'this')})")
+            return f"{words} @@ CAST({self.sql(e, 'expression')} AS TSQUERY)"
+
         def _round(self, e: exp.Round) -> str:
             # PostgreSQL rounds to n digits only NUMERIC, and a metric is double precision
             return self.func("ROUND", exp.cast(e.this, exp.DataType.build("DECIMAL")), e.args.get("decimals"))
 
-        TRANSFORMS = {**Postgres.Generator.TRANSFORMS, **_NEUTRAL, exp.Round: _round}
+        TRANSFORMS = {**Postgres.Generator.TRANSFORMS, **_NEUTRAL, exp.Round: _round,
+                      Words: _words}
 
 
 class MetastoreMySQL(MySQL):

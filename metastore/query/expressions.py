@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 
 from sqlglot import exp
 
+from metastore import fulltext
 from metastore.query import ast
-from metastore.query.dialects import ExactText, TimeValue
+from metastore.query.dialects import ExactText, TimeValue, Words, words_search
 from metastore.query.errors import did_you_mean
 from metastore.query.nodes import and_, not_, or_
 from metastore.query.regex import regex_problem
@@ -117,6 +118,8 @@ class Expressions:
                     raise self.err(f"{column_name(o)} is a number; contains looks in text", o)
                 word = pattern.literal.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
                 return self.text_match(v, f"%{word}%", neg, node)
+            case ast.Matches(operand=o, pattern=p, negated=neg):
+                return self.words_match(self.expr(o, scope), self.expr(p, scope), neg, node)
             case ast.Regex(operand=o, pattern=p, negated=neg):
                 v = self.expr(o, scope)
                 pattern = self.expr(p, scope)
@@ -187,6 +190,29 @@ class Expressions:
             this=exp.Like(this=exp.Lower(this=v.textual()), expression=self.lit(like_pattern)),
             expression=exp.Literal.string("!"),
         )
+        if negated:
+            cond = and_(self.not_null(v), not_(exp.paren(cond)))
+        return Val("bool", sql=cond, agg=v.agg, node=node)
+
+    def words_match(self, v: Val, pattern: Val, negated: bool, node: ast.Matches) -> Val:
+        """`matches`: every word of the pattern is a word of the text, in any case. The
+        database's own word search where it has one (a note's text through the note
+        index), else a regular expression per word: the same rows."""
+        if not pattern.is_literal or not isinstance(pattern.literal, str):
+            raise self.err('matches needs quoted words, e.g. matches "diverged epoch"', node.pattern)
+        if v.type in ("number", "int", "bool"):
+            raise self.err(f"{column_name(node.operand)} is a number; matches looks for words in text",
+                           node.operand)
+        words = fulltext.pattern_words(pattern.literal)
+        if not words:
+            raise self.err("matches needs at least one word (letters or digits)", node.pattern,
+                           'e.g. matches "diverged epoch", or matches "diverg*" for words that start so')
+        search = words_search(self.dialect, self.catalog.fulltext, v.note_id is not None)
+        if search is not None:
+            cond = Words(this=v.textual(), expression=self.lit(search(words)), note=v.note_id)
+        else:
+            cond = and_(*[exp.RegexpLike(this=v.textual(), expression=self.lit(fulltext.word_regex(w, prefix)))
+                          for w, prefix in words])
         if negated:
             cond = and_(self.not_null(v), not_(exp.paren(cond)))
         return Val("bool", sql=cond, agg=v.agg, node=node)
@@ -421,7 +447,7 @@ def _is_number(s: str) -> bool:
 
 
 
-_NOTE_TESTS = (ast.Compare, ast.Like, ast.Regex, ast.Contains, ast.In)
+_NOTE_TESTS = (ast.Compare, ast.Like, ast.Regex, ast.Contains, ast.Matches, ast.In)
 
 
 def _names_note(node, scope) -> bool:

@@ -309,7 +309,9 @@ class EntityFrame:
     def binding(self, b) -> Val:
         c = self.c
         if isinstance(b, Attr):
-            return Val(b.type, sql=self.attribute(b.name), order=self.ref_order() if b.name == "ref" else None)
+            note_id = self.c.col("nt", "id") if self.rows == "note" and b.name == "text" else None
+            return Val(b.type, sql=self.attribute(b.name), order=self.ref_order() if b.name == "ref" else None,
+                       note_id=note_id)
         if isinstance(b, MetricRef):
             if b.agg == "mean":
                 sub = (
@@ -509,7 +511,7 @@ class EntityFrame:
     def note_match(self, condition) -> exp.Expression:
         """One of the run's notes satisfies `condition(text value)`."""
         a = self.c.alias("nm")
-        cond = condition(Val("text", sql=exp.column("text", table=a)))
+        cond = condition(Val("text", sql=exp.column("text", table=a), note_id=exp.column("id", table=a)))
         sub = (
             exp.select(exp.Literal.number(1)).from_(_t("note", a), copy=False)
             .where(exp.EQ(this=exp.column("run_id", table=a), expression=self.c.col("r", "id")), copy=False)

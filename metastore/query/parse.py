@@ -333,6 +333,10 @@ class _ToAst(Transformer):
         operand, *rest = children
         return ast.Contains(operand=operand, pattern=rest[-1], negated=len(rest) == 2, pos=_pos(meta))
 
+    def matches(self, meta, children):
+        operand, *rest = children
+        return ast.Matches(operand=operand, pattern=rest[-1], negated=len(rest) == 2, pos=_pos(meta))
+
     def regex(self, meta, children):
         return ast.Regex(operand=children[0], pattern=children[1], pos=_pos(meta))
 

@@ -185,10 +185,13 @@ class Catalog:
     params: frozenset[str] = frozenset()
     tags: dict[str, frozenset[str]] = field(default_factory=dict)  # entity type -> keys
     open: bool = False
+    #: The database keeps the note index where its dialect has one (metastore.fulltext):
+    #: false for a SQLite store made where SQLite had no FTS5.
+    fulltext: bool = True
 
     def key(self) -> tuple:
         """Hashable identity, for caching compiled queries."""
-        return (self.open, self.metrics, self.params, frozenset(self.tags.items()))
+        return (self.open, self.metrics, self.params, frozenset(self.tags.items()), self.fulltext)
 
     def tag_keys(self, rows: str) -> frozenset[str]:
         entity = {"run": "run", "experiment": "experiment", "version": "asset_version", "node": "run",

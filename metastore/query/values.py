@@ -38,6 +38,8 @@ class Val:
     order: list[exp.Expression] | None = None
     #: The param's key, for a check of its stored types against what it is compared with.
     key: str | None = None
+    #: The note's id when the value is a note's text: `matches` then asks the note index.
+    note_id: exp.Expression | None = None
 
     def numeric(self) -> exp.Expression:
         if self.type == "param":
