@@ -21,7 +21,7 @@ import pytest
 from metastore.importers import import_path
 from tests.importers.conftest import bundle_into_postgresql, have
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 SCRIPT = Path(__file__).parent / "wandb_realistic.py"
 #: W&B's state of a run → metastore's status (a run W&B still calls running has no
