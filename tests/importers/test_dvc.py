@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from metastore.importers import ImportFailed, detect, import_path
-from tests.importers.conftest import dry_run_counts_what_import_writes
+from tests.importers.conftest import bundle_into_postgresql, dry_run_counts_what_import_writes
 
 DATA = Path(__file__).parent.parent / "data" / "dvc"
 
@@ -352,12 +352,22 @@ def _flat(data: dict, sep: str, prefix: str = "") -> dict:
 
 
 @real_dvc
-def test_repository_matches_dvc_exp_show_field_by_field(sqlite_store, repo):
+@pytest.mark.postgres
+def test_repository_matches_dvc_exp_show_field_by_field(sqlite_store, repo, tmp_path):
     """What DVC itself reads back (`dvc exp show --json`, run in the fixture) for every
     commit and experiment: the params of every params file, the last value of every
-    metric, and the md5 of every dep and out are what the store holds for that run."""
+    metric, and the md5 of every dep and out are what the store holds for that run;
+    the same again after a bundle carried the store into PostgreSQL."""
+    import metastore
+
     import_path(sqlite_store.backend, repo, "dvc")
-    runs = {r.source_id: r for r in sqlite_store.runs("wine")}
+    check_against_exp_show(sqlite_store, repo)
+    bundle_into_postgresql(sqlite_store, tmp_path,
+                           lambda pg: check_against_exp_show(metastore.Store(pg), repo))
+
+
+def check_against_exp_show(store, repo) -> None:
+    runs = {r.source_id: r for r in store.runs("wine")}
     rows = json.loads((repo.parent / "exp_show.json").read_text())
     entries = [r for r in rows if r["rev"] != "workspace"]
     entries += [e for r in rows for g in r.get("experiments") or [] for e in g["revs"]]

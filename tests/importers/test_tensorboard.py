@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from metastore.importers import detect, import_path
-from tests.importers.conftest import dry_run_counts_what_import_writes
+from tests.importers.conftest import bundle_into_postgresql, dry_run_counts_what_import_writes
 
 DATA = Path(__file__).parent.parent / "data" / "tensorboard"
 
@@ -180,10 +180,9 @@ def test_what_is_not_imported_is_counted_by_kind(tmp_path, twin_logdirs):
     assert "not imported: 8 histograms, 8 images" in report.summary()
 
 
-def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs):
-    """Field by field against TensorBoard's EventAccumulator: every run folder is a run,
-    every scalar point (step, wall time, value) is a metric point, and the histograms and
-    images it reads are what the report counts as not imported."""
+def check_against_event_accumulator(store, logdir: Path) -> tuple[int, int]:
+    """Every run folder is a run, every scalar point (step, wall time, value) TensorBoard's
+    EventAccumulator reads is a metric point; the histograms and images it reads, counted."""
     import numpy as np
     from tensorboard.backend.event_processing.event_accumulator import (
         HISTOGRAMS,
@@ -193,16 +192,15 @@ def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs
         EventAccumulator,
     )
 
-    report = import_path(sqlite_store.backend, twin_logdirs, "tensorboard")
-    runs = {r.name: r for r in sqlite_store.runs("logs")}
-    folders = sorted({p.parent for p in twin_logdirs.rglob(PATTERN_TB)})
-    assert len(runs) == len(folders) == report.imported
+    runs = {r.name: r for r in store.runs("logs")}
+    folders = sorted({p.parent for p in logdir.rglob(PATTERN_TB)})
+    assert len(runs) == len(folders)
     histograms = images = 0
     for folder in folders:
         acc = EventAccumulator(str(folder), size_guidance={SCALARS: 0, HISTOGRAMS: 0,
                                                           IMAGES: 0, TENSORS: 0})
         acc.Reload()
-        run = runs[folder.relative_to(twin_logdirs).as_posix()]
+        run = runs[folder.relative_to(logdir).as_posix()]
         tags = acc.Tags()
         assert set(run.metrics) == set(tags["scalars"]), folder
         for tag in tags["scalars"]:
@@ -216,7 +214,21 @@ def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs
                 assert abs(p.timestamp.replace(tzinfo=UTC).timestamp() - e.wall_time) < 1e-5
         histograms += sum(len(acc.Histograms(t)) for t in tags["histograms"])
         images += sum(len(acc.Images(t)) for t in tags["images"])
+    return histograms, images
+
+
+@pytest.mark.postgres
+def test_every_scalar_matches_tensorboards_own_reader(sqlite_store, twin_logdirs, tmp_path):
+    """Field by field against TensorBoard's EventAccumulator; then the same again after
+    a bundle carried the store into PostgreSQL (numbers included)."""
+    import metastore
+
+    report = import_path(sqlite_store.backend, twin_logdirs, "tensorboard")
+    histograms, images = check_against_event_accumulator(sqlite_store, twin_logdirs)
+    assert report.imported == 6
     assert report.left_out == {"histograms": histograms, "images": images}
+    bundle_into_postgresql(sqlite_store, tmp_path, lambda pg: check_against_event_accumulator(
+        metastore.Store(pg), twin_logdirs))
 
 
 def test_dry_run_counts_what_the_import_writes(sqlite_store, twin_logdirs):
