@@ -265,18 +265,21 @@ class Backend(ABC):
     # -- aliases: movable names of asset versions ---------------------------------------
     @abstractmethod
     def set_alias(
-        self, version_id: str, alias: str, author: str | None = None, note: str | None = None
+        self, version_id: str, alias: str, author: str | None = None, note: str | None = None,
+        time: datetime | None = None,
     ) -> AliasRecord:
         """Point `alias` of the version's asset at this version, moving it if it named
         another; the move is kept in the alias's history (setting it where it already
-        points changes nothing)."""
+        points changes nothing). `time`: when the move happened, if not now (a bundle
+        replaying another store's history)."""
 
     @abstractmethod
     def unset_alias(
         self, kind: str, name: str, alias: str, author: str | None = None,
-        note: str | None = None,
+        note: str | None = None, time: datetime | None = None,
     ) -> AliasRecord:
-        """Remove an alias (kept in its history); NotFound if it is not set."""
+        """Remove an alias (kept in its history); NotFound if it is not set. `time` as
+        for `set_alias`."""
 
     @abstractmethod
     def list_aliases(

@@ -6,6 +6,8 @@ every move (set, moved, removed) with who, when and why. Each call is one transa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlmodel import Session, col, select
 
 from metastore.errors import InvalidValue, NotFound
@@ -19,11 +21,17 @@ def _note(note: str | None) -> str | None:
     return note or None
 
 
+def _naive(t: datetime) -> datetime:
+    """Stored times are naive UTC."""
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
 class AliasSQL:
     """set_alias, unset_alias, list_aliases, alias_history on the SQL backend."""
 
     def set_alias(
-        self, version_id: str, alias: str, author: str | None = None, note: str | None = None
+        self, version_id: str, alias: str, author: str | None = None, note: str | None = None,
+        time: datetime | None = None,
     ) -> AliasRecord:
         validate_alias(alias)
         note = _note(note)
@@ -39,7 +47,7 @@ class AliasSQL:
                 if row.version_id == av.id:
                     return _current(asset, row, av.version)
                 previous = s.get(AssetVersion, row.version_id).version
-            now = utcnow()
+            now = _naive(time) if time is not None else utcnow()
             if row is None:
                 row = AssetAlias(asset_id=asset.id, alias=alias, version_id=av.id)
             row.version_id, row.moved, row.author, row.note = av.id, now, author, note
@@ -54,7 +62,7 @@ class AliasSQL:
 
     def unset_alias(
         self, kind: str, name: str, alias: str, author: str | None = None,
-        note: str | None = None,
+        note: str | None = None, time: datetime | None = None,
     ) -> AliasRecord:
         note = _note(note)
 
@@ -68,7 +76,7 @@ class AliasSQL:
                 raise NotFound(f"{kind}:{name} has no alias {alias!r}",
                                hint=f"its aliases: {', '.join(sorted(known))}" if known else None)
             previous = s.get(AssetVersion, row.version_id).version
-            now = utcnow()
+            now = _naive(time) if time is not None else utcnow()
             s.delete(row)
             s.add(AliasMove(asset_id=asset.id, alias=alias, version_id=None, version=None,
                             previous=previous, time=now, author=author, note=note))

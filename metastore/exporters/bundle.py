@@ -6,6 +6,8 @@
       assets.jsonl                    one AssetVersion record per line
       edges.jsonl                     one lineage Edge per line (used, produced, derived_from,
                                       reproduces)
+      aliases.jsonl                   one alias set now per line
+      alias_moves.jsonl               every move of those assets' aliases: who, when, why
       blobs/sha256/ab/cdef…           the content of every version kept in the blob store
 
 Every record validates against `schema/bundle.schema.json`, which is generated from the
@@ -49,6 +51,7 @@ RUNS = "runs.jsonl"
 ASSETS = "assets.jsonl"
 EDGES = "edges.jsonl"
 ALIASES = "aliases.jsonl"
+ALIAS_MOVES = "alias_moves.jsonl"
 BLOBS = "blobs"
 SCHEMA_ID = "https://github.com/metastore/metastore/schema/bundle.schema.json"
 
@@ -111,9 +114,12 @@ class RunEntry(RunFields):
 
 class AssetVersionEntry(VersionRecord):
     """One asset version. `uri` "blob:" means the content is in the bundle's blobs/
-    under its digest (a directory: its manifest blob and every file's blob)."""
+    under its digest (a directory: its manifest blob and every file's blob). `tags`
+    are the version's, `asset_tags` its asset's (the same on every version of it)."""
 
     model_config = _Record.model_config
+    tags: dict[str, str | None] = Field(default_factory=dict)
+    asset_tags: dict[str, str | None] = Field(default_factory=dict)
 
 
 class EdgeEntry(_Record):
@@ -140,6 +146,21 @@ class AliasEntry(_Record):
     note: str | None = None
 
 
+class AliasMoveEntry(_Record):
+    """One move of an alias of an asset of this bundle, oldest first: set to
+    `version_id` (a version of this bundle), or removed (`version_id` null); who, when,
+    why. Moves to versions the bundle does not hold are left out. Optional file: older
+    bundles have none (their aliases arrive with one move each, at import time)."""
+
+    kind: str
+    name: str
+    alias: str
+    version_id: str | None = None
+    time: datetime
+    author: str | None = None
+    note: str | None = None
+
+
 class BundleHeader(_Record):
     format: Literal["metastore-bundle"] = FORMAT
     version: int = VERSION
@@ -157,10 +178,11 @@ RECORDS = {
     "AssetVersionEntry": AssetVersionEntry,
     "EdgeEntry": EdgeEntry,
     "AliasEntry": AliasEntry,
+    "AliasMoveEntry": AliasMoveEntry,
 }
 #: file → the record type of its lines
 FILES = {RUNS: "RunEntry", ASSETS: "AssetVersionEntry", EDGES: "EdgeEntry",
-         ALIASES: "AliasEntry"}
+         ALIASES: "AliasEntry", ALIAS_MOVES: "AliasMoveEntry"}
 
 
 def bundle_json_schema() -> dict:
@@ -180,7 +202,8 @@ def bundle_json_schema() -> dict:
         "description": (
             "bundle.json is a BundleHeader (this schema). Each line of runs.jsonl is a "
             "RunEntry, of assets.jsonl an AssetVersionEntry, of edges.jsonl an EdgeEntry, "
-            "of aliases.jsonl (optional) an AliasEntry "
+            "of aliases.jsonl (optional) an AliasEntry, of alias_moves.jsonl (optional) an "
+            "AliasMoveEntry "
             "(validate a line against {'$ref': '<this schema>#/$defs/<name>'}). Blobs are "
             "files under blobs/sha256/<first 2 hex>/<other 62 hex>."
         ),
@@ -260,7 +283,7 @@ def _write(store, target: Path, experiment: str | None) -> dict:
         if whole_store or av.id in version_ids
     ]
     counts = {"experiments": len(exps), "runs": 0, "metric_points": 0, "asset_versions": 0,
-              "edges": 0, "aliases": 0, "blobs": 0}
+              "edges": 0, "aliases": 0, "alias_moves": 0, "blobs": 0}
     with open(target / RUNS, "w") as f:
         for chunk in _chunks(run_ids, 500):
             for record in store.dump_runs(chunk):
@@ -270,15 +293,19 @@ def _write(store, target: Path, experiment: str | None) -> dict:
                 f.write(entry.model_dump_json(exclude_none=False) + "\n")
     run_ids = set(run_ids)
     blobs: set[str] = set()
+    asset_tags: dict[int, dict] = {}
     with open(target / ASSETS, "w") as f:
         for asset, av in versions:
+            if asset.id not in asset_tags:
+                asset_tags[asset.id] = store.get_tags("asset", str(asset.id))
             # an external reference whose creator is not exported keeps no dangling id
             created_by = av.created_by if av.created_by in run_ids else None
             entry = AssetVersionEntry(
                 id=av.id, kind=asset.kind, name=asset.name, version=av.version,
                 digest=av.digest, size=av.size, uri=av.uri, media_type=av.media_type,
                 meta=json.loads(av.meta) if av.meta else None, created=_utc(av.created),
-                created_by=created_by,
+                created_by=created_by, tags=store.get_tags("asset_version", av.id),
+                asset_tags=asset_tags[asset.id],
             )
             f.write(entry.model_dump_json() + "\n")
             counts["asset_versions"] += 1
@@ -305,6 +332,14 @@ def _write(store, target: Path, experiment: str | None) -> dict:
                 f.write(AliasEntry(kind=a.kind, name=a.name, alias=a.alias, version_id=a.version_id,
                                    author=a.author, note=a.note).model_dump_json() + "\n")
                 counts["aliases"] += 1
+    exported_assets = {(asset.kind, asset.name) for asset, _ in versions}
+    with open(target / ALIAS_MOVES, "w") as f:
+        for m in store.alias_history():
+            if (m.kind, m.name) in exported_assets and (m.version_id is None or m.version_id in exported):
+                f.write(AliasMoveEntry(kind=m.kind, name=m.name, alias=m.alias,
+                                       version_id=m.version_id, time=_utc(m.time), author=m.author,
+                                       note=m.note).model_dump_json() + "\n")
+                counts["alias_moves"] += 1
     for digest in sorted(blobs):
         dest = target / BLOBS / "sha256" / digest[:2] / digest[2:]
         dest.parent.mkdir(parents=True, exist_ok=True)

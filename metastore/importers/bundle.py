@@ -13,6 +13,11 @@ The format is described in metastore/exporters/bundle.py and schema/bundle.schem
   a number already: then the run gets the next one.
   A run whose id is already in the store is "already present".
 - derived_from edges between versions are added last.
+- Tags of assets and of versions are set on the versions found or written.
+- Aliases: every move of the bundle's history (alias_moves.jsonl) is replayed at its
+  own time, with its author and note, unless the store's history holds that move
+  already (an earlier import of the bundle); then each alias set now (aliases.jsonl)
+  is checked and set where the replay did not leave it (older bundles have no moves).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pydantic import ValidationError
 from metastore.blobs import DIR_MEDIA_TYPE, sha256_file
 from metastore.errors import MetastoreError, NotFound
 from metastore.exporters.bundle import (
+    ALIAS_MOVES,
     ALIASES,
     ASSETS,
     BLOBS,
@@ -37,6 +43,7 @@ from metastore.exporters.bundle import (
     HEADER,
     RUNS,
     AliasEntry,
+    AliasMoveEntry,
     AssetVersionEntry,
     BundleHeader,
     EdgeEntry,
@@ -126,6 +133,8 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
         runs = list(_lines(folder, RUNS, RunEntry, report, counted=True))
         aliases = list(_lines(folder, ALIASES, AliasEntry, report, counted=False,
                               optional=True))
+        moves = list(_lines(folder, ALIAS_MOVES, AliasMoveEntry, report, counted=False,
+                            optional=True))
         total = report.found
         if not options.dry_run and options.experiment is None:
             for exp in header.experiments:
@@ -166,7 +175,39 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
                 e.relation == "derived_from" and e.src_id in version_ids and e.dst_id in version_ids
                 for e in edges
             )
+        _import_alias_moves(store, moves, version_ids, options, report)
         _import_aliases(store, aliases, version_ids, options, report)
+
+
+def _import_alias_moves(store, moves, version_ids: dict[str, str], options, report) -> None:
+    """Replay the aliases' history: each move at its own time, by its own author."""
+    had: dict[tuple[str, str], set] = {}
+    for where, m in sorted(moves, key=lambda wm: wm[1].time):
+        vid = version_ids.get(m.version_id) if m.version_id is not None else None
+        if m.version_id is not None and vid is None:
+            report.warn(where, f"alias {m.kind}:{m.name}@{m.alias}: a move to a version not imported")
+            continue
+        if options.dry_run:
+            report.aliases += 1
+            continue
+        if (m.kind, m.name) not in had:
+            had[(m.kind, m.name)] = {(h.alias, _naive(h.time)) for h in store.alias_history(m.kind, m.name)}
+        if (m.alias, _naive(m.time)) in had[(m.kind, m.name)]:
+            continue  # replayed by an earlier import of this bundle
+        try:
+            if vid is not None:
+                now = {x.alias: x.version_id for x in store.list_aliases(m.kind, m.name)}
+                if now.get(m.alias) == vid:
+                    continue
+                store.set_alias(vid, m.alias, author=m.author, note=m.note, time=m.time)
+            else:
+                if m.alias not in {x.alias for x in store.list_aliases(m.kind, m.name)}:
+                    continue
+                store.unset_alias(m.kind, m.name, m.alias, author=m.author, note=m.note, time=m.time)
+        except MetastoreError as e:
+            report.warn(where, f"alias {m.kind}:{m.name}@{m.alias} not moved: {e}")
+            continue
+        report.aliases += 1
 
 
 def _import_aliases(store, aliases, version_ids: dict[str, str], options, report) -> None:
@@ -192,15 +233,30 @@ def _import_aliases(store, aliases, version_ids: dict[str, str], options, report
 def _import_versions(store, folder: Path, assets, options, report) -> dict[str, str]:
     """Bundle version id → version id in the store."""
     ids: dict[str, str] = {}
+    tagged: set[str] = set()  # assets whose tags were set by this import
     for where, a in assets:
         if options.dry_run:
             ids[a.id] = a.id
             continue
         try:
             ids[a.id] = _put_version(store, folder, a)
+            _add_tags(store, "asset_version", ids[a.id], a.tags)
+            if a.asset_tags and f"{a.kind}:{a.name}" not in tagged:
+                tagged.add(f"{a.kind}:{a.name}")
+                asset, _ = store.get_version_by_id(ids[a.id])
+                _add_tags(store, "asset", str(asset.id), a.asset_tags)
         except (MetastoreError, OSError, ValueError) as e:
             report.warn(where, f"{a.kind}:{a.name} v{a.version} not imported: {e}")
     return ids
+
+
+def _add_tags(store, entity_type: str, entity_id: str, tags: dict) -> None:
+    """The bundle's tags the store lacks (a tag the store holds keeps its value)."""
+    if tags:
+        have = store.get_tags(entity_type, entity_id)
+        new = {k: v for k, v in tags.items() if k not in have}
+        if new:
+            store.set_tags(entity_type, entity_id, new)
 
 
 def _blob(folder: Path, digest: str) -> Path:

@@ -243,3 +243,45 @@ def test_numbers_survive_a_deleted_run(store, tmp_path):
         pass
     assert store.get_run(run.id).number == 6
     src.close()
+
+
+def test_alias_history_and_asset_tags_travel(demo_store, store, tmp_path):
+    """Every move of an alias (set, moved, removed: who, when, why) and the tags of
+    assets and asset versions come through a bundle, once however often it is imported."""
+    from metastore import aliases
+
+    src = demo_store.backend
+    asset = next(a for a in src.list_assets() if len(src.list_versions(a.kind, a.name)) >= 2)
+    (_, v1), (_, v2) = src.list_versions(asset.kind, asset.name)[:2]
+    ref = f"{asset.kind}:{asset.name}"
+    aliases.set_alias(src, f"{ref}@{v1.version}", "production", note="first good one", author="ana")
+    aliases.set_alias(src, f"{ref}@{v2.version}", "production", note="better rmse", author="ben")
+    aliases.set_alias(src, f"{ref}@{v1.version}", "staging", author="ana")
+    aliases.unset_alias(src, f"{ref}@staging", note="retired", author="cy")
+    src.set_tags("asset", str(asset.id), {"owner": "ml-team", "task": "regression"})
+    src.set_tags("asset_version", v2.id, {"approved": "yes", "ticket": "ML-42"})
+
+    bundle = tmp_path / "bundle"
+    counts = export_bundle(src, bundle)
+    assert counts["alias_moves"] == 4
+    validate_bundle(bundle)
+    report = import_path(store.backend, bundle)
+    assert report.aliases == 4
+
+    def history(be):
+        return [(h.kind, h.name, h.alias, h.version, h.previous, h.time, h.author, h.note)
+                for h in be.alias_history(asset.kind, asset.name)]
+
+    def tags(be):
+        [a] = [x for x in be.list_assets(asset.kind) if x.name == asset.name]
+        versions = {v.version: be.get_tags("asset_version", v.id) for _, v in be.list_versions(a.kind, a.name)}
+        return be.get_tags("asset", str(a.id)), versions
+
+    dst = store.backend
+    assert history(dst) == history(src) and len(history(src)) == 4
+    assert tags(dst) == tags(src)
+    assert [(a.alias, a.version, a.author, a.note) for a in dst.list_aliases(asset.kind, asset.name)] == [
+        ("production", v2.version, "ben", "better rmse")]
+    again = import_path(store.backend, bundle)
+    assert again.aliases == 0
+    assert history(dst) == history(src) and tags(dst) == tags(src)
