@@ -344,6 +344,10 @@ def _screen() -> tuple[bool, int, bool]:
     NO_COLOR, FORCE_COLOR and TERM included), or the terminal behind the pager."""
     if _paged is not None:
         return True, _paged["width"], _paged["colour"]
+    if not _isatty() and not {"FORCE_COLOR", "TTY_COMPATIBLE"} & os.environ.keys():
+        # not a terminal, and nothing tells rich to treat it as one: no need to load
+        # rich (a cold start's cost) to learn that; the width of a pipe is unused
+        return False, 80, False
     c = console()
     return c.is_terminal, c.width, c.is_terminal and c.color_system is not None
 

@@ -18,7 +18,7 @@ def _loaded(code: str, cwd: Path) -> set[str]:
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "METASTORE_CACHE_DIR": str(cwd / "cache")},
     ).stdout
     return set(json.loads(out.strip().splitlines()[-1]))
 
@@ -42,3 +42,12 @@ def test_a_query_on_the_command_line_loads_no_server_dataframes_or_graphs(demo_s
     # neither SQLAlchemy nor the tables load, nor the migrations
     assert not loaded & {"sqlalchemy", "sqlmodel", "metastore.models", "metastore.database",
                          "alembic", "metastore.backends.sql"}
+    # nor the command-line framework: a plain `metastore query` is read without the
+    # typer app (metastore/cli/answer.py), and a pipe needs no rich
+    assert not loaded & {"typer", "click", "pydantic", "rich", "metastore.cli.commands"}
+    # asked again, the compiled query comes from the cache folder (query/cache.py):
+    # neither the parser nor the compiler loads
+    again = _loaded(cli, tmp_path)
+    assert "metastore.query.cache" in again
+    assert not again & {"lark", "sqlglot", "metastore.query.parse", "metastore.query.compile",
+                        "re2", "typer", "pydantic", "rich"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from importlib import metadata
 
 from metastore.backends.base import Backend
 from metastore.errors import InvalidURL
@@ -66,6 +65,8 @@ def opener_for(url: str) -> Opener:
         return _registered[scheme]
     if scheme in _BUILTIN:  # before the entry points: scanning them costs a cold start
         return _BUILTIN[scheme]
+    from importlib import metadata  # costs a cold start (email, zipfile): only for plugins
+
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name.lower() == scheme:
             return ep.load()

@@ -18,16 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from metastore import fulltext
 from metastore.backends.base import QueryStream
+from metastore.query.cache import compile_cached, inline_sql
+from metastore.query.catalog import Catalog
 from metastore.query.errors import QueryError, at, did_you_mean
-from metastore.query.regex import regexp
-from metastore.query.resolve import Catalog
-from metastore.query.run import (
-    compile_cached,
-    compile_text,
-    inline_sql,
-    shape_names,
-    shape_rows,
-)
+from metastore.query.run import compile_text, shape_names, shape_rows
 
 if TYPE_CHECKING:
     from metastore.query.compile import Compiled
@@ -162,7 +156,8 @@ def _run(backend, conn, text: str, experiment: str | None):
     if experiment is not None:
         _check_experiment(conn, experiment)
     catalog = read_catalog(conn)
-    compiled = compile_cached(text, backend.dialect, catalog, experiment)
+    compiled = compile_cached(text, backend.dialect, catalog, experiment,
+                              disk=getattr(backend, "compile_cache_on_disk", False))
     if backend.dialect == "sqlite":
         _sqlite_functions(conn)
     _check_refs(conn, compiled, text, experiment)
@@ -364,11 +359,18 @@ def _sqlite_functions(conn) -> None:
     raw = conn.driver
     if getattr(raw, "_metastore_regexp2", False):
         return
-    raw.create_function("regexp", 2, regexp, deterministic=True)
+    raw.create_function("regexp", 2, _regexp, deterministic=True)
     try:
         raw._metastore_regexp2 = True
     except AttributeError:
         pass
+
+
+def _regexp(pattern, value):
+    # RE2 loads on the first match, not with every query
+    from metastore.query.regex import regexp
+
+    return regexp(pattern, value)
 
 
 def _check_experiment(conn, name: str) -> None:

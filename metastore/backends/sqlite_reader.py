@@ -29,6 +29,9 @@ class SQLiteReader(Backend):
     """A SQLite store: queries on the sqlite3 module, the rest on `SQLBackend`."""
 
     dialect = "sqlite"
+    #: Compiled queries are kept in the user's cache folder too (`query/cache.py`): the
+    #: next process asking the same question loads neither parser nor compiler.
+    compile_cache_on_disk = True
 
     def __init__(self, url: str, blobs, *, create: bool = True):
         self.url = url

@@ -14,9 +14,10 @@ attribute compiles to a lookup that tries metrics, then params, then tags at run
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from metastore.query import ast
+from metastore.query.catalog import OPEN_CATALOG, Catalog  # noqa: F401 - resolved against
 from metastore.query.errors import at, closest
 from metastore.vocabulary import ASSET_KINDS
 
@@ -177,32 +178,6 @@ def check_ref(ref: ast.Ref, text: str) -> None:
         )
 
 
-@dataclass
-class Catalog:
-    """The keys that exist in a store; `open` when there is no store to ask."""
-
-    metrics: frozenset[str] = frozenset()
-    params: frozenset[str] = frozenset()
-    tags: dict[str, frozenset[str]] = field(default_factory=dict)  # entity type -> keys
-    open: bool = False
-    #: The database keeps the note index where its dialect has one (metastore.fulltext):
-    #: false for a SQLite store made where SQLite had no FTS5.
-    fulltext: bool = True
-
-    def key(self) -> tuple:
-        """Hashable identity, for caching compiled queries."""
-        return (self.open, self.metrics, self.params, frozenset(self.tags.items()), self.fulltext)
-
-    def tag_keys(self, rows: str) -> frozenset[str]:
-        entity = {"run": "run", "experiment": "experiment", "version": "asset_version", "node": "run",
-                  "note": "run"}
-        keys = self.tags.get(entity[rows], frozenset())
-        if rows == "node":
-            keys = keys | self.tags.get("asset_version", frozenset())
-        return keys
-
-
-OPEN_CATALOG = Catalog(open=True)
 
 
 # ---- bindings -------------------------------------------------------------------------------

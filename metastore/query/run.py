@@ -1,5 +1,8 @@
 """A query's answer as a Result, and the stage that turns compiled SQL rows into one.
 
+Light on purpose: the parser and the compiler load only when a query is compiled
+(`compile_text`, or a miss of the compiled-query cache, `query/cache.py`).
+
 Running the SQL is the backend's (`Backend.query`): the SQL backend compiles and
 executes it (`metastore.backends.sql_query`), the HTTP backend asks the server. Both
 hand back a `QueryAnswer`, which becomes the `Result` users see.
@@ -9,21 +12,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from metastore import params as param_codec
-from metastore.query import ast
-from metastore.query.compile import Column, Compiled, compile_query
 from metastore.query.errors import QueryError
-from metastore.query.parse import parse
 
 if TYPE_CHECKING:
+    from metastore.query.values import Column
     from metastore.records import QueryAnswer
 
 
@@ -93,6 +91,9 @@ def compile_text(
     """SQL text for a query. Without a catalog, names that are not attributes compile to
     a lookup in metrics, then params, then tags; with a store's catalog, they are resolved
     exactly as its `query` does."""
+    from metastore.query.compile import compile_query  # the compiler loads when it is needed
+    from metastore.query.parse import parse
+
     query = parse(text)
     kwargs = {"catalog": catalog} if catalog is not None else {}
     compiled = compile_query(query, dialect, experiment=experiment, inline=True, **kwargs)
@@ -111,32 +112,6 @@ def stream(backend, text: str, experiment: str | None = None, timeout: float | N
     """`execute`, its rows read as they come: a context manager giving a
     `QueryStream` (columns, then rows one by one), for answers too big to hold."""
     return backend.query_stream(text, experiment=experiment, timeout=timeout)
-
-
-_CACHE: OrderedDict[tuple, Compiled] = OrderedDict()
-_CACHE_SIZE = 256
-_CACHE_LOCK = threading.Lock()
-
-
-def compile_cached(text: str, dialect: str, catalog, experiment) -> Compiled:
-    """Compiled queries are kept (keyed by text, dialect, scope and the catalog they were
-    bound against), so a dashboard asking the same question again skips parse and compile."""
-    key = (text, dialect, experiment, catalog.key())
-    with _CACHE_LOCK:  # the web server answers queries from several threads
-        compiled = _CACHE.get(key)
-        if compiled is not None:
-            _CACHE.move_to_end(key)
-            return compiled
-    try:
-        compiled = compile_query(parse(text), dialect, catalog=catalog, experiment=experiment)
-        compiled.sql()
-    except RecursionError:  # a backstop: parse limits nesting well below this
-        raise QueryError("the query nests too deeply to compile", text=text) from None
-    with _CACHE_LOCK:
-        _CACHE[key] = compiled
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return compiled
 
 
 def shape(columns: list[Column], raw) -> tuple[list[str], list[dict]]:
@@ -204,20 +179,4 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def inline_sql(compiled: Compiled) -> str:
-    sql = compiled.sql()
-    if not compiled.params:
-        return sql
-    from sqlglot import exp
-
-    def literal(v):
-        if isinstance(v, bool):
-            v = int(v)
-        if isinstance(v, int | float):
-            return exp.Literal.number(v).sql(dialect=compiled.dialect)
-        return exp.Literal.string(str(v)).sql(dialect=compiled.dialect)
-
-    return re.sub(r":(p\d+)\b", lambda m: literal(compiled.params[m.group(1)]), sql)
-
-
-__all__ = ["Result", "execute", "stream", "compile_text", "ast"]
+__all__ = ["Result", "execute", "stream", "compile_text"]

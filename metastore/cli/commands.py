@@ -1,13 +1,11 @@
-"""The command line: a thin layer over the Python API.
+"""The command line's commands: the typer app (`metastore.cli.main` runs it).
 
 Every command opens the store (`--store URL`, `METASTORE_URL`, or the nearest
-`.metastore/`), calls one public function and prints its result. A `MetastoreError`
-is printed in a line or two and exits 1; never a traceback.
+`.metastore/`), calls one public function and prints its result.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import contextmanager
 from typing import Annotated
@@ -17,6 +15,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from metastore import completion, output
+from metastore.cli.answer import answer, print_rows  # noqa: F401 - print_rows: benchmarks
 from metastore.errors import MetastoreError
 from metastore.output import FORMATS, Column, emit, print_json
 
@@ -365,37 +364,8 @@ def query(
     """Answer a question in the query language (docs/query-language.md). Rows are
     printed as the database returns them; in a terminal, a long answer goes through a
     pager."""
-    from metastore.query import QueryError
-
-    s = open_store(store, lazy=True)  # a SQLite store is queried without SQLAlchemy
-    try:
-        if sql:
-            # through the Store interface, so --sql works against a server too
-            sys.stdout.write(s.query_sql(text, experiment=experiment) + "\n")
-            return
-        with s.query_stream(text, experiment=experiment, timeout=timeout) as answer, \
-                output.pager(not no_pager):
-            print_rows(answer.columns, answer.rows, format)
-    except QueryError as e:
-        # the whole error, caret line included; the CLI's generic handler prints one line
-        err.print("[red]error:[/red] ", end="", highlight=False)
-        err.print(str(e), highlight=False, markup=False)
-        sys.exit(1)
-
-
-def print_rows(names: list[str], rows, format: str = "table") -> None:
-    """Print a query's rows (an iterator, read as it goes) in one of the output formats;
-    a column is numeric when its values in the first chunk are numbers."""
-    from metastore.query.run import jsonable
-
-    def columns(first: list[dict]) -> list[Column]:
-        return [Column(c, c, numeric=bool(first) and all(
-            isinstance(r[c], (int, float, type(None))) and not isinstance(r[c], bool)
-            for r in first)) for c in names]
-
-    emit(({k: jsonable(v) for k, v in r.items()} for r in rows), columns, format,
-         empty=f"No rows. (columns: {', '.join(names)})",
-         footer=lambda n: f"{n} row{'s' if n != 1 else ''}")
+    # `metastore query …` usually comes here without typer: cli.main reads it first
+    answer(text, store, experiment, format, sql, timeout, no_pager)
 
 
 # --- lineage (metastore lineage, diff, audit, link) --------------------------------------
@@ -1174,27 +1144,3 @@ def _one_paragraph_help(group: typer.Typer) -> None:
 
 
 _one_paragraph_help(app)
-
-
-# --- entry point -------------------------------------------------------------------------
-
-
-def main() -> None:
-    # Standalone mode lets click turn usage errors, `typer.Exit(n)` and Ctrl-C into
-    # messages and exit codes; what is left to us is the errors users cause.
-    try:
-        app(prog_name="metastore")  # `python -m metastore` too, and completion's _METASTORE_COMPLETE
-    except BrokenPipeError:
-        # the reader went away (`metastore runs | head`): stop quietly, as a program
-        # killed by SIGPIPE would, without a traceback when Python flushes stdout
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
-    except MetastoreError as e:
-        err.print(f"[red]error:[/red] {e.message}", highlight=False, markup=True)
-        if e.hint:
-            err.print(f"  {e.hint}", highlight=False, markup=False)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""`python -m metastore.cli …`: the command line."""
+
+from metastore.cli import main
+
+main()
