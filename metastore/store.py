@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from metastore.audit import AuditReport
-    from metastore.backends.base import QueryStream
+    from metastore.backends.base import QueryStream, RunTable
     from metastore.diff import RunDiff
     from metastore.handles import RunHandle, VersionHandle
     from metastore.models import Asset, Experiment
@@ -190,17 +190,17 @@ class Store:
         """Each run as {ref, id, name, status, started, ended, params, metrics} (the last
         value of each metric): what `metastore runs` lists. Metrics named `system.…` (wall
         and CPU time, recorded for every run) are left out unless `system` is true."""
-        out = []
-        for v in self.run_views(experiment):
-            if status is not None and v.status != status:
-                continue
-            metrics = v.metrics
-            if not system:
-                metrics = {k: x for k, x in metrics.items() if not k.startswith("system.")}
-            out.append({"ref": v.ref, "id": v.id, "name": v.name, "status": v.status,
-                        "started": v.started, "ended": v.ended, "params": v.params,
-                        "metrics": metrics})
-        return out
+        with self.run_table(experiment, status, system=system) as table:
+            return list(table.rows)
+
+    def run_table(
+        self, experiment: str | None = None, status: str | None = None, *, system: bool = False
+    ) -> AbstractContextManager[RunTable]:
+        """`run_summaries` read as they come, for a listing too long to hold: a context
+        manager giving the metric keys, the param keys (with whether each holds only
+        numbers) and then the rows, read inside the `with` block (`metastore runs`
+        prints them so)."""
+        return self.backend.run_table(experiment, status, system)
 
     def delete_run(self, ref: str | int, experiment: str | None = None) -> None:
         """Soft-delete a run: hidden everywhere until restored; `purge` removes it."""

@@ -66,6 +66,33 @@ class QueryStream:
     dialect: str
 
 
+@dataclass
+class RunTable:
+    """The runs `metastore runs` lists, read as they come (`Backend.run_table`): the
+    metric keys and the param keys (each with whether every value it holds in these runs
+    is a number, so a table can align it) up front, then one summary per run
+    (`run_summary`), in order of experiment and number."""
+
+    metrics: list[str]
+    params: dict[str, bool]
+    rows: Iterator[dict[str, Any]]
+
+
+def run_summary(view: RunView, system: bool) -> dict[str, Any]:
+    """A run as `metastore runs` shows it: {ref, id, name, status, started, ended,
+    params, metrics} (the last value of each metric; `system.…` ones only with `system`)."""
+    metrics = view.metrics
+    if not system:
+        metrics = {k: x for k, x in metrics.items() if not k.startswith("system.")}
+    return {"ref": view.ref, "id": view.id, "name": view.name, "status": view.status,
+            "started": view.started, "ended": view.ended, "params": view.params,
+            "metrics": metrics}
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float, type(None))) and not isinstance(value, bool)
+
+
 class Backend(ABC):
     """One store's primitives. Open one with `metastore.backends.open_backend(url)`."""
 
@@ -320,6 +347,20 @@ class Backend(ABC):
         answers in one response); the SQL backend reads the rows from the cursor."""
         answer = self.query(text, experiment, timeout)
         return nullcontext(QueryStream(answer.columns, iter(answer.rows), answer.sql, answer.dialect))
+
+    def run_table(
+        self, experiment: str | None = None, status: str | None = None, system: bool = False
+    ) -> AbstractContextManager[RunTable]:
+        """The runs in scope (not deleted; of `experiment`, with `status`) as `metastore
+        runs` lists them: a context manager giving a `RunTable`, whose rows are read
+        inside the `with` block. This default reads them all with `read_runs` (a server
+        answers in one response); the SQL backend reads them a page at a time."""
+        rows = [run_summary(v, system) for v in self.read_runs(experiment)
+                if status is None or v.status == status]
+        metrics = sorted({k for d in rows for k in d["metrics"]})
+        params = {k: all(_numeric(d["params"].get(k)) for d in rows)
+                  for k in sorted({k for d in rows for k in d["params"]})}
+        return nullcontext(RunTable(metrics, params, iter(rows)))
 
     @abstractmethod
     def known_keys(self) -> dict[str, list[str]]:

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, delete, select
 
 from metastore import database, params
 from metastore.backends import sql_lineage, sql_query
-from metastore.backends.base import Backend, NodeKey
+from metastore.backends.base import Backend, NodeKey, RunTable, run_summary
 from metastore.backends.content import prepare_content
 from metastore.backends.sql_aliases import AliasSQL
 from metastore.backends.sql_requests import AppliedRequestsSQL
@@ -477,6 +477,76 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
                             _version_link(kind, name, av, role, path)
                         )
             return list(views.values())
+
+    @contextmanager
+    def run_table(
+        self, experiment: str | None = None, status: str | None = None, system: bool = False
+    ) -> Iterator[RunTable]:
+        # The keys first (a table's columns), then the runs a page at a time with their
+        # params and last metric values, all in one read transaction: the first rows
+        # print while later ones are still being read, and memory stays one page.
+        self.reconcile_crashed()
+        with self.read() as s:
+            r, e = Run.__table__.c, Experiment.__table__.c
+            fields = [c for c in Run.__table__.c
+                      if c.name not in ("experiment_id", "context", "heartbeat", "deleted_at", "pid")]
+            q = sa.select(*fields, e.name.label("experiment")).join_from(
+                Run.__table__, Experiment.__table__, e.id == r.experiment_id
+            ).where(r.deleted_at.is_(None), e.deleted_at.is_(None))
+            if experiment is not None:
+                q = q.where(r.experiment_id == self._experiment(s, experiment).id)
+            if status is not None:
+                q = q.where(r.status == status)
+            scope = q.with_only_columns(r.id).scalar_subquery()
+            m, p = MetricSummary.__table__.c, Param.__table__.c
+            metrics = sorted(k for (k,) in s.execute(
+                sa.select(m.key).where(m.run_id.in_(scope)).distinct())
+                if system or not k.startswith("system."))
+            # a param is numeric when all it holds here are numbers (JSON null reads
+            # back as None, which a number column shows as empty)
+            numeric: dict[str, bool] = {}
+            for key, kind, low, high in s.execute(
+                sa.select(p.key, p.type, sa.func.min(p.text), sa.func.max(p.text))
+                .where(p.run_id.in_(scope)).group_by(p.key, p.type)
+            ):
+                plain = kind == "number" or (kind == "json" and low == high == "null")
+                numeric[key] = numeric.get(key, True) and plain
+            yield RunTable(metrics, dict(sorted(numeric.items())),
+                           self._run_pages(s, q, system))
+
+    #: Runs read per statement by `run_table`.
+    RUN_PAGE = 500
+
+    def _run_pages(self, s: Session, q, system: bool) -> Iterator[dict]:
+        """`run_summary` of each run `q` selects, by experiment and number, read `page`
+        runs at a time (after the last one read, not by offset)."""
+        page = self.RUN_PAGE
+        r = Run.__table__.c
+        keys = list(q.selected_columns.keys())
+        q = q.add_columns(r.experiment_id).order_by(r.experiment_id, r.number).limit(page)
+        after = None
+        m = MetricSummary.__table__.c
+        while True:
+            this = q if after is None else q.where(sa.or_(
+                r.experiment_id > after[0],
+                sa.and_(r.experiment_id == after[0], r.number > after[1])))
+            rows = s.execute(this).all()
+            if not rows:
+                return
+            views = {row.id: RunView.model_validate(dict(zip(keys, row, strict=False)))
+                     for row in rows}
+            ids = list(views)
+            for run_id, key, value in _params_of(s, ids):
+                views[run_id].params[key] = value
+            for run_id, key, last in s.execute(
+                sa.select(m.run_id, m.key, m.last).where(m.run_id.in_(ids)).order_by(m.key)
+            ):
+                views[run_id].metrics[key] = last
+            for view in views.values():
+                yield run_summary(view, system)
+            if len(rows) < page:
+                return
+            after = (rows[-1].experiment_id, rows[-1].number)
 
     def dump_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Whole runs as written (every metric point, notes, context), for exports."""

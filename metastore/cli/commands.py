@@ -208,21 +208,18 @@ def runs(
     """List runs with their last metric values and params (in a terminal, a long list
     goes through a pager)."""
     s = open_store(store)
-    data = s.run_summaries(experiment=experiment, status=status, system=system)
-    param_keys = sorted({k for d in data for k in d["params"]})
-    metric_keys = sorted({k for d in data for k in d["metrics"]})
-    columns = [Column("run", "ref")]
-    if wide or format != "table":
-        columns += [Column("name"), Column("started")]
-    columns.append(Column("status"))
-    columns += [Column(k, lambda d, k=k: d["metrics"].get(k), numeric=True, style="cyan")
-                for k in metric_keys]
-    columns += [Column(k, lambda d, k=k: d["params"].get(k),
-                       numeric=all(isinstance(d["params"].get(k), (int, float, type(None)))
-                                   and not isinstance(d["params"].get(k), bool) for d in data))
-                for k in param_keys]
-    with output.pager(not no_pager):
-        emit(data, columns, format,
+    # read a page of runs at a time while the first ones print (Store.run_table)
+    with s.run_table(experiment=experiment, status=status, system=system) as table, \
+            output.pager(not no_pager):
+        columns = [Column("run", "ref")]
+        if wide or format != "table":
+            columns += [Column("name"), Column("started")]
+        columns.append(Column("status"))
+        columns += [Column(k, lambda d, k=k: d["metrics"].get(k), numeric=True, style="cyan")
+                    for k in table.metrics]
+        columns += [Column(k, lambda d, k=k: d["params"].get(k), numeric=numeric)
+                    for k, numeric in table.params.items()]
+        emit(table.rows, columns, format,
              empty="No runs yet. Record some with the Python API, or try `metastore demo`.")
 
 
