@@ -423,6 +423,13 @@ def _check_types(conn, compiled: Compiled, text: str) -> None:
     q = conn.quote
     types_of = f"SELECT {q('type')} FROM param WHERE {q('key')} = :k GROUP BY {q('type')}"
     for key, kind, pos, name in compiled.type_checks:
+        # usually the first row of the key already holds a kind that meets the value:
+        # stop there, rather than group every row of the key (100,000 at 100,000 runs)
+        meets = sorted(_MEETS[kind])
+        marks = ", ".join(f":t{i}" for i in range(len(meets)))
+        if conn.rows(f"SELECT 1 FROM param WHERE {q('key')} = :k AND {q('type')} IN ({marks}) "
+                     "LIMIT 1", {"k": key, **{f"t{i}": t for i, t in enumerate(meets)}}):
+            continue
         if key not in seen:
             seen[key] = {r[0] for r in conn.rows(types_of, {"k": key})}
         types = seen[key]
