@@ -57,7 +57,7 @@ def wall(argv: list[str], env: dict, out: Path) -> float:
 
 def rounds(commands: dict[str, list[str]], n: int, env: dict, work: Path) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {k: [] for k in commands}
-    for argv in commands.values():  # warm the page cache and the parser tables
+    for argv in commands.values():  # warm the page cache, the parser tables and compiled queries
         wall(argv, env, work / "out")
     for _ in range(n):
         for name, argv in commands.items():
@@ -76,7 +76,7 @@ def show(times: dict[str, list[float]], peer: str) -> None:
 def printing_cost(db: Path, repeat: int) -> None:
     """In one process: run the 10% query, then print its rows in each format."""
     import metastore
-    from metastore.cli import print_rows
+    from metastore.cli.answer import print_rows
 
     store = metastore.open(f"sqlite:///{db}")
     store.query(WHERE)  # warm
