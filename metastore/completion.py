@@ -1,5 +1,7 @@
 """Shell completion of what a command names: runs (`diabetes#4`), asset versions
-(`model:regressor@6`, `model:regressor@production`), experiments.
+(`model:regressor@6`, `model:regressor@production`), experiments, and the words of a
+query (`metastore query 'runs where rm<TAB>`: sources, params, metrics, tags, history
+suffixes, keywords and references, from `metastore.query.suggest`).
 
 Typer calls these while the user presses TAB (`metastore --install-completion` sets the
 shell up). Each opens the store the command would (`--store` if already typed, else
@@ -83,15 +85,21 @@ def versions(ctx, incomplete: str) -> list[tuple[str, str]]:
         store.close()
 
 
+def references(store, incomplete: str) -> list[tuple[str, str]]:
+    """Runs and asset versions whose reference starts with `incomplete` (versions once a
+    ':' is typed), with what each is: also the UI query box's references."""
+    if ":" in incomplete:
+        return _versions(store, incomplete)
+    return (_runs(store, incomplete) + _versions(store, incomplete))[:LIMIT]
+
+
 def nodes(ctx, incomplete: str) -> list[tuple[str, str]]:
     """A run or an asset version (lineage, link): versions once a ':' is typed."""
     store = _open(ctx)
     if store is None:
         return []
     try:
-        if ":" in incomplete:
-            return _versions(store, incomplete)
-        return (_runs(store, incomplete) + _versions(store, incomplete))[:LIMIT]
+        return references(store, incomplete)
     except Exception:  # noqa: BLE001
         return []
     finally:
@@ -109,3 +117,32 @@ def experiments(ctx, incomplete: str) -> list[tuple[str, str]]:
         return []
     finally:
         store.close()
+
+
+def query(ctx, incomplete: str) -> list[tuple[str, str]]:
+    """The query typed so far, with its last word completed: each candidate is the whole
+    query (the shell replaces the argument with it). Without a store (or one that cannot
+    be read), the language's own words still complete."""
+    from metastore.query.suggest import suggest
+
+    store = _open(ctx)
+    vocabulary: list[tuple[str, str]] = []
+    refs = None
+    try:
+        if store is not None:
+            experiment = (getattr(ctx, "params", None) or {}).get("experiment")
+            vocabulary = [(f["name"], f["kind"]) for f in store.fields(experiment)]
+
+            def refs(word: str) -> list[tuple[str, str]]:
+                return references(store, word)
+    except Exception:  # noqa: BLE001 - see the module's docstring
+        vocabulary, refs = [], None
+    try:
+        found = suggest(incomplete, vocabulary=vocabulary, refs=refs)
+        return [(incomplete[: found.start] + s.text, s.kind + (f": {s.about}" if s.about else ""))
+                for s in found.items]
+    except Exception:  # noqa: BLE001
+        return []
+    finally:
+        if store is not None:
+            store.close()

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from metastore.models import ASSET_KINDS
-from metastore.query.resolve import HISTORY, RUN_ATTRS, VERSION_ATTRS
+from metastore.query.resolve import HISTORY, NOTE_ATTRS, RUN_ATTRS, VERSION_ATTRS
 
 if TYPE_CHECKING:
     from metastore.backends.base import Backend
@@ -75,6 +75,9 @@ def fields(store: Backend, experiment: str | None = None) -> list[dict[str, Any]
     for k, t in VERSION_ATTRS.items():
         out.append({"name": k, "kind": "version attribute", "type": t, "runs": None,
                     "about": "of asset versions (models, datasets …)"})
+    for k, t in NOTE_ATTRS.items():
+        out.append({"name": k, "kind": "note attribute", "type": t, "runs": None,
+                    "about": "of notes and events (notes where text matches \"…\")"})
     for h in HISTORY:
         out.append({"name": f"METRIC.{h}", "kind": "history suffix",
                     "type": "int" if h in ("count", "last_step") else "number", "runs": None,
@@ -84,7 +87,7 @@ def fields(store: Backend, experiment: str | None = None) -> list[dict[str, Any]
                     "about": about + "; REF as diabetes#4, model:regressor@3, model:regressor@production"})
     out.append({"name": "config", "kind": "group key", "type": "text", "runs": None,
                 "about": "group by config [except seed]: params but those named, plus inputs"})
-    sources = ["runs", "experiments", "assets", *(f"{k}s" for k in ASSET_KINDS),
+    sources = ["runs", "experiments", "notes", "assets", *(f"{k}s" for k in ASSET_KINDS),
                "upstream of REF", "downstream of REF"]
     for src in dict.fromkeys(sources):
         out.append({"name": src, "kind": "source", "type": None, "runs": None,

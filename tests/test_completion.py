@@ -40,3 +40,39 @@ def test_no_store_completes_nothing_and_says_nothing(tmp_path, monkeypatch):
         url = str(tmp_path / "missing")
 
     assert complete(Nowhere, "metastore show x") == []
+
+
+def complete_query(store, typed: str, *before: str) -> list[str]:
+    """Candidates for `metastore [before…] query '<typed>` (an unclosed quote, as a shell
+    has it while the user types), one per line: each is a whole query."""
+    words = " ".join(["metastore", *before, "query", "'" + typed])
+    env = dict(os.environ, METASTORE_URL=store.url, _METASTORE_COMPLETE="complete_bash",
+               COMP_WORDS=words, COMP_CWORD=str(len(before) + 2),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "metastore"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines() if line]
+
+
+def test_completion_of_a_query(sqlite_store):
+    """Through the shell protocol on a real store; what is suggested where is
+    tests/query/test_suggest.py."""
+    with sqlite_store.start_run(experiment="diabetes", capture=False) as run:
+        run.log_params({"alpha": 0.1, "algorithm": "linear"})
+        run.log_metrics({"rmse": 55.0, "train/loss": 0.3})
+        run.log_asset(b"model", kind="model", name="regressor")
+    assert complete_query(sqlite_store, "ru") == ["runs"]
+    # the store's own names (then attributes) starting with what is typed
+    assert complete_query(sqlite_store, "runs where al") == ["runs where algorithm", "runs where alpha"]
+    assert complete_query(sqlite_store, "runs where rmse.m") == [
+        "runs where rmse.min", "runs where rmse.max", "runs where rmse.mean"]
+    assert complete_query(sqlite_store, "runs where uses model:regressor@") == [
+        "runs where uses model:regressor@1"]
+
+
+def test_without_a_store_a_query_completes_the_languages_words(tmp_path):
+    class Nowhere:
+        url = str(tmp_path / "missing")
+
+    assert complete_query(Nowhere, "runs where rmse < 5 or") == ["runs where rmse < 5 order by"]

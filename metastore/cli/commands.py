@@ -343,7 +343,8 @@ def purge(store: StoreOption = None) -> None:
 @app.command()
 def query(
     text: Annotated[
-        str, typer.Argument(help="A query, e.g. 'runs where rmse < 55 show number, r2'.")
+        str, typer.Argument(help="A query, e.g. 'runs where rmse < 55 show number, r2'.",
+                            autocompletion=completion.query)
     ],
     store: StoreOption = None,
     experiment: ExperimentOption = None,

@@ -27,13 +27,16 @@ def test_fields_lists_every_name_with_its_kind_and_count(store):
     assert ("history suffix", "METRIC.min") in rows
     assert ("lineage condition", "upstream of REF") in rows
     assert ("group key", "config") in rows
-    assert ("source", "models") in rows
+    assert ("source", "models") in rows and ("source", "notes") in rows
+    assert ("note attribute", "text") in rows
     only_b = {(f["kind"], f["name"]) for f in store.fields(experiment="b")}
     assert ("metric", "f1") in only_b and ("metric", "loss") not in only_b
     # every attribute listed is one the query language accepts
     for f in store.fields():
         if f["kind"] == "attribute":
             store.query(f"runs show {f['name']}")
+        if f["kind"] == "note attribute":
+            store.query(f"notes show {f['name']}")
 
 
 def test_an_unknown_history_suffix_lists_the_valid_ones(store):

@@ -210,3 +210,41 @@ def test_home_and_assets_pages(page, live_ui, demo_ui_store, shot):
     assert info.value.suggested_filename.startswith("regressor")
     with open(info.value.path(), "rb") as f:
         assert f.read() == latest.read_bytes()
+
+
+def test_the_query_box_suggests_names_and_words_by_keyboard(page, live_ui, shot):
+    """Typing suggests the store's names and the language's words (query/suggest.py);
+    the list is a combobox worked from the keyboard, and Enter with nothing picked still
+    runs the query."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_ui.url}/experiments/diabetes")
+    box, options = page.locator("#q"), page.locator("#q-suggestions [role=option]")
+    box.focus()
+    page.keyboard.type("runs where rm")
+    expect(options.first).to_contain_text("rmse")
+    expect(box).to_have_attribute("aria-expanded", "true")
+    assert options.first.locator(".what").inner_text() == "metric"
+    shot(page, "query-suggestions")
+    page.keyboard.press("ArrowDown")
+    expect(box).to_have_attribute("aria-activedescendant", "q-opt-0")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Enter")  # takes the picked name, and asks what may follow
+    expect(box).to_have_value("runs where rmse ")
+    expect(page.locator("#q-suggestions")).to_contain_text("matches")
+    page.keyboard.type("< 60 order by rm")
+    expect(options.first).to_have_text(re.compile(r"^rmse"))
+    page.keyboard.press("Tab")  # Tab takes the first suggestion
+    expect(box).to_have_value("runs where rmse < 60 order by rmse ")
+    page.keyboard.press("Escape")
+    expect(page.locator("#q-suggestions")).to_be_hidden()
+    expect(box).to_have_attribute("aria-expanded", "false")
+    # a history suffix, then Enter runs the query once nothing is picked
+    page.keyboard.type("show number, rmse.mi")
+    expect(options.first).to_have_text(re.compile(r"^rmse\.min"))
+    page.keyboard.press("Tab")
+    expect(box).to_have_value("runs where rmse < 60 order by rmse show number, rmse.min ")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert [r["number"] for r in shown_rows(page)], "the query ran"
+    assert "rmse.min" in page.inner_text("#result-table thead")

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 import networkx as nx
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from metastore.errors import MetastoreError, NotFound
@@ -240,6 +240,22 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             param_keys=data.all_keys(rows, "params"), metric_keys=data.all_keys(rows, "metrics"),
             chosen=set(chosen), examples=_examples(rows, primary),
         )
+
+    @router.get("/suggest")
+    def suggest_words(experiment: str | None = None, q: str = "", at: int | None = None) -> JSONResponse:
+        """What may come next at `at` in the query box's text `q` (query/suggest.py): the
+        store's names in `experiment`, the language's words, references."""
+        from metastore.completion import references
+        from metastore.query.suggest import suggest
+
+        if len(q) > MAX_QUERY_LENGTH:
+            return JSONResponse({"start": 0, "items": []})
+        try:
+            vocabulary = [(f["name"], f["kind"]) for f in store.fields(experiment)]
+        except MetastoreError:  # no such experiment (any more): the language's words only
+            vocabulary = []
+        found = suggest(q, at, vocabulary, refs=lambda word: references(store, word))
+        return JSONResponse(found.to_dict())
 
     @router.get("/runs/{ref:path}", response_class=HTMLResponse)
     @page
