@@ -91,6 +91,7 @@
 
     function isOpen() { return !list.hidden; }
     function close() {
+      clearTimeout(timer); asked++;  // an answer still on its way is for nothing now
       list.hidden = true; items = []; active = -1;
       box.setAttribute("aria-expanded", "false");
       box.removeAttribute("aria-activedescendant");
@@ -156,10 +157,16 @@
     }
 
     box.addEventListener("input", later);
-    box.addEventListener("blur", function () { clearTimeout(timer); asked++; close(); });
+    box.addEventListener("blur", close);
     return {
       handle: function (e) {
         if (e.key === " " && e.ctrlKey) { e.preventDefault(); ask(); return true; }
+        if (e.key === "Escape") {  // also when an answer is still on its way: it is dropped
+          var open = isOpen();
+          close();
+          if (open) e.preventDefault();
+          return open;
+        }
         if (!isOpen()) return false;
         if (e.key === "ArrowDown" || e.key === "ArrowUp") {
           e.preventDefault();
@@ -167,7 +174,6 @@
           mark((active + step + items.length + (active < 0 && step < 0 ? 1 : 0)) % items.length);
           return true;
         }
-        if (e.key === "Escape") { e.preventDefault(); close(); return true; }
         if (e.key === "Tab" && !e.shiftKey) { e.preventDefault(); take(active >= 0 ? active : 0); return true; }
         if (e.key === "Enter" && active >= 0 && !e.ctrlKey && !e.metaKey) { e.preventDefault(); take(active); return true; }
         return false;
