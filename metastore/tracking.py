@@ -12,8 +12,9 @@ with a heartbeat that stops; the store then reports it as crashed.
 Params and metrics are buffered: `log_param(s)`, `log_metric(s)` and `log_series` check
 their values at once (a bad key or value raises at the call) and return; a background
 flusher writes what is pending every `flush_interval` seconds (default 1.0, or the
-environment variable METASTORE_FLUSH_INTERVAL) in one transaction per kind, and so do
-`flush()`, the end of the run, reading the run's own params or metrics, and the exit of
+environment variable METASTORE_FLUSH_INTERVAL) in one transaction (`Backend.log_batch`:
+one request through a server), and so do `flush()`, the end of the run (whose last
+write carries the run's status too), reading the run's own params or metrics, and the exit of
 the interpreter. A process killed outright loses at most the last `flush_interval` of
 values. `flush_interval=0` writes every call at once. An error a buffered write meets
 (the database gone, a param another writer set differently) is raised by the run's next
@@ -37,7 +38,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from metastore import context, params, run_signals, sampler, settings
-from metastore.errors import Conflict, InvalidValue, NotFound
+from metastore.errors import Conflict, InvalidValue, MetastoreError, NotFound
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Metric, utcnow
 from metastore.records import (
@@ -299,11 +300,14 @@ class ActiveRun(RunHandle):
                                                          self._cost_per_hour * wall / 3600),
                     None, now))
         error = None
+        with self._writing:
+            ended = self._write(end=(status, now))
         try:
-            self.flush()
+            self._raise_pending()
         except Exception as e:
             error = e
-        self.store.set_run_status(self.row.id, status, now)
+        if not ended:  # the last write failed: the run is marked ended all the same
+            self.store.set_run_status(self.row.id, status, now)
         self.row.status, self.row.ended = status, now
         _live.discard(self)
         if error is not None:
@@ -322,25 +326,40 @@ class ActiveRun(RunHandle):
             self._error = None
             raise error
 
-    def _write(self) -> None:
-        """Write both buffers (the caller holds `_writing`); an error is kept in
-        `_error` for the run's next call."""
+    def _write(self, end: tuple[str, datetime] | None = None) -> bool:
+        """Write both buffers and, with `end` (status, time), the run's end, as one
+        `log_batch`: one transaction, one request through a server (the caller holds
+        `_writing`). An error is kept in `_error` for the run's next call. True when
+        the end (if any) was written."""
         with self._lock:
             pending_params, self._params = self._params, {}
             points, self._points = self._points, []
-        if pending_params:
-            try:
-                self.store.log_params(self.row.id, pending_params)
-            except Exception as e:
-                self._keep(e)
-                with self._lock:  # not written: the store, not this run, knows the value
-                    for key in pending_params:
-                        self._seen_params.pop(key, None)
-        if points:
-            try:
-                self.store.log_metrics(self.row.id, points)
-            except Exception as e:
-                self._keep(e)
+        status, ended = end if end is not None else (None, None)
+        if not (pending_params or points or end):
+            return True
+        try:
+            self.store.log_batch(self.row.id, pending_params, points, status, ended)
+            return True
+        except MetastoreError as e:  # refused: nothing of the batch was written
+            self._keep(e)
+            if not pending_params:
+                return False
+            with self._lock:  # not written: the store, not this run, knows the value
+                for key in pending_params:
+                    self._seen_params.pop(key, None)
+        except Exception as e:
+            self._keep(e)
+            return False
+        if not (points or end):
+            return True
+        # a param another writer set differently refuses the whole batch: the rest
+        # is written without the params
+        try:
+            self.store.log_batch(self.row.id, None, points, status, ended)
+            return True
+        except Exception as e:
+            self._keep(e)
+            return False
 
     def _keep(self, error: BaseException) -> None:
         """Remember a write error for the run's next call. The values of that write are

@@ -189,6 +189,25 @@ class Backend(ABC):
     def log_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
         """Append many points (any keys, any steps) in one transaction."""
 
+    def log_batch(
+        self,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Sequence[MetricPoint] = (),
+        status: str | None = None,
+        ended: datetime | None = None,
+    ) -> None:
+        """A recording run's pending params and metric points and, with `status`, its
+        end: what a run's flush and its end write, in one transaction (through a
+        server, one request applied once). This default makes the separate calls; the
+        SQL backend writes them in one transaction."""
+        if params:
+            self.log_params(run_id, params)
+        if metrics:
+            self.log_metrics(run_id, metrics)
+        if status is not None:
+            self.set_run_status(run_id, status, ended)
+
     @abstractmethod
     def set_tags(self, entity_type: str, entity_id: str, tags: Mapping[str, Any]) -> None: ...
 

@@ -37,6 +37,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -45,8 +46,9 @@ import httpx
 
 from metastore import errors
 from metastore.backends import spool as spooling
-from metastore.backends.base import Backend
+from metastore.backends.base import Backend, QueryStream
 from metastore.backends.routes import (
+    BY_NAME,
     IDEMPOTENCY_HEADER,
     PREFIX,
     ROUTES,
@@ -69,6 +71,8 @@ RETRY_ENV = "METASTORE_RETRY_FOR"
 FIRST_WAIT, MAX_WAIT = 0.1, 2.0
 #: Answers that mean "the server (or its database) is restarting": retried.
 RETRY_STATUSES = frozenset({502, 503, 504})
+#: The media type of a query answered a line at a time (the server's `api.LINES`).
+LINES = "application/x-ndjson"
 CONNECT_TIMEOUT = 10.0
 #: While writes wait in the spool, a write tries to deliver them at most this often.
 PROBE_EVERY = 1.0
@@ -128,7 +132,7 @@ class HTTPBackend(_Routed):
             headers["authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, headers=headers,
                                   timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT))
-        self._memo: dict[tuple, Any] = {}
+        self._memo: dict[tuple, tuple[float | None, Any]] = {}  # route memo: (until, answer)
         self.blobs = HTTPBlobs(self)
         self.blob_root = f"{self.url}{PREFIX}/blobs"
         session = json.loads(self._send("GET", f"{PREFIX}/session").content)
@@ -156,7 +160,9 @@ class HTTPBackend(_Routed):
     def _invoke(self, route: Route, values: dict[str, Any]) -> Any:
         key = (route.name, *values.items()) if route.memo else None
         if key is not None and key in self._memo:
-            return self._memo[key]
+            until, kept = self._memo[key]
+            if until is None or time.monotonic() < until:
+                return kept
         if route.prepare is not None:
             values = route.prepare(self, values)
         path = route.url
@@ -178,15 +184,23 @@ class HTTPBackend(_Routed):
             wait = max(self._http.timeout.read or 0, values[route.deadline] + 30)
         headers = {"content-type": "application/json"} if content is not None else {}
         if route.writes and not route.lossy:
-            return self._write(route, values, path, params, content, headers)
+            try:
+                return self._write(route, values, path, params, content, headers)
+            finally:
+                if route.forgets is not None:
+                    self._memo = {k: v for k, v in self._memo.items() if k[0] != route.forgets}
         if route.lossy and self._outage is not None:
             return None  # a heartbeat is no use late; the server is away
         response = self._send(route.method, path, params=params, content=content,
                               headers=headers, timeout=wait,
                               patience=0 if route.lossy else None)
-        result = from_json(route, json.loads(response.content))
+        data = json.loads(response.content)
+        if route.stream == "rows" and isinstance(data, dict) and "error" in data:
+            _raise_error(data["error"], response.status_code)  # met after the first row
+        result = from_json(route, data)
         if key is not None:
-            self._memo[key] = result
+            until = None if route.memo is True else time.monotonic() + route.memo
+            self._memo[key] = (until, result)
         return result
 
     def _write(self, route: Route, values: dict, path: str, params, content, headers) -> Any:
@@ -221,6 +235,25 @@ class HTTPBackend(_Routed):
                         "(sent by the next write, the run's end, or `metastore sync`)",
                         self.url, self.spool.path)
         return route.offline(values)
+
+    @contextmanager
+    def query_stream(self, text: str, experiment: str | None = None,
+                     timeout: float | None = None) -> Iterator[QueryStream]:
+        """`query` with its rows read from the server's answer as they arrive (a line
+        per row, `Accept: application/x-ndjson`), not after the whole answer."""
+        route = BY_NAME["query"]
+        values = {"text": text, "experiment": experiment, "timeout": timeout}
+        body = dumps(request_of(route, values).model_dump(mode="python"))
+        wait = None if timeout is None else max(self._http.timeout.read or 0, timeout + 30)
+        response = self._send("POST", route.url, content=body, stream=True, timeout=wait,
+                              headers={"content-type": "application/json", "accept": LINES})
+        try:
+            lines = response.iter_lines()
+            head = json.loads(next(lines))
+            yield QueryStream(head["columns"], _lines_rows(head["columns"], lines, self.url),
+                              head["sql"], head["dialect"])
+        finally:
+            response.close()
 
     # -- the spool --------------------------------------------------------------------------
     def deliver_spooled(self, wait: bool = False) -> bool:
@@ -303,6 +336,25 @@ class HTTPBackend(_Routed):
                 response.read()
             _raise_for(response, self.url)
         return response
+
+
+def _lines_rows(columns: list[str], lines: Iterator[str], url: str) -> Iterator[dict]:
+    """The rows of a query answered a line at a time; the last line says it ended or
+    carries the error the server met after the first row."""
+    try:
+        for line in lines:
+            if not line:
+                continue
+            item = json.loads(line)
+            if isinstance(item, list):
+                yield dict(zip(columns, item, strict=False))
+            elif "error" in item:
+                _raise_error(item["error"], 200)
+            else:
+                return  # {"end": rows}
+    except httpx.TransportError as e:
+        raise StoreUnavailable(f"the answer from {url} was cut off ({type(e).__name__})") from None
+    raise StoreUnavailable(f"the answer from {url} was cut off before its end")
 
 
 class Unreachable(StoreUnavailable):
@@ -490,6 +542,11 @@ def _raise_for(response: httpx.Response, url: str) -> None:
         if status == 404:
             raise errors.NotFound(f"{response.request.url.path} is not on the server at {url}")
         raise MetastoreError(f"the server at {url} answered {status}: {response.text[:300]}")
+    _raise_error(error, status)
+
+
+def _raise_error(error: dict, status: int) -> None:
+    """Raise the exception the server's `{"error": …}` envelope names."""
     kind, message, hint = error.get("type"), error.get("message", ""), error.get("hint")
     if status in (401, 403) or kind in ("Unauthorized", "Forbidden"):
         raise AccessDenied(message, hint=hint)

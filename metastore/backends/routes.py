@@ -29,7 +29,7 @@ import math
 import os
 import socket
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -63,6 +63,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: Bounds that keep numbers inside every database's BIGINT.
 MAX_STEP = 2**62
 MAX_ID = 2**63 - 1
+#: Seconds a client keeps the store's settings (`get_config`) before asking again.
+CONFIG_FRESH = 60.0
 ENTITY_TYPES = Literal["project", "experiment", "run", "asset", "asset_version"]
 NODE_TYPES = Literal["run", "asset_version"]
 RELATIONS = Literal["used", "produced", "derived_from", "reproduces"]
@@ -170,6 +172,10 @@ def _prepare_log_params(backend, args: dict) -> dict:
     return {**args, "values": _plain_params(args["values"])}
 
 
+def _prepare_log_batch(backend, args: dict) -> dict:
+    return {**args, "params": _plain_params(args["params"] or {})}
+
+
 def _prepare_create_runs(backend, args: dict) -> dict:
     records = []
     for record in args["records"]:
@@ -252,8 +258,11 @@ class Route:
     #: A POST that only reads (long or structured input): read-only tokens may send it,
     #: and the client may retry it like a GET.
     reads: bool = False
-    #: The client keeps answers for the session (the value can never change).
-    memo: bool = False
+    #: The client keeps answers: True for the session (the value can never change), a
+    #: number for that many seconds (a value that changes rarely and may be late).
+    memo: bool | float = False
+    #: A write that makes the client forget the answers it keeps of this route.
+    forgets: str | None = None
     #: A parameter whose text the server bounds (`Limits.max_query_chars`).
     text_limit: str | None = None
     #: A parameter in seconds the server defaults and caps (`Limits.query_timeout`,
@@ -268,6 +277,9 @@ class Route:
     #: A write worth nothing late (the heartbeat): sent once, without an idempotency
     #: key, skipped while the server is away.
     lossy: bool = False
+    #: The server writes the answer while it is produced: "rows", a query's rows as
+    #: the cursor gives them (`query_stream`); "items", a list an item at a time.
+    stream: Literal["rows", "items"] | None = None
 
     # -- derived ----------------------------------------------------------------------
     @property
@@ -364,8 +376,8 @@ ROUTES: list[Route] = [
     Route("create_runs", "POST", "/runs", "runs", prepare=_prepare_create_runs),
     # one run, answered with its row: `start_run` through a server in one request
     Route("create_run", "POST", "/runs/one", "runs", prepare=_prepare_create_run),
-    Route("read_runs", "POST", "/runs/read", "runs", reads=True),
-    Route("dump_runs", "POST", "/runs/dump", "runs", reads=True),
+    Route("read_runs", "POST", "/runs/read", "runs", reads=True, stream="items"),
+    Route("dump_runs", "POST", "/runs/dump", "runs", reads=True, stream="items"),
     Route("runs_by_source", "POST", "/runs/by-source", "runs", reads=True,
           bounds={"source": {"max_length": 32}}),
     Route("reconcile_crashed", "POST", "/runs/reconcile", "runs"),
@@ -374,6 +386,9 @@ ROUTES: list[Route] = [
           offline=_nothing),
     Route("get_metric_summaries", "GET", "/runs/{run_id}/metrics", "runs"),
     Route("log_metrics", "POST", "/runs/{run_id}/metrics", "runs", offline=_nothing),
+    # a run's flush and its end in one request (one key, one transaction)
+    Route("log_batch", "POST", "/runs/{run_id}/batch", "runs", prepare=_prepare_log_batch,
+          types={"status": RunStatus | None}, offline=_nothing),
     Route("get_metric_history", "GET", "/runs/{run_id}/metric-history", "runs"),
     Route("metric_series", "GET", "/runs/{run_id}/metric-series", "runs",
           bounds={"max_points": {"ge": 4, "le": MAX_STEP}}, wire=SERIES),
@@ -428,11 +443,13 @@ ROUTES: list[Route] = [
     Route("unset_alias", "DELETE", "/aliases", "assets", bounds={"alias": ALIAS, "author": NAME}),
     Route("alias_history", "GET", "/aliases/history", "assets", bounds={"alias": ALIAS}),
     # -- the store's settings -------------------------------------------------------------
-    Route("get_config", "GET", "/config", "config", bounds={"prefix": NAME}),
-    Route("set_config", "PUT", "/config", "config", bounds={"key": NAME}),
+    # read as each run starts (its cost rate): a process starting many runs asks the
+    # server once a minute, and sees its own changes at once
+    Route("get_config", "GET", "/config", "config", bounds={"prefix": NAME}, memo=CONFIG_FRESH),
+    Route("set_config", "PUT", "/config", "config", bounds={"key": NAME}, forgets="get_config"),
     # -- questions and maintenance --------------------------------------------------------
     Route("query", "POST", "/query", "query", reads=True, text_limit="text",
-          deadline="timeout", bounds={"timeout": {"gt": 0, "le": 86_400}}),
+          deadline="timeout", bounds={"timeout": {"gt": 0, "le": 86_400}}, stream="rows"),
     Route("compile_query", "POST", "/query/sql", "query", reads=True, text_limit="text"),
     Route("known_keys", "GET", "/query/keys", "query"),
     Route("purge", "POST", "/purge", "server"),
@@ -468,6 +485,27 @@ def to_json(route: Route, value: Any) -> bytes:
     wire = route.response
     data = _adapter(wire.model).dump_python(wire.to_wire(value), mode="python")
     return dumps(data)
+
+
+#: Bytes the server gathers before it sends a piece of a streamed answer.
+PIECE = 64 * 1024
+
+
+def json_pieces(route: Route, value: Any) -> Iterator[bytes]:
+    """`to_json` of a list answer in pieces of about PIECE bytes, encoded an item at a
+    time: the JSON text of the whole answer is never held at once."""
+    wire = route.response
+    item = _adapter(get_args(wire.model)[0])
+    out, size = [b"["], 1
+    for i, one in enumerate(wire.to_wire(value)):
+        text = dumps(item.dump_python(one, mode="python"))
+        out.append(b"," + text if i else text)
+        size += len(text) + 1
+        if size >= PIECE:
+            yield b"".join(out)
+            out, size = [], 0
+    out.append(b"]")
+    yield b"".join(out)
 
 
 def from_json(route: Route, data: Any) -> Any:

@@ -642,16 +642,14 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
             return self._experiment_name(s, experiment_id)
 
     def set_run_status(self, run_id: str, status: str, ended: datetime | None = None) -> None:
-        if status not in RUN_STATUSES:
-            raise InvalidValue(f"run status must be one of {', '.join(RUN_STATUSES)}")
+        _check_status(status)
+        self.transact(lambda s: self._set_status(s, run_id, status, ended))
 
-        def go(s):
-            run = self._run(s, run_id)
-            run.status = status
-            run.ended = None if status == "running" else (ended or utcnow())
-            s.add(run)
-
-        self.transact(go)
+    def _set_status(self, s: Session, run_id: str, status: str, ended: datetime | None) -> None:
+        run = self._run(s, run_id)
+        run.status = status
+        run.ended = None if status == "running" else (ended or utcnow())
+        s.add(run)
 
     def heartbeat(self, run_id: str) -> None:
         self.transact(
@@ -727,31 +725,49 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
     # -- params, metrics, tags, notes ----------------------------------------------------
     def log_params(self, run_id: str, values: Mapping[str, Any]) -> None:
         rows = params.encode_all(values, validate_key)
+        self.transact(lambda s: self._add_params(s, run_id, rows))
 
-        def go(s):
-            existing = {
-                p.key: p
-                for p in s.exec(
-                    select(Param).where(Param.run_id == run_id, col(Param.key).in_(list(rows)))
-                )
-            }
-            for key, (ptype, num, text) in rows.items():
-                old = existing.get(key)
-                if old is not None:
-                    if (old.type, old.text) != (ptype, text):
-                        raise Conflict(
-                            f"param {key!r} is already {params.decode(old.type, old.num, old.text)!r}"
-                            f" on this run; params do not change within a run",
-                            hint="log the changed value as a new run, or as a metric",
-                        )
-                    continue
-                s.add(Param(run_id=run_id, key=key, type=ptype, num=num, text=text))
-
-        self.transact(go)
+    def _add_params(self, s: Session, run_id: str, rows: dict[str, params.Encoded]) -> None:
+        if not rows:
+            return
+        existing = {
+            p.key: p
+            for p in s.exec(
+                select(Param).where(Param.run_id == run_id, col(Param.key).in_(list(rows)))
+            )
+        }
+        for key, (ptype, num, text) in rows.items():
+            old = existing.get(key)
+            if old is not None:
+                if (old.type, old.text) != (ptype, text):
+                    raise Conflict(
+                        f"param {key!r} is already {params.decode(old.type, old.num, old.text)!r}"
+                        f" on this run; params do not change within a run",
+                        hint="log the changed value as a new run, or as a metric",
+                    )
+                continue
+            s.add(Param(run_id=run_id, key=key, type=ptype, num=num, text=text))
 
     def log_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
         checked = _checked_points(points)
         self.transact(lambda s: self._add_metrics(s, run_id, checked))
+
+    def log_batch(self, run_id, params=None, metrics=(), status=None, ended=None) -> None:
+        """Params, metrics and the run's end in one transaction: one commit per flush."""
+        from metastore import params as codec
+
+        rows = codec.encode_all(params or {}, validate_key)
+        checked = _checked_points(metrics)
+        if status is not None:
+            _check_status(status)
+
+        def go(s):
+            self._add_params(s, run_id, rows)
+            self._add_metrics(s, run_id, checked)
+            if status is not None:
+                self._set_status(s, run_id, status, ended)
+
+        self.transact(go)
 
     def _add_metrics(self, s: Session, run_id: str, points) -> None:
         if not points:
@@ -1251,6 +1267,11 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
                 self.blobs.delete(digest)
                 removed += 1
         return removed
+
+
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise InvalidValue(f"run status must be one of {', '.join(RUN_STATUSES)}")
 
 
 def _checked_points(points: Iterable[MetricPoint]) -> list[tuple]:

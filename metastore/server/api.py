@@ -20,8 +20,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from itertools import chain, islice
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,10 +44,15 @@ from metastore.backends.routes import (
     REQUESTS,
     ROUTES,
     Route,
+    dumps,
+    json_pieces,
     to_json,
 )
 from metastore.blobs import CHUNK, DIR_MEDIA_TYPE
-from metastore.errors import IntegrityFailure, InvalidValue, NotFound
+from metastore.errors import IntegrityFailure, InvalidValue, MetastoreError, NotFound
+from metastore.server.middleware import error_body, error_payload
+
+log = logging.getLogger("metastore.server")
 
 # Declares the bearer scheme in the OpenAPI document; the AuthGate middleware enforces it.
 bearer = HTTPBearer(auto_error=False, description="an API token from `metastore token create`")
@@ -64,8 +73,6 @@ class _TooLong(Exception):
 
 
 def _check_length(request: Request, text: str) -> None:
-    from metastore.server.middleware import error_payload
-
     limit = request.app.state.limits.max_query_chars
     if len(text) > limit:
         raise _TooLong(error_payload("TooLarge", f"query text is longer than {limit} characters"))
@@ -102,6 +109,11 @@ def _endpoint(route: Route):
         backend = backend_of(request)
         if route.check is not None:
             route.check(backend, args)
+        if route.stream == "rows":
+            return _rows_response(request, backend, args)
+        if route.stream == "items":
+            result = getattr(backend, route.name)(**args)
+            return StreamingResponse(json_pieces(route, result), media_type="application/json")
         key = request.headers.get(IDEMPOTENCY_HEADER) if route.writes else None
         if key is None:
             result = getattr(backend, route.name)(**args)
@@ -119,6 +131,64 @@ def _endpoint(route: Route):
     endpoint.__name__ = route.name
     endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     return endpoint
+
+
+#: The media type of a query's answer a line at a time (`HTTPBackend.query_stream`).
+LINES = "application/x-ndjson"
+#: Rows gathered before a piece of a streamed answer is sent.
+PIECE_ROWS = 500
+
+
+def _rows_response(request: Request, backend: Backend, args: dict) -> Response:
+    """A query's answer written while the cursor gives its rows (`query_stream`).
+
+    The query is compiled and run, and its first row read, before the answer starts:
+    an error up to there is the usual `{"error": …}` with its status. One met later
+    (the deadline, the database gone) can no longer change the status: the answer ends
+    with it instead, `"error": {…}` after the rows (JSON) or as the last line (lines),
+    and a client raises it. As JSON (the default) the answer is `QueryAnswer`'s shape;
+    with `Accept: application/x-ndjson` it is one line with the columns, SQL and
+    dialect, a line per row (its values in column order), and `{"end": rows}`."""
+    manager = backend.query_stream(args["text"], args.get("experiment"), args.get("timeout"))
+    answer = manager.__enter__()
+    try:
+        first = list(islice(answer.rows, 1))
+    except BaseException:
+        if not manager.__exit__(*sys.exc_info()):
+            raise
+        first = []
+    lines = LINES in request.headers.get("accept", "")
+    return StreamingResponse(_answer_pieces(manager, answer, first, lines),
+                             media_type=LINES if lines else "application/json")
+
+
+def _answer_pieces(manager, answer, first: list, lines: bool) -> Iterator[bytes]:
+    columns = answer.columns
+    head = {"columns": columns, "sql": answer.sql, "dialect": answer.dialect}
+    out = [dumps(head) + b"\n" if lines else dumps(head)[:-1] + b',"rows":[']
+    count, failed = 0, None
+    try:
+        for row in chain(first, answer.rows):
+            if lines:
+                out.append(dumps([row.get(c) for c in columns]) + b"\n")
+            else:
+                out.append(b"," + dumps(row) if count else dumps(row))
+            count += 1
+            if count == 1 or len(out) >= PIECE_ROWS:  # the first row goes at once
+                yield b"".join(out)
+                out = []
+    except MetastoreError as e:
+        failed = error_body(e)
+    except Exception:  # noqa: BLE001 - the client is told; the details stay here
+        log.exception("a query failed while its answer was being sent")
+        failed = error_payload("MetastoreError", "the server failed while sending the answer")
+    finally:
+        manager.__exit__(None, None, None)
+    if lines:
+        out.append(dumps(failed if failed else {"end": count}) + b"\n")
+    else:
+        out.append(b"]" + (b',"error":' + dumps(failed["error"]) if failed else b"") + b"}")
+    yield b"".join(out)
 
 
 def _register(routes: list[Route]) -> None:

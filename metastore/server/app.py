@@ -38,7 +38,7 @@ from metastore.errors import (
 )
 from metastore.server import api
 from metastore.server.auth import COOKIE_NAME, check_no_auth_allowed, verify_token
-from metastore.server.middleware import AuthGate, BodyLimit, Limits, error_payload
+from metastore.server.middleware import AuthGate, BodyLimit, Limits, error_body, error_payload
 from metastore.server.mlflow_api import mlflow_router
 
 if TYPE_CHECKING:
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("metastore.server")
 
-#: Extra fields of a QueryError (or any error) that travel to the client.
-ERROR_FIELDS = ("line", "column", "length", "caret", "suggestion", "text")
 
 
 class JSON(JSONResponse):
@@ -67,15 +65,6 @@ def status_of(error: MetastoreError) -> int:
     if isinstance(error, IntegrityFailure):
         return 422
     return 400
-
-
-def error_body(error: MetastoreError) -> dict:
-    payload = error_payload(type(error).__name__, error.message, error.hint)
-    for name in ERROR_FIELDS:
-        value = getattr(error, name, None)
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            payload["error"][name] = value
-    return payload
 
 
 def _scrub(app: FastAPI, payload: dict) -> dict:

@@ -61,6 +61,20 @@ def error_payload(kind: str, message: str, hint: str | None = None) -> dict:
     return {"error": {"type": kind, "message": message, "hint": hint}}
 
 
+#: Extra fields of a QueryError (or any error) that travel to the client.
+ERROR_FIELDS = ("line", "column", "length", "caret", "suggestion", "text")
+
+
+def error_body(error) -> dict:
+    """The envelope of a MetastoreError: its class name, message, hint and fields."""
+    payload = error_payload(type(error).__name__, error.message, error.hint)
+    for name in ERROR_FIELDS:
+        value = getattr(error, name, None)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            payload["error"][name] = value
+    return payload
+
+
 class BodyLimit:
     """413 for a request body over its limit, judged by Content-Length when sent and by
     counting the bytes as they arrive otherwise (chunked uploads)."""

@@ -172,6 +172,39 @@ def test_a_repeated_idempotency_key_is_applied_once(live):
     assert live.store.get_run(run.id).status == "finished"
 
 
+def test_a_run_s_last_write_is_one_request_applied_once(live):
+    """A run's flush and end travel as one request (params, metrics, status): sent
+    three times with one key, all of it is applied once; refused (a param another
+    writer set), none of it is, and the same key then applies a corrected batch."""
+    with live.remote() as remote:
+        run = remote.start_run(experiment="keys", capture=False)
+    batch = {"params": {"lr": 0.1}, "metrics": [{"key": "loss", "value": 0.5, "step": 1}],
+             "status": "finished"}
+    with live.client() as c:
+        for _ in range(3):
+            r = c.post(f"/api/runs/{run.id}/batch", json=batch,
+                       headers={"Idempotency-Key": "batch-0001"})
+            assert r.status_code == 200, r.text
+    got = live.store.get_run(run.id)
+    assert got.params == {"lr": 0.1} and got.status == "finished"
+    assert len(got.metric_history("loss")) == 1
+
+    with live.remote() as remote:
+        other = remote.start_run(experiment="keys", capture=False)
+    live.store.backend.log_params(other.id, {"lr": 0.5})
+    with live.client() as c:
+        refused = c.post(f"/api/runs/{other.id}/batch", json=batch,
+                         headers={"Idempotency-Key": "batch-0002"})
+        assert refused.status_code == 409 and refused.json()["error"]["type"] == "Conflict"
+        got = live.store.get_run(other.id)
+        assert got.status == "running" and "loss" not in got.metrics
+        fixed = {**batch, "params": {"lr": 0.5}}
+        assert c.post(f"/api/runs/{other.id}/batch", json=fixed,
+                      headers={"Idempotency-Key": "batch-0002"}).status_code == 200
+    got = live.store.get_run(other.id)
+    assert got.status == "finished" and len(got.metric_history("loss")) == 1
+
+
 def test_apply_once_records_the_key_with_the_write(db_store):
     """On every database: a key is applied once, and a write that fails keeps no key
     (so sending it again applies it)."""
@@ -237,8 +270,10 @@ def test_writes_wait_in_the_spool_for_metastore_sync(server, tmp_path):
     assert "metastore sync" in errors, errors
     [kept] = list(spool.glob(f"*{SUFFIX}"))
     routes = [json.loads(line)["route"] for line in kept.read_text().splitlines()]
-    assert set(routes) == {"log_metrics", "set_tags", "add_note", "set_run_status"}, routes
-    assert routes[-1] == "set_run_status"
+    # the flushes carry params and metrics, the last one the run's end too
+    assert set(routes) == {"log_batch", "set_tags", "add_note"}, routes
+    last = json.loads(kept.read_text().splitlines()[-1])
+    assert last["route"] == "log_batch" and json.loads(last["body"])["status"] == "finished"
 
     server.start()
     with server.local() as store:
@@ -249,7 +284,7 @@ def test_writes_wait_in_the_spool_for_metastore_sync(server, tmp_path):
     first = subprocess.run(sync, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert f"{len(routes)} sent" in first.stdout and "0 pending" in first.stdout, first.stdout
-    assert "log_metrics" in first.stdout and "set_run_status" in first.stdout
+    assert "log_batch" in first.stdout
     with server.local() as store:
         run = store.get_run(run_id)
         assert run.status == "finished"

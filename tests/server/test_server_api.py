@@ -431,3 +431,99 @@ def test_experiment_by_id_out_of_range_or_missing_is_a_client_error(live, local)
         assert r.status_code in (400, 404) and r.json()["error"]["type"] in ("InvalidValue", "NotFound")
     with pytest.raises(NotFound, match="no experiment with id 999999"):
         local.backend.experiment_name(999999)
+
+
+def test_a_recorded_run_costs_two_requests(live):
+    """Through a server a run is created in one request and written (params, metrics,
+    its end) in one more; the store's cost settings are read once, not per run, and a
+    change made through the same client is seen at once."""
+    with live.remote() as remote:
+        remote.start_run(experiment="e", capture=False, system_metrics=False).end()
+        sent: list[str] = []
+        remote.backend._http.event_hooks["request"].append(lambda r: sent.append(r.url.path))
+        ids = []
+        for i in range(3):
+            with remote.start_run(experiment="e", capture=False, system_metrics=False,
+                                  flush_interval=3600) as run:
+                run.log_params({"i": i})
+                for step in range(5):
+                    run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+            ids.append(run.id)
+        assert sent == [p for i in ids for p in ("/api/runs/one", f"/api/runs/{i}/batch")]
+        assert [remote.get_run(i).status for i in ids] == ["finished"] * 3
+        remote.set_config("cost.per_hour", 3600)
+        with remote.start_run(experiment="e", capture=False, system_metrics=False) as run:
+            pass
+        assert "system.cost" in remote.get_run(run.id).metrics
+
+
+def _stream_of(rows, then=None):
+    """A stand-in for the server's `query_stream`: `rows`, then `then()` (which may
+    raise), as the SQL backend's stream hands them out."""
+    from contextlib import contextmanager
+
+    from metastore.backends.base import QueryStream
+
+    @contextmanager
+    def query_stream(text, experiment=None, timeout=None):
+        def produce():
+            for row in rows:
+                yield row
+                if then is not None:
+                    then()
+
+        yield QueryStream(["n"], produce(), "SELECT n", "sqlite")
+
+    return query_stream
+
+
+def test_a_query_answer_is_streamed_and_read_as_it_comes(live, monkeypatch):
+    """The server sends the first row before it has the second, and the client hands
+    it out at once: the server waits for the client to have read it."""
+    import threading
+
+    read_first = threading.Event()
+    seen = []
+    monkeypatch.setattr(live.store.backend, "query_stream",
+                        _stream_of([{"n": 1}, {"n": 2}], lambda: seen.append(read_first.wait(60))))
+    with live.remote() as remote:
+        with remote.backend.query_stream("runs") as answer:
+            rows = iter(answer.rows)
+            assert next(rows) == {"n": 1}
+            read_first.set()
+            assert list(rows) == [{"n": 2}]
+    assert seen[0] is True  # the server was still waiting when the first row arrived
+
+
+def test_a_query_error_after_the_first_row_ends_the_answer(live, monkeypatch):
+    """Before the first row an error is the usual envelope with its status; after it the
+    status is sent already, so the answer ends with the error and the client raises it."""
+    from metastore.query import QueryError
+
+    with live.client() as c:
+        for accept in ("application/json", "application/x-ndjson"):
+            r = c.post("/api/query", json={"text": "runs where rmsee < 5"},
+                       headers={"accept": accept})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["type"] == "QueryError" and "rmsee" in r.json()["error"]["message"]
+
+    def deadline():
+        raise QueryError("the query ran past its deadline of 1 s and was cancelled")
+
+    monkeypatch.setattr(live.store.backend, "query_stream", _stream_of([{"n": 1}, {"n": 2}], deadline))
+    with live.client() as c:
+        r = c.post("/api/query", json={"text": "runs"})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["rows"] == [{"n": 1}] and body["error"]["type"] == "QueryError"
+        lines = c.post("/api/query", json={"text": "runs"},
+                       headers={"accept": "application/x-ndjson"}).text.splitlines()
+        assert [json.loads(x) for x in lines[1:]] == [[1], {"error": body["error"]}]
+    with live.remote() as remote:
+        with pytest.raises(QueryError, match="deadline"):
+            remote.query("runs")
+        with remote.backend.query_stream("runs") as answer:
+            rows = iter(answer.rows)
+            assert next(rows) == {"n": 1}
+            with pytest.raises(QueryError, match="deadline"):
+                next(rows)
