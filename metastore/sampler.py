@@ -194,6 +194,36 @@ def gpus() -> Gpus:
     return _gpus
 
 
+def _descendants(pid: int) -> list[int] | None:
+    """The pids of `pid`'s descendants from Linux's /proc/PID/task/TID/children: a few
+    small reads, where psutil's `children()` reads the stat file of every process on
+    the machine (tens of milliseconds on a busy one, at each run's start and end).
+    None where the kernel does not keep those files."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            if parent == pid:
+                return None
+            continue  # a child that has ended meanwhile
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", "rb") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                if parent == pid and not os.path.exists(f"/proc/{pid}/task/{task}"):
+                    continue  # a thread that has ended meanwhile
+                if parent == pid:
+                    return None
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
 class Sampler:
     """Samples process `pid` (default: this one) and its children every `interval`
     seconds into run `run_id`; `stop()` takes a last sample and ends the thread."""
@@ -243,14 +273,26 @@ class Sampler:
             self._sample()
 
     def _tree(self) -> Sequence:
+        kids = _descendants(self.process.pid)
         try:
-            return [self.process, *self.process.children(recursive=True)]
+            if kids is None:  # psutil reads every process on the machine to find them
+                return [self.process, *self.process.children(recursive=True)]
+            return [self.process, *self._processes(kids)]
         except self._psutil.Error:
             return []
 
-    def _cpu_times(self) -> float:
+    def _processes(self, pids: list[int]) -> list:
+        out = []
+        for pid in pids:
+            try:
+                out.append(self._psutil.Process(pid))
+            except self._psutil.Error:  # ended meanwhile
+                continue
+        return out
+
+    def _cpu_times(self, tree: Sequence | None = None) -> float:
         total = 0.0
-        for p in self._tree():
+        for p in self._tree() if tree is None else tree:
             try:
                 t = p.cpu_times()
                 self._cpu_last[p.pid] = t.user + t.system
@@ -270,13 +312,14 @@ class Sampler:
     def _sample(self) -> None:
         now = time.monotonic()
         before = sum(self._cpu_last.values())
-        cpu = self._cpu_times()
+        tree = self._tree()
+        cpu = self._cpu_times(tree)
         elapsed = max(now - self._wall_last, 1e-9)
         self._wall_last = now
         values: dict[str, float] = {"system.cpu_percent": max(0.0, 100.0 * (cpu - before) / elapsed)}
         rss = read = write = 0
         io_known = False
-        for p in self._tree():
+        for p in tree:
             try:
                 rss += p.memory_info().rss
             except self._psutil.Error:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -215,3 +216,31 @@ def test_oom_counters_are_read_or_absent():
     assert sampler.memory_limit() is None or sampler.memory_limit() > 0
     assert sampler.oom_verdict(1, 0, 5, 10**9, 10**9) is None  # not a SIGKILL
     assert sampler.oom_verdict(-9, 0, 0, 10, 10**9) is None  # a SIGKILL, memory low
+
+
+def test_the_sampler_finds_the_same_children_psutil_does():
+    """The process tree is read from /proc/PID/task/*/children where Linux keeps it (a
+    few reads, not every process's stat file): the same pids as psutil's children(),
+    grandchildren included."""
+    import psutil
+
+    from metastore import sampler
+
+    tree = subprocess.Popen([sys.executable, "-c",
+                             "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c',"
+                             " 'import time; time.sleep(30)']); time.sleep(30)"])
+    try:
+        for _ in range(100):  # the grandchild starts in a moment
+            want = sorted(c.pid for c in psutil.Process().children(recursive=True))
+            if len(want) >= 2:
+                break
+            time.sleep(0.1)
+        found = sampler._descendants(os.getpid())
+        if found is None:
+            pytest.skip("this kernel keeps no /proc/PID/task/TID/children")
+        assert sorted(found) == want and len(want) >= 2
+    finally:
+        for child in psutil.Process(tree.pid).children(recursive=True):
+            child.kill()
+        tree.kill()
+        tree.wait()
