@@ -120,9 +120,20 @@ def print_rows(names: list[str], rows, format: str = "table") -> None:
             isinstance(r[c], (int, float, type(None))) and not isinstance(r[c], bool)
             for r in first)) for c in names]
 
-    emit(({k: jsonable(v) for k, v in r.items()} for r in rows), columns, format,
+    def plain(row: dict) -> dict:
+        # most rows hold only text, whole numbers and finite floats: pass them as they are
+        for v in row.values():
+            t = type(v)
+            if t not in _PLAIN and not (t is float and v - v == 0):
+                return {k: jsonable(x) for k, x in row.items()}
+        return row
+
+    emit(map(plain, rows), columns, format,
          empty=f"No rows. (columns: {', '.join(names)})",
          footer=lambda n: f"{n} row{'s' if n != 1 else ''}")
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def stderr_console():
