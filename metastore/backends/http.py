@@ -19,7 +19,9 @@ write a recording process makes (a route with `offline`: params, metrics, tags, 
 the run's status, links to assets) that still cannot be sent is kept in the spool
 (`metastore.backends.spool`) and answered as the server would; later writes queue
 behind it, and the next write, the run's flusher, closing the store, the process's exit
-or `metastore sync` (`sync`) deliver it. Reads are retried, never spooled.
+or `metastore sync` (`sync`) deliver it; a spool left by a process that is gone is
+delivered by the next client of its server (`_pick_up_orphans`). Reads are retried,
+never spooled.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 import weakref
@@ -127,6 +130,7 @@ class HTTPBackend(_Routed):
         self._spooling = False  # entries of this backend wait in the spool
         self._next_probe = 0.0
         self._outage: float | None = None  # when requests started failing (warned once)
+        self._pickup: threading.Thread | None = None  # delivering gone processes' spools
         headers = {"user-agent": "metastore-client"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -139,6 +143,7 @@ class HTTPBackend(_Routed):
         self.principal = session["name"]
         self.read_only = session["read_only"]
         _open.add(self)
+        self._pick_up_orphans()
 
     def __repr__(self) -> str:
         return f"HTTPBackend({self.url!r})"
@@ -146,6 +151,8 @@ class HTTPBackend(_Routed):
     def close(self) -> None:
         if self._spooling:
             self.deliver_spooled(wait=False)
+        if self._pickup is not None:
+            self._pickup.join()  # bounded: one attempt per entry, stopping at a failure
         _open.discard(self)
         self._http.close()
 
@@ -285,6 +292,47 @@ class HTTPBackend(_Routed):
     def _send_entry(self, entry: Entry) -> spooling.Outcome:
         return send_entry(self._http, entry)
 
+    def _pick_up_orphans(self) -> None:
+        """Deliver the spool files of processes that are gone (`spool.orphaned`) with
+        writes for this server, in a thread: a script that died during an outage has
+        its writes sent by the next client of the server (when it opens the store, or
+        when its server answers again after an outage), not only by `metastore sync`.
+        `close()` waits for it."""
+        if self.read_only or (self._pickup is not None and self._pickup.is_alive()):
+            return
+        try:
+            orphans = [p for p in spool_files(self.spool.directory)
+                       if p != self.spool.path and spooling.orphaned(p)]
+        except OSError:  # a spool folder that cannot be read: `metastore sync` says why
+            return
+        if orphans:
+            self._pickup = threading.Thread(target=self._deliver_orphans, args=(orphans,),
+                                            name="metastore-spool-pickup", daemon=True)
+            self._pickup.start()
+
+    def _deliver_orphans(self, paths: list[Path]) -> None:
+        def send(entry: Entry) -> spooling.Outcome:
+            if entry.url != self.url:  # another server's: left to its clients or sync
+                return "stop", None
+            return send_entry(self._http, entry)
+
+        for path in paths:
+            try:
+                done = spooling.deliver(path, send)
+            except OSError as e:
+                log.warning("metastore: could not send the writes kept in %s: %s", path, e)
+                continue
+            for entry, error in done.refused:
+                log.warning("metastore: the server refused a write kept in the spool, %s: %s",
+                            entry.describe(), error)
+            for problem in done.problems:
+                log.warning("metastore: %s", problem)
+            if done.sent:
+                log.info("metastore: sent %d writes a process that is gone kept in %s",
+                         len(done.sent), path)
+            if done.stopped:
+                return  # the server is away again, or refuses the token
+
     # -- transport --------------------------------------------------------------------------
     def _send(self, method: str, path: str, *, params=None, content=None, headers=None,
               stream: bool = False, timeout: float | None = None,
@@ -331,6 +379,7 @@ class HTTPBackend(_Routed):
             self._outage = None
             if not self._spooling:
                 log.info("metastore: the server at %s answers again", self.url)
+            self._pick_up_orphans()
         if response.status_code >= 400:
             if stream:
                 response.read()
@@ -432,6 +481,8 @@ def _deliver_at_exit() -> None:
     `metastore sync`."""
     for backend in list(_open):
         try:
+            if backend._pickup is not None:
+                backend._pickup.join(timeout=CONNECT_TIMEOUT)
             if backend._spooling and not backend.deliver_spooled(wait=True):
                 log.warning("metastore: writes for %s stay in %s: run `metastore sync` "
                             "when the server is back", backend.url, backend.spool.path)

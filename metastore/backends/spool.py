@@ -1,6 +1,7 @@
 """The spool: writes a client keeps on disk while its metastore server is away.
 
-One file per process (`HOST-PID-RANDOM.jsonl`) in the spool folder: METASTORE_SPOOL,
+One file per process and server (`HOST-PID.START-RANDOM.jsonl`, START the process's
+start time in whole seconds: a pid alone is reused) in the spool folder: METASTORE_SPOOL,
 else `spool/` in the user's cache folder (`resources.user_cache_dir`). It is JSON Lines
 and only ever appended to:
 
@@ -16,6 +17,11 @@ two processes delivering at once) is still applied once. A file with nothing pen
 deleted; one with lines that are not entries is renamed `….jsonl.corrupt` and kept for
 a person to read. `deliver` reports what it sent, what the server refused, what is
 still pending and which lines it could not read.
+
+A file whose process is gone (`orphaned`: same host, and no process with that pid and
+start time) is an orphan: any client of its server may deliver it (the next `open()`
+of that server, or its next write after an outage), not only `metastore sync`. The
+lock `deliver` takes makes sure one process at a time sends a file.
 """
 
 from __future__ import annotations
@@ -129,7 +135,8 @@ class SpoolFile:
 
     def __init__(self, directory: Path):
         self.directory = directory
-        self.path = directory / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        owner = f"{os.getpid()}.{max(_started(os.getpid()) or 0, 0)}"
+        self.path = directory / f"{socket.gethostname()}-{owner}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         self.lock = threading.RLock()  # this process's threads, one at a time
 
     def append(self, entry: Entry) -> None:
@@ -176,6 +183,39 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _started(pid: int) -> int | None:
+    """When process `pid` started, in whole seconds since the epoch: None when there is
+    no such process, -1 when it cannot be told (another user's, on some systems)."""
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
+    except (psutil.Error, OSError):
+        return -1
+
+
+def orphaned(path: Path) -> bool:
+    """The process that wrote this spool file is gone: it was on this host and no
+    process has its pid, or the pid is another process's now (another start time).
+    A file from another host, or of a name that says no owner, is never an orphan
+    (only `metastore sync` sends it)."""
+    host, sep, rest = path.name.removesuffix(SUFFIX).rpartition("-")  # rest: RANDOM
+    host, sep2, owner = host.rpartition("-")
+    if not (sep and sep2) or host != socket.gethostname():
+        return False
+    pid_text, _, start_text = owner.partition(".")
+    if not pid_text.isdigit() or (start_text and not start_text.isdigit()):
+        return False
+    pid = int(pid_text)
+    started = _started(pid)
+    if started is None:
+        return True
+    # a file named before start times were (HOST-PID-RANDOM): a live pid may be its owner
+    return started >= 0 and bool(start_text) and abs(started - int(start_text)) > 1
 
 
 def files(directory: Path) -> list[Path]:

@@ -647,6 +647,8 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
 
     def _set_status(self, s: Session, run_id: str, status: str, ended: datetime | None) -> None:
         run = self._run(s, run_id)
+        if run.status == "crashed" and status not in ("running", "crashed"):
+            _resolve_crash(s, run, status)
         run.status = status
         run.ended = None if status == "running" else (ended or utcnow())
         s.add(run)
@@ -1414,6 +1416,21 @@ def _lock(s: Session, model, pk) -> None:
     """Row lock on PostgreSQL/MySQL so concurrent version numbering serialises."""
     if s.get_bind().dialect.name != "sqlite":
         s.execute(sa.select(model.id).where(model.id == pk).with_for_update())
+
+
+def _resolve_crash(s: Session, run: Run, status: str) -> None:
+    """A run marked crashed (`reconcile_crashed`) whose real end arrives later: its
+    client kept the end in its spool while the server was away, or its heartbeats
+    stopped reaching the server. The crash note stays (it is what the store saw then),
+    a note says it is resolved, and the tag `event` = `crashed` goes, so `runs where
+    event = "crashed"` finds only runs that did crash."""
+    tag = s.get(Tag, ("run", run.id, "event"))
+    if tag is None or tag.value != "crashed":
+        return  # not a crash reconcile_crashed found
+    s.delete(tag)
+    s.add(Note(run_id=run.id, kind="event", author="metastore",
+               text=f"the run's end ({status}) arrived after it was marked crashed; "
+               "the crash above is resolved"))
 
 
 def _pid_alive(pid: int | None) -> bool:

@@ -228,13 +228,44 @@ def test_apply_once_records_the_key_with_the_write(db_store):
     assert db_store.get_run(run.id).params == {"lr": 0.1, "momentum": 0.9}
 
 
+def test_a_late_end_resolves_the_crash_mark(db_store):
+    """On every database: a run marked crashed whose end arrives later gets its real
+    status; the crash note stays, a note resolves it, and the tag event=crashed goes. A
+    crash that is not the store's mark (a status set by hand) is left as it is."""
+    from metastore.records import RunRecord
+
+    backend = db_store.backend
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    record = RunRecord(experiment="late", status="running", host=socket.gethostname(),
+                       pid=gone.pid)
+    run = backend.create_run(record)
+    assert backend.reconcile_crashed() == 1
+    assert db_store.get_run(run.id).tags["event"] == "crashed"
+    backend.set_run_status(run.id, "failed")
+    late = db_store.get_run(run.id)
+    assert late.status == "failed" and "event" not in late.tags
+    texts = [n.text for n in late.notes]
+    assert len(texts) == 2 and "stopped without ending the run" in texts[0]
+    assert "(failed) arrived after it was marked crashed" in texts[1]
+    backend.set_run_status(run.id, "finished")  # nothing more to resolve
+    assert len(db_store.get_run(run.id).notes) == 2
+
+    other = backend.create_run(RunRecord(experiment="late", status="crashed"))
+    backend.set_tags("run", other.id, {"event": "oom"})
+    backend.set_run_status(other.id, "finished")
+    assert db_store.get_run(other.id).tags["event"] == "oom"
+    assert db_store.get_run(other.id).notes == []
+
+
 SPOOLING = textwrap.dedent(
     """
     import sys
     import metastore
     url, token = sys.argv[1], sys.argv[2]
+    capture = sys.argv[3].split(",") if len(sys.argv) > 3 else False
     store = metastore.open(url, token=token, retry_for=1)
-    with store.start_run(experiment="offline", capture=False) as run:
+    with store.start_run(experiment="offline", capture=capture) as run:
         run.log_params({"lr": 0.1})
         for i in range(10):
             run.log_metric("loss", 1.0 / (i + 1), step=i)
@@ -294,6 +325,119 @@ def test_writes_wait_in_the_spool_for_metastore_sync(server, tmp_path):
     assert not list(spool.iterdir())
     again = subprocess.run(sync, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "nothing" in again.stdout.lower(), again.stdout
+
+
+def _spool_a_run(server: ServerProcess, spool: Path) -> str:
+    """A script records a run (with its host and pid, so the server can tell it has
+    exited), its server is killed midway, and it ends with the rest of the run and its
+    end in the spool: its run id."""
+    script = subprocess.Popen(
+        [sys.executable, "-c", SPOOLING, server.url, server.token, "system"],
+        env=_env(METASTORE_SPOOL=str(spool)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    run_id = script.stdout.readline().strip()
+    assert run_id, script.stderr.read()
+    server.kill()
+    out, errors = script.communicate("go\n", timeout=120)
+    assert script.returncode == 0 and "done" in out, errors
+    assert len(list(spool.glob(f"*{SUFFIX}"))) == 1
+    return run_id
+
+
+def _complete(store, run_id: str) -> None:
+    """The run as the script recorded it, its end included, every value once."""
+    run = store.get_run(run_id)
+    assert run.status == "finished"
+    assert [p.step for p in run.metric_history("loss")] == list(range(25))
+    assert run.tags["phase"] == "offline"
+    assert [n.text for n in run.notes].count("written while the server was away") == 1
+
+
+def test_the_next_client_of_the_server_sends_what_a_gone_process_kept(server, tmp_path):
+    """A script that ended during an outage left its writes in the spool: the next
+    process that opens the same server sends them (no `metastore sync`), and the run,
+    marked crashed meanwhile, ends with its real status and a note that resolves the
+    crash."""
+    spool = tmp_path / "spool"
+    run_id = _spool_a_run(server, spool)
+    server.start()
+    with server.local() as store:
+        crashed = store.get_run(run_id)  # its process is gone, its end still spooled
+        assert crashed.status == "crashed" and crashed.tags["event"] == "crashed"
+    with metastore.open(server.url, token=server.token, spool=spool):
+        pass  # opening picks the file up; closing waits until it is sent
+    with server.local() as store:
+        _complete(store, run_id)
+        run = store.get_run(run_id)
+        assert "event" not in run.tags  # `runs where event = "crashed"` no longer finds it
+        events = [n.text for n in run.notes if n.kind == "event"]
+        assert any("stopped without ending the run" in t for t in events), events
+        assert any("(finished) arrived after it was marked crashed" in t for t in events)
+    assert not list(spool.iterdir())
+
+
+def test_a_spool_file_another_process_is_sending_is_left_to_it(server, tmp_path):
+    """Two processes never send one file at once: a file locked by its sender is
+    skipped, and sent by the next client once the lock is gone."""
+    import fcntl
+
+    spool = tmp_path / "spool"
+    run_id = _spool_a_run(server, spool)
+    server.start()
+    [kept] = spool.glob(f"*{SUFFIX}")
+    fd = os.open(kept, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as `deliver` in another process holds it
+        with metastore.open(server.url, token=server.token, spool=spool):
+            pass
+        assert kept.exists()
+        with server.local() as store:
+            assert store.get_run(run_id).status != "finished"
+    finally:
+        os.close(fd)
+    with metastore.open(server.url, token=server.token, spool=spool):
+        pass
+    with server.local() as store:
+        _complete(store, run_id)
+    assert not kept.exists()
+
+
+def test_only_spool_files_of_gone_processes_on_this_host_are_orphans(tmp_path):
+    import psutil
+
+    from metastore.backends.spool import orphaned
+
+    me = f"{os.getpid()}.{int(psutil.Process().create_time())}"
+    here = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    names = {
+        f"{here}-{me}-0a1b2c3d": False,  # this process: alive
+        f"{here}-{os.getpid()}-0a1b2c3d": False,  # the older name, a live pid
+        f"{here}-{os.getpid()}.12345-0a1b2c3d": True,  # the pid is another process's now
+        f"{here}-{dead.pid}.{int(time.time())}-0a1b2c3d": True,  # gone
+        f"{here}-{dead.pid}-0a1b2c3d": True,
+        f"elsewhere.example-{dead.pid}.1-0a1b2c3d": False,  # another host: cannot tell
+        "not-a-spool-name": False,
+    }
+    for name, expected in names.items():
+        assert orphaned(tmp_path / f"{name}{SUFFIX}") is expected, name
+    assert not orphaned(SpoolFile(tmp_path).path)
+
+
+def test_an_open_store_leaves_a_live_process_spool_alone(live, tmp_path):
+    """A spool file whose process is still running (here: this one) is its own to
+    send; opening the server beside it sends nothing."""
+    with live.remote() as remote, remote.start_run(experiment="spool", capture=False) as run:
+        pass
+    folder = tmp_path / "spool"
+    kept = SpoolFile(folder)
+    kept.append(_entry(live.url, run.id, 0))
+    with metastore.open(live.url, token=live.token, spool=folder):
+        pass
+    assert kept.path.exists()
+    assert live.store.get_run(run.id).metric_history("loss") == []
 
 
 def _entry(url: str, run_id: str, step: int) -> Entry:
