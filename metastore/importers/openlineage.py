@@ -170,10 +170,19 @@ def _check(event: Any) -> str | None:
         return "event has no job.name"
     if to_utc(event.get("eventTime")) is None:
         return f"event has no valid eventTime ({event.get('eventTime')!r})"
+    for name, value in (("run.facets", run.get("facets")), ("job.facets", job.get("facets"))):
+        if value is not None and not isinstance(value, dict):
+            return f"{name} is not an object"
     for side in ("inputs", "outputs"):
-        for ds in event.get(side) or []:
+        datasets = event.get(side)
+        if datasets is not None and not isinstance(datasets, list):
+            return f"{side} is not a list"
+        for ds in datasets or []:
             if not isinstance(ds, dict) or not ds.get("name"):
                 return f"a dataset in {side} has no name"
+            for facets in ("facets", "inputFacets", "outputFacets"):
+                if ds.get(facets) is not None and not isinstance(ds[facets], dict):
+                    return f"{facets} of dataset {str(ds['name'])[:60]!r} is not an object"
     return None
 
 
@@ -203,6 +212,11 @@ def import_source(store, path: Path, options: ImportOptions, report: ImportRepor
             record, assets = _to_record(store, run, report, latest)
         except MetastoreError as e:
             report.skip(where, f"run {run.run_id}: {e}")
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # a facet of another shape than the spec's (`_check` holds the event's frame)
+            report.skip(where, f"run {run.run_id}: an event has a field of the wrong type "
+                        f"({type(e).__name__}: {str(e)[:80]})")
             continue
         if record is None:
             reason = "no COMPLETE, FAIL or ABORT event yet (still running?); import again when it ends"

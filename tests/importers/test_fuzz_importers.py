@@ -137,18 +137,18 @@ def _wrong_json(data, path: Path, lines: bool) -> str:
     return f"{path.name}{'' if not lines else f' line {i + 1}'} at {list(where)} got a wrong type"
 
 
-def _wrong_cell(data, path: Path) -> str:
+def _wrong_cell(data, path: Path, delimiter: str = ",") -> str:
     import csv
     import io
 
-    rows = list(csv.reader(io.StringIO(path.read_text())))
+    rows = list(csv.reader(io.StringIO(path.read_text()), delimiter=delimiter))
     r = data.draw(st.integers(0, len(rows) - 1), label="row")
     if not rows[r]:
         return f"{path.name} row {r} empty"
     c = data.draw(st.integers(0, len(rows[r]) - 1), label="column")
     rows[r][c] = data.draw(st.one_of(WRONG.map(json.dumps), st.text(max_size=12)), label="cell")
     out = io.StringIO()
-    csv.writer(out).writerows(rows)
+    csv.writer(out, delimiter=delimiter).writerows(rows)
     path.write_text(out.getvalue())
     return f"{path.name} row {r} column {c} got a wrong value"
 
@@ -163,25 +163,119 @@ def _wrong_yaml(data, path: Path) -> str:
     return f"{path.name} at {list(where)} got a wrong type"
 
 
+def _wrong_column(data, path: Path) -> str:
+    """A Parquet column replaced by one of another type (same name, same length)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    i = data.draw(st.integers(0, table.num_columns - 1), label="column")
+    name = table.column_names[i]
+    kind = data.draw(st.sampled_from(["string", "int64", "float64", "bool", "null"]),
+                     label="new type")
+    values = data.draw(st.lists(WRONG, min_size=table.num_rows, max_size=table.num_rows),
+                       label="values")
+    converted = {
+        "string": lambda v: None if v is None else json.dumps(v),
+        "int64": lambda v: v if isinstance(v, int) and not isinstance(v, bool)
+        and abs(v) < 2**63 else None,
+        "float64": lambda v: float(v) if isinstance(v, int | float) and abs(v) < 2**1000
+        else None,
+        "bool": lambda v: v if isinstance(v, bool) else None,
+        "null": lambda v: None,
+    }[kind]
+    column = pa.array([converted(v) for v in values], type=getattr(pa, "bool_" if kind == "bool" else kind)())
+    pq.write_table(table.set_column(i, name, column), path)
+    return f"{path.name} column {name} became {kind}"
+
+
+#: Columns of an MLflow tracking database a mutation may give values of the wrong type.
+MLFLOW_COLUMNS = {
+    "experiments": ["experiment_id", "name", "artifact_location", "lifecycle_stage",
+                    "creation_time"],
+    "runs": ["run_uuid", "name", "status", "start_time", "end_time", "lifecycle_stage",
+             "artifact_uri", "experiment_id", "user_id", "source_name"],
+    "metrics": ["key", "value", "timestamp", "step", "is_nan", "run_uuid"],
+    "latest_metrics": ["key", "value", "timestamp", "step", "run_uuid"],
+    "params": ["key", "value", "run_uuid"],
+    "tags": ["key", "value", "run_uuid"],
+    "experiment_tags": ["key", "value", "experiment_id"],
+}
+#: SQLite values of the wrong type: any column takes them (no STRICT tables in MLflow).
+SQL_WRONG = st.one_of(
+    st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True),
+    st.text(max_size=8), st.binary(max_size=8), st.just("1e999"), st.just("x" * 300),
+)
+
+
+def _wrong_sql(data, path: Path) -> str:
+    """A value in an MLflow database replaced by one of another type (SQLite keeps any
+    type in any column): the database stays readable, its contents are wrong."""
+    import sqlite3
+
+    table = data.draw(st.sampled_from(sorted(MLFLOW_COLUMNS)), label="table")
+    column = data.draw(st.sampled_from(MLFLOW_COLUMNS[table]), label="column")
+    value = data.draw(SQL_WRONG, label="value")
+    con = sqlite3.connect(path)
+    try:
+        rows = [r[0] for r in con.execute(f"select rowid from {table}")]  # noqa: S608
+        if not rows:
+            return f"{table} is empty"
+        row = data.draw(st.sampled_from(rows), label="row")
+        try:
+            con.execute("pragma foreign_keys = off")
+            con.execute(f"update {table} set {column} = ? where rowid = ?", (value, row))  # noqa: S608
+            con.commit()
+        except sqlite3.Error as e:  # NOT NULL, a unique key: the database refuses it
+            return f"{table}.{column} kept ({e})"
+    finally:
+        con.close()
+    return f"{table}.{column} of row {row} became {value!r}"
+
+
+def _flip_pages(data, path: Path) -> str:
+    """Bits flipped inside the database's pages (past its 100-byte header, so SQLite
+    still opens it and trips over the damage where it reads)."""
+    raw = bytearray(path.read_bytes())
+    spots = data.draw(st.lists(st.tuples(st.integers(100, len(raw) - 1), st.integers(0, 7)),
+                               min_size=1, max_size=8), label="bits")
+    for pos, bit in spots:
+        raw[pos] ^= 1 << bit
+    path.write_bytes(bytes(raw))
+    return f"{path.name} page bits flipped at {sorted(p for p, _ in spots)}"
+
+
 def mutate(data, files: list[Path]) -> str:
+    import yaml
+
     target = data.draw(st.sampled_from(files), label="file")
     kinds = ["truncate", "flip"]
     suffix = target.suffix
-    if suffix in (".json", ".jsonl", ".csv", ".yaml") or target.parent.name in ("params", "tags"):
+    if suffix in (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".yaml", ".lock", ".parquet",
+                  ".db") or target.parent.name in ("params", "tags"):
         kinds.append("types")
+    if suffix == ".db":
+        kinds.append("pages")
     kind = data.draw(st.sampled_from(kinds), label="mutation")
     if kind == "truncate":
         return _truncate(data, target)
     if kind == "flip":
         return _flip(data, target)
+    if kind == "pages":
+        return _flip_pages(data, target)
     try:
-        if suffix in (".json", ".jsonl"):
-            return _wrong_json(data, target, lines=suffix == ".jsonl")
-        if suffix == ".csv":
-            return _wrong_cell(data, target)
-        if suffix == ".yaml":
+        if suffix in (".json", ".jsonl", ".ndjson"):
+            return _wrong_json(data, target, lines=suffix != ".json")
+        if suffix in (".csv", ".tsv"):
+            return _wrong_cell(data, target, delimiter="," if suffix == ".csv" else "\t")
+        if suffix in (".yaml", ".lock"):
             return _wrong_yaml(data, target)
-    except (ValueError, UnicodeDecodeError):  # not parseable as it stands: flip instead
+        if suffix == ".parquet":
+            return _wrong_column(data, target)
+        if suffix == ".db":
+            return _wrong_sql(data, target)
+    except (ValueError, UnicodeDecodeError, OSError, yaml.YAMLError):  # not parseable: flip
+
         return _flip(data, target)
     return _flip(data, target)  # a param's or tag's value file: text, no type to break
 
@@ -189,14 +283,15 @@ def mutate(data, files: list[Path]) -> str:
 # -- the check -----------------------------------------------------------------------------
 
 
-def check_import(empty_db: Path, source: Path, what: str) -> None:
-    """Import the mutated source into a new store and hold the promises above."""
+def check_import(empty_db: Path, source: Path, what: str, name: str | None = None) -> None:
+    """Import the mutated source (with importer `name`, else the one detected) into a
+    new store and hold the promises above."""
     work = Path(tempfile.mkdtemp(prefix="fuzz-store-", dir=source.parent.parent))
     try:
         shutil.copy(empty_db, work / "metastore.db")
         with metastore.open(f"sqlite:///{work / 'metastore.db'}", blobs=work / "blobs") as store:
             try:
-                report = import_path(store.backend, source)
+                report = import_path(store.backend, source, name)
             except MetastoreError as e:
                 assert str(e)
                 assert store.runs() == [], f"{what}: raised {e!r} after writing runs"
@@ -263,6 +358,88 @@ def test_mutated_mlflow_file_store(mlruns_source, empty_db, data):
     files = sorted(p for p in mlruns.rglob("*") if p.is_file() and "artifacts" not in p.parts)
     what = mutate(data, files)
     check_import(empty_db, mlruns, what)
+
+
+# -- the other importers, on files their tools wrote (fixtures of their own tests) -------------
+
+from tests.importers.test_dvc import repo as dvc_repo  # noqa: E402 - fixtures reused
+from tests.importers.test_neptune import export as neptune_export  # noqa: E402
+from tests.importers.test_openlineage import client_events  # noqa: E402
+from tests.importers.test_tensorboard import logdir as tensorboard_logdir  # noqa: E402
+from tests.importers.test_wandb import wandb_dir  # noqa: E402
+
+__all__ = ["client_events", "dvc_repo", "neptune_export", "tensorboard_logdir", "wandb_dir"]
+
+
+def _files(root: Path, skip=(".git", ".dvc")) -> list[Path]:
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and not p.is_symlink() and not set(skip) & set(p.parts))
+
+
+@fuzz(10)
+@given(data=st.data())
+def test_mutated_dvc_repository(dvc_repo, empty_db, data):
+    """The workspace of a repository made by dvc itself: params.yaml, dvc.lock, dvc.yaml,
+    metrics.json and dvclive's files (the experiments in git are read as they are)."""
+    repo = fresh_copy(dvc_repo)
+    what = mutate(data, _files(repo))
+    check_import(empty_db, repo, what, "dvc")
+
+
+@fuzz(8)
+@given(data=st.data())
+def test_mutated_dvc_exp_show_json(dvc_repo, empty_db, data):
+    """`dvc exp show --json` as dvc printed it for that repository."""
+    shown = fresh_copy(dvc_repo.parent / "exp_show.json")
+    what = mutate(data, [shown])
+    check_import(empty_db, shown, what, "dvc")
+
+
+@fuzz(10)
+@given(data=st.data())
+def test_mutated_wandb_offline_runs(wandb_dir, empty_db, data):
+    """Offline run folders written by wandb: the .wandb record log, config.yaml,
+    wandb-summary.json, wandb-metadata.json."""
+    folder = fresh_copy(wandb_dir)
+    what = mutate(data, _files(folder))
+    check_import(empty_db, folder, what, "wandb")
+
+
+@fuzz(8)
+@given(data=st.data())
+def test_mutated_tensorboard_event_files(tensorboard_logdir, empty_db, data):
+    logdir = fresh_copy(tensorboard_logdir)
+    what = mutate(data, _files(logdir))
+    check_import(empty_db, logdir, what, "tensorboard")
+
+
+@fuzz(8)
+@given(data=st.data())
+def test_mutated_neptune_export(neptune_export, empty_db, data):
+    """neptune-exporter's Parquet parts (built with pyarrow in its schema: the service is
+    gone) and the files beside them."""
+    exports = fresh_copy(neptune_export.parent)
+    what = mutate(data, _files(exports))
+    check_import(empty_db, exports / "data", what, "neptune")
+
+
+@fuzz(8)
+@given(data=st.data())
+def test_mutated_openlineage_events(client_events, empty_db, data):
+    """NDJSON written by the openlineage client's file transport."""
+    events = fresh_copy(client_events[0])
+    what = mutate(data, [events])
+    check_import(empty_db, events, what, "openlineage")
+
+
+@fuzz(10)
+@given(data=st.data())
+def test_mutated_mlflow_database(mlflow_sources, empty_db, data):
+    """A tracking database written by MLflow (SQLite): truncated, bits flipped in its
+    pages, values of the wrong type in its tables."""
+    db = fresh_copy(mlflow_sources["sql"]) / "mlflow.db"
+    what = mutate(data, [db])
+    check_import(empty_db, db, what, "mlflow")
 
 
 def test_the_pristine_sources_import_whole(sources, empty_db, mlruns_source):
@@ -401,3 +578,63 @@ def _new_store(empty_db: Path):
     work = Path(tempfile.mkdtemp(prefix="fuzz-store-", dir=empty_db.parent))
     shutil.copy(empty_db, work / "metastore.db")
     return metastore.open(f"sqlite:///{work / 'metastore.db'}", blobs=work / "blobs")
+
+
+def test_an_openlineage_dataset_facet_of_the_wrong_type_skips_its_run(client_events,
+                                                                     empty_db):
+    """Found by the fuzzing: `inputFacets` holding a list raised a TypeError."""
+    events = fresh_copy(client_events[0])
+    lines = events.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["inputs"][0]["inputFacets"] = [1, "a", None]
+    lines[0] = json.dumps(first)
+    events.write_text("\n".join(lines) + "\n")
+    check_import(empty_db, events, "inputFacets: a list", "openlineage")
+    with _new_store(empty_db) as store:
+        report = import_path(store.backend, events, "openlineage")
+    assert report.imported == 1, report.summary()
+    assert any("inputFacets" in reason for _, reason in report.skipped), report.skipped
+
+
+@pytest.mark.parametrize("table, column, value", [
+    ("params", "key", b""), ("metrics", "value", b""), ("metrics", "key", b"\x9fC"),
+    ("tags", "value", b"\xff"), ("runs", "start_time", "soon"), ("runs", "name", b"\x00"),
+])
+def test_an_mlflow_database_value_of_the_wrong_type_skips_its_run(mlflow_sources, empty_db,
+                                                                   table, column, value):
+    """Found by the fuzzing: SQLite keeps any type in any column; a BLOB key or value
+    raised TypeError, ValueError or a ValidationError from the middle of the import."""
+    import sqlite3
+
+    db = fresh_copy(mlflow_sources["sql"]) / "mlflow.db"
+    con = sqlite3.connect(db)
+    [(run_id,)] = con.execute(f"select run_uuid from {table} where run_uuid is not null "  # noqa: S608
+                              "order by run_uuid limit 1").fetchall()
+    con.execute(f"update {table} set {column} = ? where rowid = (select min(rowid) from "  # noqa: S608
+                f"{table} where run_uuid = ?)", (value, run_id))
+    con.commit()
+    con.close()
+    check_import(empty_db, db, f"{table}.{column} = {value!r}", "mlflow")
+    with _new_store(empty_db) as store:
+        report = import_path(store.backend, db, "mlflow")
+        assert report.imported and store.backend.runs_by_source("mlflow", [run_id]) == {}
+    [(where, reason)] = report.skipped
+    assert run_id in where and table in reason, report.skipped
+
+
+def test_an_mlflow_database_sqlite_cannot_read_is_import_failed(mlflow_sources, empty_db):
+    """Text that is not UTF-8 (a flipped bit in a page) makes SQLite fail the read of
+    the whole table: ImportFailed, before a run is written (was an OperationalError)."""
+    import sqlite3
+
+    from metastore.importers import ImportFailed
+
+    db = fresh_copy(mlflow_sources["sql"]) / "mlflow.db"
+    con = sqlite3.connect(db)
+    con.execute("update params set value = cast(x'ff41' as text) "
+                "where rowid = (select min(rowid) from params)")
+    con.commit()
+    con.close()
+    with _new_store(empty_db) as store, pytest.raises(ImportFailed, match="MLflow database"):
+        import_path(store.backend, db, "mlflow")
+    check_import(empty_db, db, "a param that is not UTF-8", "mlflow")

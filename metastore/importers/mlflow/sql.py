@@ -3,6 +3,7 @@ its tables read directly: no `mlflow` import, any MLflow version's schema."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
@@ -71,43 +72,37 @@ class SQLReader:
         return conn.execute(sa.text(sql)).mappings()
 
     def runs(self, report: ImportReport) -> Iterator[SourceRun]:
+        """Every run, read whole before the first is yielded: a database SQLite cannot
+        read (damaged pages, text that is not UTF-8) is ImportFailed before anything is
+        written. A value of the wrong type (SQLite keeps any type in any column) skips
+        the run it belongs to, with the table and column."""
         import sqlalchemy as sa
 
-        with self.engine.connect() as conn:
-            exps = {
-                str(r["experiment_id"]): (r["name"], r["lifecycle_stage"])
-                for r in self._rows(conn, "select experiment_id, name, lifecycle_stage from experiments")
-            }
-            if "trace_info" in self.tables:  # GenAI traces: not runs, counted as left out
-                n = conn.execute(sa.text("select count(*) from trace_info")).scalar_one()
-                report.leave_out("traces", int(n))
-            if "experiment_tags" in self.tables:
-                for r in self._rows(conn, "select experiment_id, key, value from experiment_tags"):
-                    self._exp_tags[str(r["experiment_id"])][r["key"]] = r["value"]
-            params: dict[str, dict] = defaultdict(dict)
-            for r in self._rows(conn, "select run_uuid, key, value from params"):
-                params[r["run_uuid"]][r["key"]] = r["value"]
-            tags: dict[str, dict] = defaultdict(dict)
-            for r in self._rows(conn, "select run_uuid, key, value from tags"):
-                tags[r["run_uuid"]][r["key"]] = r["value"]
-            metrics: dict[str, list] = defaultdict(list)
-            has_nan = "is_nan" in self._columns(conn, "metrics")
-            sql = "select run_uuid, key, value, timestamp, step" + (", is_nan" if has_nan else "")
-            for r in self._rows(conn, sql + " from metrics"):
-                value = float("nan") if has_nan and r["is_nan"] else r["value"]
-                metrics[r["run_uuid"]].append(
-                    (r["key"], int(r["timestamp"] or 0), float(value), int(r["step"] or 0))
-                )
-            datasets = self._datasets(conn)
-            models = self._models(conn)
-            rows = list(self._rows(conn, "select * from runs"))
-        for r in rows:
+        try:
+            with self.engine.connect() as conn:
+                tables = self._tables(conn, report)
+        except sa.exc.SQLAlchemyError as e:
+            raise ImportFailed(f"cannot read the MLflow database {safe_url(self.url)}: "
+                               f"{getattr(e, 'orig', None) or e}") from e
+        exps, params, tags, metrics, datasets, models, rows, bad = tables
+        for n, r in enumerate(rows, 1):
             report.found += 1
             run_id = r["run_uuid"]
             where = f"{safe_url(self.url.split('?')[0])} runs/{run_id}"
+            if not isinstance(run_id, str):
+                report.skip(f"{safe_url(self.url.split('?')[0])} runs row {n}",
+                            f"run_uuid {str(run_id)[:40]!r} is not text")
+                continue
+            wrong = bad.get(run_id) or _wrong_run_row(r)
+            if wrong:
+                report.skip(where, wrong)
+                continue
             exp_id = str(r["experiment_id"])
             if exp_id not in exps:
                 report.skip(where, f"its experiment {exp_id} is missing from the database")
+                continue
+            if exps[exp_id] is None:
+                report.skip(where, f"its experiment {exp_id} has a name or stage that is not text")
                 continue
             exp_name, exp_stage = exps[exp_id]
             yield SourceRun(
@@ -117,8 +112,8 @@ class SQLReader:
                 experiment_id=exp_id,
                 name=r.get("name") or None,
                 status=r.get("status") or "FINISHED",
-                start_ms=r.get("start_time"),
-                end_ms=r.get("end_time"),
+                start_ms=_whole(r.get("start_time")),
+                end_ms=_whole(r.get("end_time")),
                 user=r.get("user_id") or None,
                 deleted=r.get("lifecycle_stage") == "deleted" or exp_stage == "deleted",
                 experiment_deleted=exp_stage == "deleted",
@@ -130,6 +125,53 @@ class SQLReader:
                 models=models.get(run_id, []),
             )
 
+    def _tables(self, conn, report: ImportReport):
+        """The tables runs are made of, read once; `bad`: run id → why it is skipped."""
+        import sqlalchemy as sa
+
+        bad: dict[str, str] = {}
+        exps: dict[str, tuple[str, str | None] | None] = {}
+        for r in self._rows(conn, "select experiment_id, name, lifecycle_stage from experiments"):
+            ok = isinstance(r["name"], str) and _opt_text(r["lifecycle_stage"])
+            exps[str(r["experiment_id"])] = (r["name"], r["lifecycle_stage"]) if ok else None
+        if "trace_info" in self.tables:  # GenAI traces: not runs, counted as left out
+            n = conn.execute(sa.text("select count(*) from trace_info")).scalar_one()
+            report.leave_out("traces", int(n))
+        if "experiment_tags" in self.tables:
+            for r in self._rows(conn, "select experiment_id, key, value from experiment_tags"):
+                if isinstance(r["key"], str) and _opt_text(r["value"]):
+                    self._exp_tags[str(r["experiment_id"])][r["key"]] = r["value"]
+                else:
+                    report.warn(f"{safe_url(self.url.split('?')[0])} experiment_tags",
+                                f"a tag of experiment {str(r['experiment_id'])[:40]} is not "
+                                "text: left out")
+        params: dict[str, dict] = defaultdict(dict)
+        tags: dict[str, dict] = defaultdict(dict)
+        for table, into in (("params", params), ("tags", tags)):
+            for r in self._rows(conn, f"select run_uuid, key, value from {table}"):  # noqa: S608
+                if isinstance(r["key"], str) and _opt_text(r["value"]):
+                    into[r["run_uuid"]][r["key"]] = r["value"]
+                elif isinstance(r["run_uuid"], str):
+                    bad.setdefault(r["run_uuid"], f"{table}: a key or value that is not text "
+                                   f"({str(r['key'])[:40]!r})")
+        metrics: dict[str, list] = defaultdict(list)
+        has_nan = "is_nan" in self._columns(conn, "metrics")
+        sql = "select run_uuid, key, value, timestamp, step" + (", is_nan" if has_nan else "")
+        for r in self._rows(conn, sql + " from metrics"):
+            nan = has_nan and r["is_nan"]
+            value = float("nan") if nan is True or nan == 1 else r["value"]
+            point = (r["key"], _whole(r["timestamp"] or 0), _number(value),
+                     _whole(r["step"] or 0))
+            if isinstance(point[0], str) and None not in point:
+                metrics[r["run_uuid"]].append(point)
+            elif isinstance(r["run_uuid"], str):
+                bad.setdefault(r["run_uuid"], f"metrics: a point of {str(r['key'])[:40]!r} "
+                               "whose key, value, timestamp or step has the wrong type")
+        datasets = self._datasets(conn)
+        models = self._models(conn)
+        rows = list(self._rows(conn, "select * from runs"))
+        return exps, params, tags, metrics, datasets, models, rows, bad
+
     def _columns(self, conn, table: str) -> set[str]:
         import sqlalchemy as sa
 
@@ -139,6 +181,8 @@ class SQLReader:
         out: dict[str, list] = defaultdict(list)
         if not {"datasets", "inputs"} <= self.tables:
             return out
+        fields = ("name", "digest", "dataset_source", "dataset_source_type", "dataset_schema",
+                  "dataset_profile")
         by_id = {
             r["dataset_uuid"]: Dataset(
                 name=r["name"], digest=r["digest"], source=r["dataset_source"],
@@ -146,11 +190,13 @@ class SQLReader:
                 profile=r["dataset_profile"],
             )
             for r in self._rows(conn, "select * from datasets")
+            # a dataset with a value of the wrong type is not linked (it cannot be named)
+            if isinstance(r["name"], str) and all(_opt_text(r.get(f)) for f in fields)
         }
         contexts: dict[str, str] = {}
         if "input_tags" in self.tables:
             for r in self._rows(conn, "select input_uuid, name, value from input_tags"):
-                if r["name"] == "mlflow.data.context":
+                if r["name"] == "mlflow.data.context" and _opt_text(r["value"]):
                     contexts[r["input_uuid"]] = r["value"]
         for r in self._rows(
             conn,
@@ -169,6 +215,8 @@ class SQLReader:
         for r in self._rows(
             conn, "select model_id, name, artifact_location, source_run_id from logged_models"
         ):
+            if not all(_opt_text(v) for v in r.values()):
+                continue  # a logged model that cannot be named: its run keeps the rest
             self._logged[r["model_id"]] = r["artifact_location"]
             if r["source_run_id"]:
                 out[r["source_run_id"]].append((r["model_id"], r["name"], r["artifact_location"]))
@@ -182,6 +230,17 @@ class SQLReader:
         tags (MLflow 2.3+ for aliases); none of them in an older or trimmed database."""
         if not {"registered_models", "model_versions"} <= self.tables:
             return []
+        import sqlalchemy as sa
+
+        try:
+            return self._registry()
+        except (sa.exc.SQLAlchemyError, ValueError, TypeError) as e:
+            # read after the runs are written: a damaged registry loses the registry only
+            report.warn(f"{safe_url(self.url.split('?')[0])} model registry",
+                        f"cannot be read, not imported: {getattr(e, 'orig', None) or e}")
+            return []
+
+    def _registry(self) -> list[RegisteredModel]:
         models: dict[str, RegisteredModel] = {}
         with self.engine.connect() as conn:
             for r in self._rows(conn, "select name, description from registered_models"):
@@ -222,3 +281,40 @@ class SQLReader:
     def artifact_dir(self, src: SourceRun) -> Path | None:
         found = reroot(src.artifact_uri, self.roots)
         return found if found is not None and found.is_dir() else None
+
+
+# -- values of the right type (SQLite keeps any type in any column) -------------------------
+
+
+def _opt_text(value) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _whole(value) -> int | None:
+    """A whole number within 64 bits, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if abs(value) < 2**63 else None
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if isinstance(value, float) or abs(value) < 2**1023 else None
+
+
+#: Columns of MLflow's runs table and the kind each must hold.
+_RUN_COLUMNS = {"name": _opt_text, "status": _opt_text, "user_id": _opt_text,
+                "artifact_uri": _opt_text, "lifecycle_stage": _opt_text,
+                "start_time": lambda v: v is None or _whole(v) is not None,
+                "end_time": lambda v: v is None or _whole(v) is not None,
+                "experiment_id": lambda v: isinstance(v, str) or _whole(v) is not None}
+
+
+def _wrong_run_row(row) -> str | None:
+    for column, ok in _RUN_COLUMNS.items():
+        if column in row and not ok(row[column]):
+            return f"runs.{column} holds {str(row[column])[:40]!r}, of the wrong type"
+    return None
