@@ -9,10 +9,10 @@ from __future__ import annotations
 import getpass
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
-from importlib import metadata
 
 PARTS = ("git", "command", "system", "packages")
 
@@ -84,6 +84,17 @@ def git_info(cwd: str | None = None) -> dict:
         info["changed_files"] = changed[:50]
         info["diff_stat"] = (_git("diff", "HEAD", "--shortstat", cwd=cwd) or "").strip()
     return info
+
+
+def why_no_commit(cwd: str | None = None) -> str:
+    """Why `git_info` found no commit here: kept in the context of a run without one, so
+    `reproduce` can say why its code cannot be rebuilt from git."""
+    where = os.path.abspath(cwd or os.getcwd())
+    if shutil.which("git") is None:
+        return "git is not installed"
+    if _git("rev-parse", "--is-inside-work-tree", cwd=cwd) is None:
+        return f"it was started in {where}, which is not inside a git repository"
+    return f"the git repository of {where} has no commit yet"
 
 
 MAX_PATCH_BYTES = 50 * 2**20
@@ -179,6 +190,23 @@ def system_info() -> dict:
 
 _packages: tuple[tuple, str] | None = None
 
+#: The environment asset's text, written by the interpreter it describes: run here by
+#: `packages_text`, and by another interpreter (`packages_of`) for a `metastore run`
+#: child that is not this Python.
+_FREEZE = """
+import platform
+from importlib import metadata
+
+def freeze():
+    seen = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    header = f"# python {platform.python_version()} on {platform.system().lower()}\\n"
+    return header + "\\n".join(seen[k] for k in sorted(seen)) + "\\n"
+"""
+
 
 def packages_text() -> str:
     """Installed distributions as sorted `name==version` lines: the environment asset.
@@ -189,15 +217,22 @@ def packages_text() -> str:
     key = tuple(_mtime(p) for p in sys.path)
     if _packages is not None and _packages[0] == key:
         return _packages[1]
-    seen = {}
-    for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
-        if name:
-            seen[name.lower()] = f"{name}=={dist.version}"
-    header = f"# python {platform.python_version()} on {platform.system().lower()}\n"
-    text = header + "\n".join(seen[k] for k in sorted(seen)) + "\n"
+    scope: dict = {}
+    exec(_FREEZE, scope)  # noqa: S102 - our own constant, shared with packages_of
+    text = scope["freeze"]()
     _packages = (key, text)
     return text
+
+
+def packages_of(executable: str, env: dict[str, str] | None = None) -> str | None:
+    """`packages_text` as another Python interpreter sees it (None if it cannot say)."""
+    script = _FREEZE + "\nimport sys\nsys.stdout.write(freeze())\n"
+    try:
+        done = subprocess.run([executable, "-c", script], env=env, capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 and done.stdout.startswith("# python ") else None
 
 
 def _mtime(path: str) -> tuple[str, int]:

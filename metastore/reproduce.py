@@ -32,9 +32,11 @@ class Step:
     part: str
     action: str
     missing: str | None = None
+    #: What would have made it possible, for a missing step.
+    hint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"part": self.part, "action": self.action, "missing": self.missing}
+        return {"part": self.part, "action": self.action, "missing": self.missing, "hint": self.hint}
 
 
 @dataclass
@@ -78,7 +80,7 @@ def plan(run: RunView, store: Backend | None = None, *, here: bool = False,
         for v in scripts:
             p.steps.append(Step("code", f"materialise {v.ref} ({_filename(v)})"))
     else:
-        p.steps.append(Step("code", "rebuild the code", "no git commit and no code asset"))
+        p.steps.append(Step("code", "rebuild the code", _no_code(context), NO_CODE_HINT))
     for v in run.inputs:
         if v.kind in ("code", "environment"):
             continue
@@ -131,6 +133,21 @@ def plan(run: RunView, store: Backend | None = None, *, here: bool = False,
     return p
 
 
+NO_CODE_HINT = ("start the run inside a git repository that has a commit; or store the script "
+                "with run.use_asset(\"train.py\", kind=\"code\"); or record it with "
+                "`metastore run -- python train.py`, which stores the Python files the script reads")
+
+
+def _no_code(context: dict | None) -> str:
+    """Why a run without a commit and without code assets cannot have its code rebuilt:
+    the reason the run recorded (`context.why_no_commit`), else the likely one (audit
+    reads runs without their context)."""
+    reason = (context or {}).get("no_commit") or (
+        "it was started outside a git repository, or with git capture off")
+    return (f"no git commit was recorded ({reason}) and no code was stored with the run, "
+            "so there is nothing to rebuild its code from")
+
+
 def _filename(v) -> str:
     return (v.meta or {}).get("filename") or v.name
 
@@ -156,6 +173,8 @@ def format_text(p: Plan) -> str:
         lines.append(f"  {i}. [{s.part}] {mark}{s.action}")
         if s.missing:
             lines.append(f"       {s.missing}")
+            if s.hint:
+                lines.append(f"       to make it reproducible: {s.hint}")
     if p.can_run:
         lines.append("Everything it needs was recorded.")
     else:

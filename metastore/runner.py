@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metastore import sampler
+from metastore import context, sampler
 from metastore.errors import InvalidValue
 from metastore.importers.values import infer_value
 from metastore.records import MetricPoint
@@ -206,9 +206,12 @@ def run_command(
         if not set(pattern.groupindex) - {"step"}:
             raise InvalidValue("--metric-pattern needs a named group per metric, e.g. (?P<loss>[\\d.]+)")
     cwd = Path.cwd()
+    python = track_files and _is_python(command)
     run = ActiveRun.start(
         store.backend, experiment=experiment, name=name, command=shlex.join(command),
         tags={"cwd": str(cwd)}, system_metrics=False, cost_per_hour=cost_per_hour,
+        # a Python child's packages are those of its interpreter, known once it ran
+        capture=set(context.PARTS) - {"packages"} if python else True,
         invocation={"argv": list(command), "runner": "metastore run",
                     **({"metric_pattern": metric_pattern} if metric_pattern else {})},
     )
@@ -224,7 +227,6 @@ def run_command(
         env["METASTORE_TOKEN"] = store.backend.token
     work = Path(tempfile.mkdtemp(prefix="metastore-run-"))
     files_log = work / "files"
-    python = track_files and _is_python(command)
     if python:
         files_log.touch()
         env["METASTORE_RUN_FILES"] = str(files_log)
@@ -260,7 +262,8 @@ def run_command(
     run.log_asset(work / "output.log", kind="log", name=f"{run.experiment}-{run.number}-output",
                   media_type="text/plain", role="stdout+stderr")
     if python:
-        _record_files(run, files_log, cwd, max_copy_bytes)
+        interpreter = _record_files(run, files_log, cwd, max_copy_bytes)
+        run.log_environment(_packages(interpreter, env) or context.packages_text())
     elif track_files:
         after = _snapshot(cwd)
         for path, stamp in after.items():
@@ -319,10 +322,31 @@ def _snapshot(root: Path, limit: int = 20_000) -> dict[Path, tuple[int, int]]:
     return found
 
 
-def _record_files(run: ActiveRun, files_log: Path, cwd: Path, max_copy_bytes: int) -> None:
+def _packages(interpreter: tuple[str, str] | None, env: dict[str, str]) -> str | None:
+    """The package list of the child's Python (prefix, executable): this process's when
+    it is the same installation, else asked of the child's interpreter (`python` on the
+    PATH, another virtual environment …); None when the child never said which it was."""
+    if interpreter is None:
+        return None
+    prefix, executable = interpreter
+    if os.path.realpath(prefix) == os.path.realpath(sys.prefix):
+        return context.packages_text()
+    probe = {k: v for k, v in env.items() if k != "METASTORE_RUN_FILES"}
+    return context.packages_of(executable, probe)
+
+
+def _record_files(run: ActiveRun, files_log: Path, cwd: Path,
+                  max_copy_bytes: int) -> tuple[str, str] | None:
+    """Log the files the child read and wrote; the child's interpreter (prefix,
+    executable), as its first line says."""
     read: dict[Path, None] = {}
     written: dict[Path, None] = {}
+    interpreter = None
     for line in files_log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("python\t") and interpreter is None:
+            _, prefix, executable = (line.split("\t", 2) + ["", ""])[:3]
+            interpreter = (prefix, executable)
+            continue
         mode, _, path = line.partition("\t")
         p = Path(path)
         if not path or _ignored(p) or not p.is_file():
@@ -333,6 +357,7 @@ def _record_files(run: ActiveRun, files_log: Path, cwd: Path, max_copy_bytes: in
             _log_file(run, p, "used", max_copy_bytes)
     for p in written:
         _log_file(run, p, "produced", max_copy_bytes)
+    return interpreter
 
 
 def _log_file(run: ActiveRun, path: Path, relation: str, max_copy_bytes: int) -> None:

@@ -187,6 +187,8 @@ class ActiveRun(RunHandle):
                 record.git_commit, record.git_branch = git["commit"], git["branch"]
                 record.git_dirty = git["dirty"]
                 ctx["git"] = git
+            else:
+                ctx["no_commit"] = context.why_no_commit()
         record.context = ctx or None
         record.parent_id = parent_id
         run = cls(store, store.create_run(record), flush_interval=flush_every)
@@ -201,14 +203,7 @@ class ActiveRun(RunHandle):
                               meta={"format": "git-diff", "commit": ctx["git"]["commit"],
                                     "apply": "git apply --binary"})
         if "packages" in parts:
-            run.log_asset(
-                context.packages_text().encode(),
-                kind="environment",
-                name=ENVIRONMENT_ASSET,
-                relation="used",
-                media_type="text/plain",
-                meta={"format": "pip-freeze"},
-            )
+            run.log_environment(context.packages_text())
         if rate is None:  # the store's rate for this resource or host, if it keeps one
             try:
                 rate = settings.cost_rate(store, record.host or socket.gethostname())
@@ -222,6 +217,12 @@ class ActiveRun(RunHandle):
                 sink=run._take_samples,
             ).start()
         return run
+
+    def log_environment(self, packages: str) -> None:
+        """The packages the run's code ran with (`context.packages_text`'s lines), as the
+        environment asset it used: what `reproduce` rebuilds a virtual environment from."""
+        self.log_asset(packages.encode(), kind="environment", name=ENVIRONMENT_ASSET, relation="used",
+                       media_type="text/plain", meta={"format": "pip-freeze"})
 
     def __init__(self, store: Backend, row, *, flush_interval: float | None = None):
         """Record into an existing run (`start` creates one): buffers, and the flusher

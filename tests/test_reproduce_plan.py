@@ -46,7 +46,9 @@ def test_the_plan_of_a_run_recorded_in_a_dirty_repository(store, tmp_path, monke
         pass
     p = store.reproduce_plan(bare.id)
     assert not p.can_run
-    assert p.missing == ["code: no git commit and no code asset",
+    assert p.missing == ["code: no git commit was recorded (it was started outside a git repository, "
+                         "or with git capture off) and no code was stored with the run, so there is "
+                         "nothing to rebuild its code from",
                          "environment: no package list recorded (--here would use the current one)",
                          "command: no command recorded"]
     by_ref = {r.ref: r for r in store.audit("e").runs}
@@ -67,3 +69,33 @@ def test_reproduce_dry_run_command(sqlite_store):
     assert res.exit_code != 0 and "--dry-run" in str(res.exception)
     res = runner.invoke(app, ["audit", "-s", sqlite_store.url])
     assert "no command recorded" in res.output
+
+
+def test_a_run_outside_a_git_repository_says_why_its_code_cannot_be_rebuilt(sqlite_store, tmp_path,
+                                                                             monkeypatch):
+    """The run keeps why it has no commit; the dry run says it and what would have
+    helped; audit (which reads runs without their context) says the likely cause."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    (folder / "train.py").write_text("print('train')\n")
+    monkeypatch.chdir(folder)
+    with sqlite_store.start_run(experiment="e", capture={"git", "command", "packages"}) as run:
+        pass
+    assert run.context["no_commit"] == f"it was started in {folder}, which is not inside a git repository"
+    p = sqlite_store.reproduce_plan(run.id)
+    (code,) = [s for s in p.steps if s.part == "code"]
+    assert code.missing.startswith(f"no git commit was recorded (it was started in {folder}, which is "
+                                   "not inside a git repository) and no code was stored")
+    assert "run.use_asset" in code.hint and "metastore run" in code.hint
+    res = CliRunner().invoke(app, ["reproduce", "e#1", "--dry-run", "-s", sqlite_store.url])
+    assert res.exit_code == 1
+    assert "not inside a git repository" in res.output and "to make it reproducible:" in res.output
+    (entry,) = sqlite_store.audit("e").runs
+    assert entry.reproduce_missing[0].startswith(
+        "code: no git commit was recorded (it was started outside a git repository")
+    # with its script stored as code, the plan puts the script back instead
+    with sqlite_store.start_run(experiment="e", capture={"git", "command", "packages"}) as run:
+        run.use_asset(folder / "train.py", kind="code", name="train")
+    p = sqlite_store.reproduce_plan(run.id)
+    assert p.can_run, p.missing
+    assert any(s.part == "code" and "materialise code:train@1" in s.action for s in p.steps)

@@ -244,3 +244,26 @@ def test_the_sampler_finds_the_same_children_psutil_does():
             child.kill()
         tree.kill()
         tree.wait()
+
+
+def _environment(run) -> str:
+    (env,) = [v for v in run.inputs if v.kind == "environment"]
+    return env.read_bytes().decode()
+
+
+def test_the_environment_is_the_commands_python_not_the_runners(sqlite_store, project, tmp_path):
+    """`metastore run -- other/python script.py` records the packages of the Python that
+    ran the script (here a bare virtual environment), not those metastore runs in."""
+    from metastore import context
+
+    run, code = run_command(sqlite_store, [sys.executable, "train.py", "--data", "data.csv"])
+    assert code == 0 and _environment(run) == context.packages_text()
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    run, code = run_command(sqlite_store, [python, "train.py", "--data", "data.csv"])
+    assert code == 0
+    packages = _environment(run)
+    assert packages.startswith("# python ") and "SQLAlchemy==" not in packages
+    assert "SQLAlchemy==" in context.packages_text()
+    assert ("dataset", "data") in {(v.kind, v.name) for v in run.inputs}  # files still tracked

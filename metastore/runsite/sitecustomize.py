@@ -2,7 +2,9 @@
 an audit hook notes the files the child opens, for its run's inputs and outputs.
 
 Each regular file opened is written once per mode ("r" read, "w" written) as a line
-`MODE<TAB>ABSOLUTE PATH` to the file named by METASTORE_RUN_FILES. Files of the Python
+`MODE<TAB>ABSOLUTE PATH` to the file named by METASTORE_RUN_FILES, after a first line
+`python<TAB>PREFIX<TAB>EXECUTABLE` naming the interpreter (its packages are the run's
+environment). Files of the Python
 installation (site-packages, the standard library), caches, /proc, /sys and /dev are
 left out. Nothing of metastore is imported here: the child starts as fast as without.
 After the hook is installed, any sitecustomize the child would have loaded is loaded.
@@ -24,6 +26,8 @@ def _install() -> None:
     )
     seen = set()
     out = open(target, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the process
+    # which Python this is: `metastore run` records its packages, not its own
+    out.write(f"python\t{sys.prefix}\t{sys.executable}\n")
 
     def hook(event, args):
         if event != "open" or len(seen) >= limit:
