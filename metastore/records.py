@@ -296,6 +296,19 @@ class RunView(RunFields):
         return (self.ended - self.started).total_seconds() if self.ended else None
 
 
+class RunKeys(Record):
+    """What a run holds, by key only (no values): what an import reads of the runs it
+    imported before to tell, cheaply and in bulk, whether its source adds anything to
+    them (`Backend.run_keys`)."""
+
+    id: str
+    params: list[str] = Field(default_factory=list)
+    #: metric key → the steps it has a point at
+    steps: dict[str, list[int]] = Field(default_factory=dict)
+    #: (kind, name, relation, version id) of each asset version the run used or produced
+    links: list[tuple[str, str, str, str]] = Field(default_factory=list)
+
+
 class RunDetail(RunView):
     """One run with everything recorded about it: what `metastore show` prints."""
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the tables and records load with the backend that uses them
         MetricPoint,
         MetricSeries,
         QueryAnswer,
+        RunKeys,
         RunRecord,
         RunView,
         Walk,
@@ -154,6 +155,11 @@ class Backend(ABC):
     ) -> list[RunView]:
         """Many runs with their params, last metric values, tags, inputs and outputs, in
         one call (not a call per run): listings, table exports and the audit use it."""
+
+    @abstractmethod
+    def run_keys(self, run_ids: Sequence[str]) -> list[RunKeys]:
+        """Of many runs in one call, what they hold by key only: param keys, the steps of
+        each metric, the asset versions they link (an import's check for what is new)."""
 
     @abstractmethod
     def dump_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:

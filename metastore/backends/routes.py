@@ -378,6 +378,7 @@ ROUTES: list[Route] = [
     Route("create_run", "POST", "/runs/one", "runs", prepare=_prepare_create_run),
     Route("read_runs", "POST", "/runs/read", "runs", reads=True, stream="items"),
     Route("dump_runs", "POST", "/runs/dump", "runs", reads=True, stream="items"),
+    Route("run_keys", "POST", "/runs/keys", "runs", reads=True),
     Route("runs_by_source", "POST", "/runs/by-source", "runs", reads=True,
           bounds={"source": {"max_length": 32}}),
     Route("reconcile_crashed", "POST", "/runs/reconcile", "runs"),

@@ -55,6 +55,7 @@ from metastore.records import (
     MetricSeries,
     NoteRecord,
     QueryAnswer,
+    RunKeys,
     RunRecord,
     RunView,
     VersionLink,
@@ -547,6 +548,31 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
             if len(rows) < page:
                 return
             after = (rows[-1].experiment_id, rows[-1].number)
+
+    def run_keys(self, run_ids: Sequence[str]) -> list[RunKeys]:
+        out: dict[str, RunKeys] = {}
+        with self.read() as s:
+            for chunk in _chunks(list(dict.fromkeys(run_ids)), 500):
+                for (run_id,) in s.execute(sa.select(Run.id).where(col(Run.id).in_(chunk))):
+                    out[run_id] = RunKeys(id=run_id)
+                p, m = Param.__table__.c, Metric.__table__.c
+                for run_id, key in s.execute(sa.select(p.run_id, p.key).where(p.run_id.in_(chunk))):
+                    out[run_id].params.append(key)
+                steps = sa.select(m.run_id, m.key, m.step).where(m.run_id.in_(chunk)).distinct()
+                for run_id, key, step in s.execute(steps):
+                    out[run_id].steps.setdefault(key, []).append(step)
+                le = LineageEdge.__table__.c
+                for relation, run_end, version_end in (("used", "dst", "src"), ("produced", "src", "dst")):
+                    links = (
+                        sa.select(le[f"{run_end}_id"], Asset.kind, Asset.name, AssetVersion.id)
+                        .join(AssetVersion, AssetVersion.id == le[f"{version_end}_id"])
+                        .join(Asset, Asset.id == AssetVersion.asset_id)
+                        .where(le.relation == relation, le[f"{run_end}_type"] == "run",
+                               le[f"{run_end}_id"].in_(chunk))
+                    )
+                    for run_id, kind, name, version_id in s.execute(links):
+                        out[run_id].links.append((kind, name, relation, version_id))
+        return [out[i] for i in run_ids if i in out]
 
     def dump_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Whole runs as written (every metric point, notes, context), for exports."""

@@ -9,7 +9,9 @@ batch of runs (`batch`, default 250):
    runs, which keep their ids, by id through `read_runs`), counting them as already
    present and completing them with what this source adds and the store lacks (metric
    points by key and step, params, lineage: a repository imported after its `dvc exp
-   show --json`), read back in one `dump_runs` and one `read_runs` call;
+   show --json`), found by comparing keys with what the store holds of them, read in
+   one `run_keys` call (param keys, metric steps, linked versions; no values), so a
+   re-import of runs that are all present reads no run back whole;
 2. checks each new run's keys, stores its assets (content from a path or bytes, copied
    or referenced per `--no-copy`, or a `uri` + `digest` registered without bytes) with
    their `derived_from` edges, and resolves its parent (a source id of the same source:
@@ -312,37 +314,38 @@ class Writer:
 
     def _enrich(self, present: list[tuple[str, _Pending]]) -> None:
         """Add to runs imported before what this source has and the store lacks: metric
-        points (by key and step), params and lineage. Nothing the store holds changes."""
+        points (by key and step), params and lineage. Nothing the store holds changes.
+        What the store holds is read by key only (`run_keys`: no values, one call per
+        batch), so a re-import of runs that are all present stays cheap."""
         ids = list(dict.fromkeys(run_id for run_id, _ in present if run_id != "(dry run)"))
         if not ids:
             return
         try:
-            old = {r.id: r for r in self.store.dump_runs(ids)}
-            views = {r.id: r for r in self.store.read_runs(run_ids=ids, include_deleted=True)}
+            held = {k.id: k for k in self.store.run_keys(ids)}
         except WRITE_ERRORS as e:
             self.report.warnings.append(f"runs already present could not be read back: {e}")
             return
         for run_id, p in present:
-            if run_id in old:
+            if run_id in held:
                 try:
-                    self._enrich_one(run_id, old[run_id], views.get(run_id), p)
+                    self._enrich_one(run_id, held[run_id], p)
                 except WRITE_ERRORS as e:
                     self.report.warn(p.where, f"already present; what this source adds cannot be written: {e}")
 
-    def _enrich_one(self, run_id: str, old: RunRecord, view, p: _Pending) -> None:
-        have = {(m.key, m.step) for m in old.metrics}
+    def _enrich_one(self, run_id: str, held, p: _Pending) -> None:
+        have = {(key, step) for key, steps in held.steps.items() for step in steps}
         # a point without a step cannot be told apart from one stored before: not added
         new_points = [m for m in p.record.metrics if m.step is not None and (m.key, m.step) not in have]
-        new_params = {k: v for k, v in p.record.params.items() if k not in old.params}
-        try:
-            check_record(RunRecord(experiment=old.experiment, params=new_params, metrics=new_points))
-        except MetastoreError as e:
-            self.report.warn(p.where, f"already present; new values not added: {e}")
-            new_points, new_params = [], {}
-        linked: dict[tuple[str, str, str], str] = {}
-        if view is not None:
-            linked = {(v.kind, v.name, "used"): v.id for v in view.inputs}
-            linked |= {(v.kind, v.name, "produced"): v.id for v in view.outputs}
+        held_params = set(held.params)
+        new_params = {k: v for k, v in p.record.params.items() if k not in held_params}
+        if new_points or new_params:
+            try:
+                check_record(RunRecord(experiment=p.record.experiment, params=new_params,
+                                       metrics=new_points))
+            except MetastoreError as e:
+                self.report.warn(p.where, f"already present; new values not added: {e}")
+                new_points, new_params = [], {}
+        linked = {(kind, name, relation): av_id for kind, name, relation, av_id in held.links}
         # an asset the run already links by kind, name and relation is not stored again
         # (that would hash its content once more for nothing), unless it brings
         # derived_from edges (their upstream ends: the versions the run links)

@@ -86,6 +86,7 @@ def test_bulk_primitives_answer_through_the_server_as_locally(live):
         assert http.read_runs(run_ids=run_ids) == local.read_runs(run_ids=run_ids)
         assert http.read_runs(experiment="sweep") == local.read_runs(experiment="sweep")
         assert http.dump_runs(run_ids) == local.dump_runs(run_ids)
+        assert http.run_keys(run_ids) == local.run_keys(run_ids)
         assert http.run_counts() == local.run_counts() == {"bulk": 20, "sweep": 4}
         assert http.list_edges() == local.list_edges()
         assert http.list_edges(run_ids[-1:]) == local.list_edges(run_ids[-1:])
