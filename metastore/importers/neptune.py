@@ -125,8 +125,45 @@ def read_rows(parts: list[Path]) -> list[dict]:
         missing = {"run_id", "attribute_path", "attribute_type"} - set(table.column_names)
         if missing:
             raise SourceError(part, f"not a neptune-exporter table (no {', '.join(sorted(missing))} column)")
+        _check_columns(part, table)
         rows.extend(table.to_pylist())
     return rows
+
+
+#: neptune-exporter's columns and the kind of values each holds (pyarrow.types predicates).
+COLUMN_KINDS = {
+    "project_id": ("text", "is_string", "is_large_string"),
+    "run_id": ("text", "is_string", "is_large_string"),
+    "attribute_path": ("text", "is_string", "is_large_string"),
+    "attribute_type": ("text", "is_string", "is_large_string"),
+    "string_value": ("text", "is_string", "is_large_string"),
+    "step": ("a number", "is_decimal", "is_floating", "is_integer"),
+    "int_value": ("an integer", "is_integer"),
+    "float_value": ("a number", "is_floating", "is_integer"),
+    "bool_value": ("a boolean", "is_boolean"),
+    "timestamp": ("a time", "is_timestamp"),
+    "datetime_value": ("a time", "is_timestamp"),
+    "string_set_value": ("a list", "is_list", "is_large_list"),
+    "file_value": ("a struct", "is_struct"),
+    "histogram_value": ("a struct", "is_struct"),
+}
+
+
+def _check_columns(part: Path, table) -> None:
+    """Columns of the kind neptune-exporter writes (a column of nulls fits any), and
+    the columns naming a row never null: otherwise the part is not read (SourceError)."""
+    import pyarrow.types as pat
+
+    for name in table.column_names:
+        kind = COLUMN_KINDS.get(name)
+        column_type = table.schema.field(name).type
+        if kind is None or pat.is_null(column_type):
+            continue
+        if not any(getattr(pat, test)(column_type) for test in kind[1:]):
+            raise SourceError(part, f"column {name} holds {column_type}, not {kind[0]}")
+    for name in ("run_id", "attribute_path", "attribute_type"):
+        if table.column(name).null_count or pat.is_null(table.schema.field(name).type):
+            raise SourceError(part, f"column {name} has rows without a value")
 
 
 def _value(row: dict) -> Any:

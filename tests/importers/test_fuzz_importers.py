@@ -638,3 +638,49 @@ def test_an_mlflow_database_sqlite_cannot_read_is_import_failed(mlflow_sources, 
     with _new_store(empty_db) as store, pytest.raises(ImportFailed, match="MLflow database"):
         import_path(store.backend, db, "mlflow")
     check_import(empty_db, db, "a param that is not UTF-8", "mlflow")
+
+
+def test_an_mlflow_database_whose_table_names_are_not_utf8_is_import_failed(mlflow_sources,
+                                                                           empty_db):
+    """Found by the fuzzing: a flipped bit in the schema page made reading the table
+    names raise UnicodeDecodeError: SQLite's "malformed database schema (NAME)" error
+    quotes a name that is not UTF-8, and sqlite3 fails to decode its own message."""
+    import sqlite3
+
+    from metastore.importers import ImportFailed
+
+    db = fresh_copy(mlflow_sources["sql"]) / "mlflow.db"
+    con = sqlite3.connect(db)
+    con.execute('create table "zz\u00e9zz" (x)')
+    con.commit()
+    con.close()
+    raw = db.read_bytes().replace(b'CREATE TABLE "zz', b'CREATE TABLF "zz')  # malformed
+    db.write_bytes(raw.replace("zz\u00e9zz".encode(), b"zz\xb2\xa9zz"))
+    with _new_store(empty_db) as store, pytest.raises(ImportFailed):
+        import_path(store.backend, db, "mlflow")
+    check_import(empty_db, db, "a table name that is not UTF-8", "mlflow")
+
+
+@pytest.mark.parametrize("column, new_type", [("string_value", "float64"),
+                                              ("attribute_path", "null")])
+def test_a_neptune_column_of_the_wrong_type_skips_its_run(neptune_export, empty_db, column,
+                                                          new_type):
+    """Found by the fuzzing: `string_value` holding floats reached RunRecord as the
+    owner's name (a ValidationError); a column of nulls naming the rows an
+    AttributeError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    exports = fresh_copy(neptune_export.parent)
+    part = sorted((exports / "data").rglob("CV-2_part_0.parquet"))[0]
+    table = pq.read_table(part)
+    i = table.column_names.index(column)
+    values = [1.5] * table.num_rows if new_type == "float64" else [None] * table.num_rows
+    table = table.set_column(i, column, pa.array(values, type=getattr(pa, new_type)()))
+    pq.write_table(table, part)
+    check_import(empty_db, exports / "data", f"{column} became {new_type}", "neptune")
+    with _new_store(empty_db) as store:
+        report = import_path(store.backend, exports / "data", "neptune")
+    assert report.imported == 1, report.summary()
+    [(where, reason)] = report.skipped
+    assert "CV-2" in where and column in reason, report.skipped

@@ -30,7 +30,7 @@ def is_mlflow_db(path: Path) -> bool:
             names = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
         finally:
             con.close()
-    except (OSError, sqlite3.Error):
+    except (OSError, sqlite3.Error, ValueError):  # ValueError: a name that is not UTF-8
         return False
     return {"experiments", "runs", "params", "metrics", "tags"} <= names
 
@@ -81,7 +81,8 @@ class SQLReader:
         try:
             with self.engine.connect() as conn:
                 tables = self._tables(conn, report)
-        except sa.exc.SQLAlchemyError as e:
+        except (sa.exc.SQLAlchemyError, UnicodeDecodeError) as e:  # the latter: sqlite3
+            # failing to decode SQLite's own message quoting damaged text
             raise ImportFailed(f"cannot read the MLflow database {safe_url(self.url)}: "
                                f"{getattr(e, 'orig', None) or e}") from e
         exps, params, tags, metrics, datasets, models, rows, bad = tables
@@ -234,7 +235,7 @@ class SQLReader:
 
         try:
             return self._registry()
-        except (sa.exc.SQLAlchemyError, ValueError, TypeError) as e:
+        except (sa.exc.SQLAlchemyError, ValueError, TypeError) as e:  # UnicodeDecodeError too
             # read after the runs are written: a damaged registry loses the registry only
             report.warn(f"{safe_url(self.url.split('?')[0])} model registry",
                         f"cannot be read, not imported: {getattr(e, 'orig', None) or e}")
