@@ -394,3 +394,74 @@ def check_against_exp_show(store, repo) -> None:
 @real_dvc
 def test_dry_run_counts_what_the_import_writes(sqlite_store, repo):
     dry_run_counts_what_import_writes(sqlite_store.backend, repo, "dvc")
+
+
+@pytest.fixture(scope="module")
+def busy_repo(tmp_path_factory) -> Path:
+    """A project at a realistic shape: two baselines, each with an experiment named
+    `lr-05` (DVC names experiments per baseline), an experiment removed with
+    `dvc exp remove`, and an experiment whose training failed (`dvc exp run` exits
+    non-zero: DVC keeps no experiment of it)."""
+    pytest.importorskip("dvc")
+    pytest.importorskip("dvclive")
+    root = tmp_path_factory.mktemp("dvc-busy") / "wine"
+    root.mkdir()
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root.parent / "site-cache"),
+        "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.com",
+    }
+
+    def sh(*args, ok=True):
+        r = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert (r.returncode == 0) == ok, f"{args}: {r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    dvc = [sys.executable, "-m", "dvc"]
+    sh("git", "init", "-q", "-b", "main")
+    sh(*dvc, "init", "-q")
+    (root / "data").mkdir()
+    (root / "data" / "raw.csv").write_text("x,y\n1,2\n3,4\n")
+    (root / "params.yaml").write_text("train:\n  lr: 0.1\n  epochs: 3\n  use_bias: true\nmodel: linear\n")
+    (root / "prepare.py").write_text(PREPARE)
+    (root / "train.py").write_text(TRAIN)
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "pipeline")
+    sh(*dvc, "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline 1")
+    sh(*dvc, "exp", "run", "-q", "-S", "train.lr=0.5", "-n", "lr-05")
+    sh(*dvc, "exp", "run", "-q", "-S", "train.lr=0.3", "-n", "scratch")
+    sh(*dvc, "exp", "remove", "scratch")
+    (root / "params.yaml").write_text("train:\n  lr: 0.2\n  epochs: 4\n  use_bias: false\nmodel: ridge\n")
+    sh(*dvc, "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline 2")
+    sh(*dvc, "exp", "run", "-q", "-S", "train.lr=0.5", "-n", "lr-05")
+    sh(*dvc, "exp", "run", "-q", "-S", "train.lr=0", "-n", "diverged", ok=False)  # 1 / lr
+    # both baselines (by default DVC shows the checked-out one's experiments only)
+    (root.parent / "exp_show.json").write_text(sh(*dvc, "exp", "show", "--json", "-n", "2"))
+    return root
+
+
+@real_dvc
+@pytest.mark.postgres
+def test_busy_repository_matches_dvc_exp_show_field_by_field(sqlite_store, busy_repo, tmp_path):
+    """Every commit and experiment DVC shows for both baselines, field by field (two
+    experiments of one name stay two runs, each the child of its baseline; a removed or
+    failed experiment, which DVC keeps no ref of, is not a run); again in PostgreSQL."""
+    import metastore
+
+    report = import_path(sqlite_store.backend, busy_repo, "dvc")
+    assert report.skipped == []
+    check_against_exp_show(sqlite_store, busy_repo)
+    runs = sqlite_store.runs("wine")
+    names = sorted(r.name for r in runs)
+    assert names.count("lr-05") == 2 and "scratch" not in names and "diverged" not in names
+    parents = {r.parent_id for r in runs if r.name == "lr-05"}
+    assert len(parents) == 2 and None not in parents  # each a child of its own baseline
+    bundle_into_postgresql(sqlite_store, tmp_path,
+                           lambda pg: check_against_exp_show(metastore.Store(pg), busy_repo))
