@@ -21,8 +21,11 @@ Times are medians of several repeats, in milliseconds; `sql cpu` is the CPU time
 SQLite query took in this process, which a busy machine does not inflate.
 
 Last, for each start node, the unbounded walk in pages (`Backend.walk(limit=100)`: the
-first page and the next) and its count (`count=True`): a hub's first page costs what
-the page holds, its count a walk of everything in the database.
+first page, the next, and a page at the walk's farthest hop) and its count
+(`count=True`), both walked one hop at a time with a keyset cursor (hop, edge id): a
+hub's first page costs its first hops, a page the hops up to it, the count a walk of
+everything, printed beside the count as one recursive CTE (`cte cpu`, as it was before)
+with the CPU ratio.
 """
 
 from __future__ import annotations
@@ -302,11 +305,29 @@ def walks_against_networkx(store, shape: Shape, repeats: int) -> list[dict]:
 
 
 def pages(store, shape: Shape, repeats: int) -> list[dict]:
+    """Pages (the first, the next, and one at the walk's farthest hop: a keyset page
+    costs the hops up to it) and the count, which walks one hop at a time
+    (`LevelWalk`), beside the count as one recursive CTE (how it was counted before)."""
+    from metastore.backends.sql_lineage import LevelWalk, WalkSQL, _cursor
+
     rows = []
     print("\n  pages and counts (store.backend.walk, unbounded): goal first page < 100 ms,"
           " count < 1 s at ~279k edges")
     print(f"  {'start':<36} {'dir':<10} {'page ms':>8} {'page cpu':>9} {'next ms':>8}"
-          f" {'edges':>8} {'nodes':>8} {'count ms':>9} {'count cpu':>10}")
+          f" {'far ms':>8} {'edges':>8} {'nodes':>8} {'count ms':>9} {'count cpu':>10}"
+          f" {'cte cpu':>8} {'cte/count':>9}")
+
+    def cte_count(start, direction):
+        with store.backend.read() as s:
+            walk = WalkSQL(store.dialect, start, direction)
+            return walk.run(s, "SELECT COUNT(*), COUNT(DISTINCT node_id) FROM walk").one()
+
+    def hops(start, direction):
+        with store.backend.read() as s:
+            levels = LevelWalk(s, start, direction, None, whole=True)
+            levels.counts()
+            return levels.hop
+
     for label, (node, direction) in shape.starts.items():
         start = [(node.type, node.id)]
         cpu: list[float] = []
@@ -316,12 +337,18 @@ def pages(store, shape: Shape, repeats: int) -> list[dict]:
         if page.next_cursor:
             next_ms, _ = median_ms(lambda s=start, d=direction, c=page.next_cursor:
                                    store.backend.walk(s, d, None, limit=PAGE, cursor=c), repeats)
+        far = _cursor((hops(start, direction) - 1, 10**18))  # past all but the last hop
+        far_ms, _ = median_ms(lambda s=start, d=direction, c=far:
+                              store.backend.walk(s, d, None, limit=PAGE, cursor=c), repeats)
         count_ms, counted = median_ms(
             lambda s=start, d=direction: store.backend.walk(s, d, None, limit=1, count=True),
             repeats, cpu)
+        _, old = median_ms(lambda s=start, d=direction: cte_count(s, d), repeats, cpu)
+        assert tuple(old) == (counted.edge_count, counted.node_count), (old, counted)
         print(f"  {label:<36} {direction:<10} {page_ms:>8.1f} {cpu[0]:>9.1f} {next_ms:>8.1f}"
-              f" {counted.edge_count:>8,} {counted.node_count:>8,} {count_ms:>9.1f}"
-              f" {cpu[1]:>10.1f}", flush=True)
+              f" {far_ms:>8.1f} {counted.edge_count:>8,} {counted.node_count:>8,}"
+              f" {count_ms:>9.1f} {cpu[1]:>10.1f} {cpu[2]:>8.1f} {cpu[2] / cpu[1]:>8.1f}x",
+              flush=True)
         rows.append({"start": label, "direction": direction, "depth": "page",
                      "page_ms": page_ms, "count_ms": count_ms, "edges": counted.edge_count})
     return rows
@@ -334,6 +361,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--sqlite-path", help="where to build the SQLite store (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --sqlite-path: use the store a --keep run left there (same --runs)")
     ap.add_argument("--pages-only", action="store_true",
                     help="only the paged walks and counts, not the comparison with networkx")
     args = ap.parse_args()
@@ -350,7 +379,8 @@ def main() -> None:
         drop = None
         if backend == "sqlite":
             path = Path(args.sqlite_path or Path(tmp) / "bench.db")
-            if path.exists():
+            reuse = args.reuse and path.exists()
+            if path.exists() and not reuse:
                 path.unlink()
             url = f"sqlite:///{path}"
         elif backend == "postgres":
@@ -367,8 +397,11 @@ def main() -> None:
             raise SystemExit(f"unknown backend {backend!r}")
         store = metastore.open(url, blobs=Path(tmp) / "blobs")
         try:
-            print(f"\n{backend}: loading ...", flush=True)
-            print(f"  bulk load took {load(store, shape):.1f} s")
+            if backend == "sqlite" and reuse:
+                print(f"\n{backend}: reusing {path}", flush=True)
+            else:
+                print(f"\n{backend}: loading ...", flush=True)
+                print(f"  bulk load took {load(store, shape):.1f} s")
             rows = bench(store, shape, args.repeats, args.pages_only)
             depth10 = [r["sql_ms"] for r in rows if r.get("depth") == 10] or [float("nan")]
             print(

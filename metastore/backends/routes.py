@@ -436,7 +436,7 @@ ROUTES: list[Route] = [
           types={"starts": list[tuple[NODE_TYPES, str]],
                  "direction": Literal["upstream", "downstream"]},
           bounds={"depth": {"ge": 0, "le": 10_000}, "limit": {"ge": 1, "le": 1_000_000},
-                  "cursor": {"max_length": 20}}),
+                  "cursor": {"max_length": 40}}),
     # -- aliases ----------------------------------------------------------------------------
     Route("list_aliases", "GET", "/aliases", "assets", bounds={"version_id": ID}),
     Route("set_alias", "POST", "/aliases", "assets",

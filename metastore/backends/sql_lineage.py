@@ -1,20 +1,25 @@
 """Lineage walks in SQL: the SQL backend's half of `metastore.lineage`.
 
-The walk is one recursive CTE over `lineage_edge` (SQLite, PostgreSQL, MySQL/MariaDB),
-built by `metastore.query.lineage_sql.walk_union`, the same recursion the query
-language's `upstream of` / `downstream of` use. Here each row is an edge reached and the
-node it leads to. The CTE combines with UNION, not UNION ALL, which discards a row
-already produced; that is the cycle protection: an unbounded walk yields each edge once,
-so it ends even on a cyclic graph, and a depth-bounded walk yields each edge at most once
-per hop count and stops at the bound. A walk never passes through a soft-deleted run.
-Only the edges reached and their end nodes leave the database; a page of them
-(`limit`, `cursor`) costs what the page holds on SQLite and PostgreSQL.
+A whole walk is one recursive CTE over `lineage_edge` (SQLite, PostgreSQL,
+MySQL/MariaDB), built by `metastore.query.lineage_sql.walk_union`, the same recursion the
+query language's `upstream of` / `downstream of` use. Here each row is an edge reached
+and the node it leads to. The CTE combines with UNION, not UNION ALL, which discards a
+row already produced; that is the cycle protection: an unbounded walk yields each edge
+once, so it ends even on a cyclic graph, and a depth-bounded walk yields each edge at
+most once per hop count and stops at the bound. A walk never passes through a
+soft-deleted run. Only the edges reached and their end nodes leave the database.
+
+Pages (`limit`, `cursor`) and counts walk one hop at a time instead (`LevelWalk`): the
+same edges, each node followed once, with a keyset cursor (hop, edge id), so a page
+costs the hops up to it and a count is not a recursion that keeps a row per path.
 
 Nodes are plain (type, id) tuples: a large walk makes hundreds of thousands of them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,7 +29,7 @@ from sqlglot import exp
 from metastore.errors import Conflict, InvalidValue
 from metastore.models import Asset, AssetVersion, Experiment, LineageEdge, Run
 from metastore.query.dialects import to_sql
-from metastore.query.lineage_sql import ends, live_far, walk_union
+from metastore.query.lineage_sql import dead_runs, ends, live_far, walk_union
 from metastore.records import Walk, WalkEdge, WalkNode
 
 RUN, VERSION = "run", "asset_version"
@@ -44,20 +49,22 @@ def walk(
 ) -> Walk:
     """The edges within `depth` hops of `starts` and the attributes of their end nodes
     (and of the starts); the walk does not pass through a soft-deleted run. With
-    `limit`, one page: at most `limit` edges in walk order (nearest first), from
-    `cursor` (the previous page's `next_cursor`); the database stops walking once the
-    page is full, so a hub's first page costs what the page holds. `count` adds how many
-    edges and nodes the whole walk reaches."""
-    offset = _offset(cursor)
+    `limit`, one page: at most `limit` edges in walk order (nearest first: by hop, then
+    edge id), after `cursor` (the previous page's `next_cursor`, opaque); the walk stops
+    at the hop that fills the page, so a hub's first page costs its first hops.
+    `count` adds how many edges and nodes the whole walk reaches."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidValue(f"limit must be a whole number >= 1, not {limit!r}")
-    rows = walk_edges(conn, starts, direction, depth,
-                      limit=None if limit is None else limit + 1, offset=offset)
-    more = limit is not None and len(rows) > limit
+    after = _position(cursor)
+    levels = None
     if limit is None:
+        rows = walk_edges(conn, starts, direction, depth)
         rows.sort(key=lambda r: r.id)
+        last = None
     else:
-        rows = rows[:limit]
+        levels = LevelWalk(conn, starts, direction, depth, whole=count)
+        ids, last = levels.page(after, limit)
+        rows = _edge_rows(conn, ids)
     keys = dict.fromkeys(tuple(n) for n in starts)
     for r in rows:
         keys[(r.src_type, r.src_id)] = None
@@ -70,20 +77,143 @@ def walk(
         if (r.src_type, r.src_id) in attrs and (r.dst_type, r.dst_id) in attrs
     ]
     nodes = [WalkNode(type=t, id=i, attributes=attrs[(t, i)]) for t, i in keys if (t, i) in attrs]
-    out = Walk(nodes=nodes, edges=edges,
-               next_cursor=str(offset + limit) if more else None)  # type: ignore[operator]
-    if count:
-        out.edge_count, out.node_count = walk_counts(conn, starts, direction, depth)
+    out = Walk(nodes=nodes, edges=edges, next_cursor=None if last is None else _cursor(last))
+    if count:  # the page's hops are walked already: the count walks the rest
+        levels = levels or LevelWalk(conn, starts, direction, depth, whole=True)
+        out.edge_count, out.node_count = levels.counts()
     return out
 
 
-def _offset(cursor: str | None) -> int:
+def _cursor(position: tuple[int, int]) -> str:
+    """The next page's cursor: where the page ended (hop, edge id), opaque to callers."""
+    return base64.urlsafe_b64encode(f"{position[0]}.{position[1]}".encode()).decode().rstrip("=")
+
+
+def _position(cursor: str | None) -> tuple[int, int]:
+    """(hop, edge id) after which a page starts; (0, 0) without a cursor."""
     if cursor is None:
-        return 0
-    if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
+        return 0, 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        hop, _, edge = text.partition(".")
+        if not (hop.isdigit() and edge.isdigit() and len(hop) < 7 and len(edge) < 20):
+            raise ValueError(text)
+        return int(hop), int(edge)
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
         raise InvalidValue(f"not a lineage page cursor: {str(cursor)[:40]!r}",
-                           hint="pass the next_cursor of the previous page")
-    return int(cursor)
+                           hint="pass the next_cursor of the previous page") from None
+
+
+class LevelWalk:
+    """A walk one hop at a time, for pages and counts: the edges of hop k leave the
+    nodes first reached at hop k - 1 (each node is followed once, at its nearest), read
+    with one indexed statement per few hundred nodes, their far ends kept to live nodes
+    by the same `live_far` as the recursive walk. It reaches exactly the edges the
+    recursive walk of `walk_union` does (within `depth` hops: those leaving a node at
+    most `depth` - 1 hops out) without the recursion's cost, a row per path kept until
+    the end: a count of 279k edges took 2.5 s in SQLite's recursive CTE and 1 s so.
+
+    Walk order, and the pages' keyset, is (hop, edge id): nearest first, and a cursor
+    names where its page ended, so a page costs the hops up to it, never the pages
+    before it; edges recorded meanwhile come in at their place (an earlier hop's are
+    not shown to a reader already past it), and no edge is shown twice, unless a new
+    link makes an edge nearer than it was."""
+
+    def __init__(self, conn, starts: Sequence[Node], direction: str, depth: int | None,
+                 whole: bool = False):
+        """`whole`: the walk will go to its end (a count): the runs it must not pass
+        through are read first, once, instead of joined to every edge of every hop."""
+        self.conn, self.depth = conn, depth
+        near, far = _ends(direction)
+        self.hop = 0
+        self.frontier: list[Node] = list(dict.fromkeys(tuple(n) for n in starts))
+        self.followed: set[Node] = set(self.frontier)
+        self.reached: set[Node] = set()
+        self.edge_count = 0
+        select = exp.select(exp.column("id", table="le"), exp.column(f"{far}_type", table="le"),
+                            exp.column(f"{far}_id", table="le"))
+        select = select.from_(exp.to_table("lineage_edge").as_("le")).where(
+            exp.EQ(this=exp.column(f"{near}_type", table="le"), expression=exp.var(":t")))
+        if not whole:
+            select = live_far(select, "le", far, "0")
+        select = select.where(
+            exp.In(this=exp.column(f"{near}_id", table="le"), field=exp.var(":ids")))
+        dialect = _dialect(conn)
+        self.sql = to_sql(select, dialect.name)
+        # the driver's own cursor: a hub's count reads 279k rows in some 300 statements,
+        # where SQLAlchemy's per-statement and per-row work was most of the cost
+        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.statements: dict[int, str] = {}
+        sa_conn = conn.connection() if callable(getattr(conn, "connection", None)) else conn
+        self.cursor = sa_conn.connection.driver_connection.cursor()
+        self.dead: set[Node] = set()
+        if whole:  # the runs it does not pass through, read once (a scan of `run`)
+            self.cursor.execute(to_sql(dead_runs(), dialect.name))
+            self.dead = {(RUN, r[0]) for r in self.cursor.fetchall()}
+        if depth == 0:
+            self.frontier = []
+
+    def _statement(self, n: int) -> str:
+        """The hop's statement for `n` nodes of one type, in the driver's paramstyle."""
+        if n not in self.statements:
+            marks = ", ".join([self.mark] * n)
+            self.statements[n] = self.sql.replace(":t", self.mark).replace(":ids", f"({marks})")
+        return self.statements[n]
+
+    def next_hop(self) -> list[tuple[int, str, str]] | None:
+        """The next hop's edges as (id, far type, far id), by id; None when the walk
+        has ended (nothing left to follow, or `depth` hops walked)."""
+        if not self.frontier or (self.depth is not None and self.hop >= self.depth):
+            return None
+        self.hop += 1
+        by_type: dict[str, list[str]] = {}
+        for t, i in self.frontier:
+            by_type.setdefault(t, []).append(i)
+        rows: list[tuple[int, str, str]] = []
+        for t, ids in by_type.items():
+            for chunk in _chunks(ids):
+                self.cursor.execute(self._statement(len(chunk)), [t, *chunk])
+                rows.extend(self.cursor.fetchall())
+        if self.dead:
+            rows = [r for r in rows if (r[1], r[2]) not in self.dead]
+        nodes = {(t, i) for _id, t, i in rows}
+        self.reached |= nodes
+        self.frontier = list(nodes - self.followed)
+        self.followed |= nodes
+        self.edge_count += len(rows)
+        return rows
+
+    def page(self, after: tuple[int, int], limit: int) -> tuple[list[int], tuple[int, int] | None]:
+        """The ids of at most `limit` edges after `after` in walk order, and where the
+        next page starts (None when this one is the last)."""
+        ids: list[int] = []
+        while (rows := self.next_hop()) is not None:
+            if self.hop < after[0]:
+                continue  # a hop the cursor is past
+            later = sorted(r[0] for r in rows if (self.hop, r[0]) > after)
+            room = limit - len(ids)
+            ids.extend(later[:room])
+            if len(later) > room:
+                return ids, (self.hop, ids[-1])
+            if len(ids) == limit:  # full at the end of a hop: is there a next one?
+                hop = self.hop
+                return ids, (hop, ids[-1]) if self.next_hop() else None
+        return ids, None
+
+    def counts(self) -> tuple[int, int]:
+        """(edges, nodes) of the whole walk: the rest of it walked."""
+        while self.next_hop() is not None:
+            pass
+        return self.edge_count, len(self.reached)
+
+
+def _edge_rows(conn, ids: list[int]) -> list[sa.Row]:
+    """The rows of edges `ids`, in that order."""
+    rows = {}
+    for chunk in _chunks(ids):
+        for r in conn.execute(sa.select(*(EDGE.c[c] for c in COLUMNS)).where(EDGE.c.id.in_(chunk))):
+            rows[r.id] = r
+    return [rows[i] for i in ids if i in rows]
 
 
 def _ends(direction: str) -> tuple[str, str]:
@@ -142,53 +272,17 @@ _EDGE_COLUMNS = ", ".join(f"le.{c}" for c in COLUMNS)
 
 def walk_edges(
     conn: sa.Connection | Any, starts: Sequence[Node], direction: str, depth: int | None = None,
-    limit: int | None = None, offset: int = 0,
 ) -> list[sa.Row]:
-    """The edges within `depth` hops of `starts` going `direction` (columns id,
-    src_type, src_id, dst_type, dst_id, relation, role), executed on a connection or
-    session: all of them, or with `limit` one page of them in walk order (nearest
-    first). Depth 0 reaches nothing."""
+    """Every edge within `depth` hops of `starts` going `direction` (columns id,
+    src_type, src_id, dst_type, dst_id, relation, role), by the recursive walk, executed
+    on a connection or session. Depth 0 reaches nothing."""
     if depth == 0 or not starts:
         return []
     _allow_deep_recursion(conn)
-    dialect = _dialect(conn).name
-    if limit is None:
-        walk = WalkSQL(dialect, starts, direction, depth=depth)
-        ids = "SELECT DISTINCT id FROM walk" if depth is not None else "SELECT id FROM walk"
-        return list(walk.run(conn, f"SELECT {_EDGE_COLUMNS} FROM ({ids}) r"
-                                   f" JOIN lineage_edge le ON le.id = r.id"))
-    if depth is None:
-        # no ORDER BY: the CTE's own order is the walk's (nearest first), and sorting
-        # would make the database walk everything before the first row
-        walk = WalkSQL(dialect, starts, direction,
-                       rows=offset + limit if dialect == "sqlite" else None)
-        page = "SELECT id FROM walk"
-    else:
-        # a bounded walk may reach an edge at several hop counts, so its rows are not
-        # its edges: it is walked whole (its depth bounds it), ordered by the hop count
-        # each edge is first reached at
-        walk = WalkSQL(dialect, starts, direction, depth=depth)
-        page = "SELECT id FROM walk GROUP BY id ORDER BY MIN(depth), id"
-    ids = [r[0] for r in walk.run(conn, f"{page} LIMIT :limit OFFSET :offset",
-                                  limit=limit, offset=offset)]
-    rows = {}
-    for chunk in _chunks(ids):
-        for r in conn.execute(sa.select(*(EDGE.c[c] for c in COLUMNS)).where(EDGE.c.id.in_(chunk))):
-            rows[r.id] = r
-    return [rows[i] for i in ids if i in rows]
-
-
-def walk_counts(conn, starts: Sequence[Node], direction: str, depth: int | None = None
-                ) -> tuple[int, int]:
-    """(edges, nodes) the whole walk reaches, counted in the database."""
-    if depth == 0 or not starts:
-        return 0, 0
-    _allow_deep_recursion(conn)
     walk = WalkSQL(_dialect(conn).name, starts, direction, depth=depth)
-    # unbounded, the CTE holds each edge once; bounded, once per hop count
-    edges = "COUNT(*)" if depth is None else "COUNT(DISTINCT id)"
-    edges, nodes = walk.run(conn, f"SELECT {edges}, COUNT(DISTINCT node_id) FROM walk").one()
-    return int(edges), int(nodes)
+    ids = "SELECT DISTINCT id FROM walk" if depth is not None else "SELECT id FROM walk"
+    return list(walk.run(conn, f"SELECT {_EDGE_COLUMNS} FROM ({ids}) r"
+                               f" JOIN lineage_edge le ON le.id = r.id"))
 
 
 def _dialect(conn):

@@ -55,6 +55,19 @@ def live_far(select: exp.Select, edge: str, far: str, n: str) -> exp.Select:
     )
 
 
+def dead_runs() -> exp.Select:
+    """The ids of the runs `live_far` keeps a walk from passing through (soft-deleted, or
+    of a deleted experiment): few, so a walk one hop at a time reads them once and
+    leaves them out itself instead of joining `run` for every edge."""
+    return (
+        exp.select(exp.column("id", table="dr")).from_(_t("run", "dr"), copy=False)
+        .join(_join(_t("experiment", "dx"), on=_eq("dx.id", "dr.experiment_id")), copy=False)
+        .where(_or(exp.Not(this=exp.Is(this=exp.column("deleted_at", table="dr"), expression=exp.null())),
+                   exp.Not(this=exp.Is(this=exp.column("deleted_at", table="dx"), expression=exp.null()))),
+               copy=False)
+    )
+
+
 def walk_union(anchor: exp.Select, cte: str, direction: str, *, edges: bool = False,
                depth: int | None = None, live: bool = True) -> exp.Union:
     """The body of the recursive CTE `cte`: `anchor` UNION the recursive term, which

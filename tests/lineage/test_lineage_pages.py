@@ -62,8 +62,10 @@ def test_the_backend_walk_pages_and_counts(store, hub):
     assert bounded.edge_count == len(bounded.edges) == RUNS - 1
     with pytest.raises(InvalidValue, match="cursor"):
         store.backend.walk(start, "downstream", None, limit=5, cursor="../x")
+    with pytest.raises(InvalidValue, match="cursor"):
+        store.backend.walk(start, "downstream", None, limit=5, cursor="3")  # an offset, once
     with pytest.raises(InvalidValue):
-        store.lineage(hub, "both", cursor="3")
+        store.lineage(hub, "both", cursor=page.next_cursor)
 
 
 def test_the_cli_pages_and_counts(sqlite_store, record_pipeline, monkeypatch):
@@ -81,9 +83,9 @@ def test_the_cli_pages_and_counts(sqlite_store, record_pipeline, monkeypatch):
                               "-f", "csv"])
     assert res.exit_code == 0, res.output
     assert len(res.stdout.strip().splitlines()) == 1 + 3
-    assert "--cursor 3" in res.stderr
+    cursor = res.stderr.split("--cursor ")[1].split()[0]
     res = runner.invoke(app, ["lineage", "dataset:clean", "--down", "--limit", "3",
-                              "--cursor", "3", "-s", url, "-f", "csv"])
+                              "--cursor", cursor, "-s", url, "-f", "csv"])
     assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 1 + 1
     assert "--cursor" not in res.stderr
 
@@ -98,6 +100,58 @@ def test_the_lineage_page_shows_a_page_and_the_count(sqlite_store, record_pipeli
     monkeypatch.setattr(pages, "LINEAGE_PAGE", 2)
     with TestClient(create_app(sqlite_store, auth=False)) as client:
         html = client.get(f"/lineage/version/{p.clean.id}?direction=downstream&depth=5").text
-        assert "The nearest 2 of 4 edges" in html and "cursor=2" in html
-        html = client.get(f"/lineage/version/{p.clean.id}?direction=downstream&depth=5&cursor=2").text
+        assert "The nearest 2 of 4 edges" in html and "cursor=" in html
+        cursor = html.split("cursor=")[1].split('"')[0]
+        html = client.get(f"/lineage/version/{p.clean.id}?direction=downstream&depth=5&cursor={cursor}").text
         assert "A further page 2 of 4 edges" in html and 'id="lineage-next"' not in html
+
+
+def test_counts_are_the_walk_s_edges_and_nodes(store, hub):
+    """The count (a walk of nodes, then their edges) says what the walk of edges
+    reaches: a node reached along two edges counted once, a start another start
+    reaches, one hop without recursion, and through a deleted run nothing."""
+    with store.start_run(experiment="hub", capture=False) as run:
+        run.use_asset(hub)
+        model = run.log_asset(b"tuned", kind="model", name="m", derived_from=[hub])
+    backend = store.backend
+    data = ("asset_version", hub.id)
+    for starts in ([data], [data, ("run", run.id)], [("run", run.id)]):
+        for direction in ("downstream", "upstream"):
+            for depth in (None, 1, 2, 3):
+                whole = backend.walk(starts, direction, depth)
+                counted = backend.walk(starts, direction, depth, limit=1, count=True)
+                far = {(e.dst_type, e.dst_id) if direction == "downstream"
+                       else (e.src_type, e.src_id) for e in whole.edges}
+                assert counted.edge_count == len(whole.edges), (starts, direction, depth)
+                assert counted.node_count == len(far), (starts, direction, depth)
+    # the tuned model is reached twice (through the run, and derived from the data)
+    whole = backend.walk([data], "downstream", None)
+    assert sum(1 for e in whole.edges if e.dst_id == model.id) == 2
+
+
+def test_keyset_pages_stay_exact_while_runs_are_recorded(store, hub):
+    """Pages are nearest first (by hop, then edge), and a cursor names where its page
+    ended: edges recorded between pages neither repeat nor hide the edges that were
+    there, and the new ones further out than the cursor come in their place."""
+    start = [("asset_version", hub.id)]
+    whole = store.backend.walk(start, "downstream", None)
+    before = {(e.src_id, e.dst_id) for e in whole.edges}
+    seen: list[tuple[str, str]] = []
+    cursor, added = None, []
+    while True:
+        page = store.backend.walk(start, "downstream", None, limit=2, cursor=cursor)
+        seen += [(e.src_id, e.dst_id) for e in page.edges]
+        if len(seen) == 4 and not added:  # mid-walk: one more run uses the data
+            with store.start_run(experiment="hub", capture=False) as run:
+                run.use_asset(hub)
+                run.log_asset(b"late", kind="model", name="m")
+            added = [(hub.id, run.id)]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))  # no edge twice
+    assert before <= set(seen)  # every edge that was there
+    late = set(seen) - before
+    assert late and all(src == run.id or (src, dst) in added for src, dst in late)
+    hops = [1 if src == hub.id else 2 for src, _ in seen]
+    assert hops == sorted(hops)  # nearest first, the late run's model too
