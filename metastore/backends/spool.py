@@ -135,7 +135,9 @@ class SpoolFile:
 
     def __init__(self, directory: Path):
         self.directory = directory
-        owner = f"{os.getpid()}.{max(_started(os.getpid()) or 0, 0)}"
+        started = _started(os.getpid())
+        # without a start time the name is PID alone: never an orphan while that pid lives
+        owner = f"{os.getpid()}.{started}" if started is not None and started >= 0 else str(os.getpid())
         self.path = directory / f"{socket.gethostname()}-{owner}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         self.lock = threading.RLock()  # this process's threads, one at a time
 

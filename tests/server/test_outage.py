@@ -426,6 +426,21 @@ def test_only_spool_files_of_gone_processes_on_this_host_are_orphans(tmp_path):
     assert not orphaned(SpoolFile(tmp_path).path)
 
 
+def test_a_process_whose_start_time_cannot_be_read_names_its_spool_by_pid(tmp_path,
+                                                                          monkeypatch):
+    """Without its own start time (psutil refused), a process names its file by pid
+    alone: another process, which may read the start time, must not take it for the
+    file of a gone process while that pid lives."""
+    from metastore.backends import spool
+    from metastore.backends.spool import orphaned
+
+    monkeypatch.setattr(spool, "_started", lambda pid: -1)
+    kept = SpoolFile(tmp_path)
+    monkeypatch.undo()
+    assert f"-{os.getpid()}-" in kept.path.name
+    assert not orphaned(kept.path)
+
+
 def test_an_open_store_leaves_a_live_process_spool_alone(live, tmp_path):
     """A spool file whose process is still running (here: this one) is its own to
     send; opening the server beside it sends nothing."""
