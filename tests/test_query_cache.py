@@ -115,3 +115,47 @@ def test_cached_reference_checks_still_name_the_place(tmp_path, cache_dir):
         with pytest.raises(QueryError) as e:
             _ask(url, "downstream of run 7")
         assert "no run 7" in str(e.value) and "^" in str(e.value)
+
+
+# -- the fixed reads of a query, once per change of a SQLite store ----------------------
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_query_sees_what_was_written_since_the_last_one(tmp_path, lazy):
+    url = _store(tmp_path, [({"lr": 0.1}, {"rmse": 3.0})])
+    with metastore.open(url, lazy=lazy) as s, metastore.open(url) as other:
+        assert s.query("runs show number, rmse").rows == [{"number": 1, "rmse": 3.0}]
+        with other.start_run(experiment="e", capture=False) as run:  # another connection
+            run.log_metric("acc", 0.5)
+        assert s.query("runs where acc > 0 show number, acc").rows == [{"number": 2, "acc": 0.5}]
+        with s.start_run(experiment="e", capture=False) as run:  # this store's own write
+            run.log_metric("loss", 1.5)
+        assert s.query("runs where loss > 0 show number").rows == [{"number": 3}]
+
+
+def test_a_run_whose_process_ends_between_queries_is_marked_crashed(tmp_path):
+    # while a run says running, every query checks its process: no read is kept
+    import subprocess
+    import sys
+
+    url = _store(tmp_path, [({"lr": 0.1}, {"rmse": 3.0})])
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import metastore, os, sys\n"
+         f"s = metastore.open({url!r})\n"
+         "s.start_run(experiment='e', capture=False, system_metrics=False)\n"
+         "print('started', flush=True)\n"
+         "sys.stdin.read()\n"
+         "os._exit(0)  # without ending the run"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "started"
+        with metastore.open(url) as s:
+            q = "runs where number = 2 show status"
+            assert s.query(q).rows == [{"status": "running"}]
+            assert s.query(q).rows == [{"status": "running"}]
+            child.stdin.close()
+            child.wait(timeout=60)
+            assert s.query(q).rows == [{"status": "crashed"}]
+    finally:
+        child.kill()

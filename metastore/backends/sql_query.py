@@ -133,13 +133,19 @@ def stream_query(
     if not seconds > 0:
         raise QueryError(f"a timeout is a positive number of seconds, not {timeout!r}")
     with backend.query_connection() as conn:
-        if conn.rows(_RUNNING):
+        version, catalog = _unchanged(backend, conn)
+        if catalog is None and conn.rows(_RUNNING):
             # a run still says running: mark it crashed first if its process is gone,
             # so `status` is current (reconcile_crashed is the one place that decides)
             conn.rollback()  # end this read so the query sees what reconciling wrote
             backend.reconcile_crashed()
+            version = None  # and check again next time: its process may end meanwhile
         with deadline(conn, seconds, text):
-            raw, compiled = _run(backend, conn, text, experiment)
+            if catalog is None:
+                catalog = read_catalog(conn)
+                if version is not None:
+                    backend._unchanged_since = (conn.driver, version, catalog)
+            raw, compiled = _run(backend, conn, text, experiment, catalog)
             names = shape_names(compiled.columns)
             try:
                 yield QueryStream(names, shape_rows(compiled.columns, names, raw),
@@ -151,11 +157,27 @@ def stream_query(
                     raw.close()
 
 
-def _run(backend, conn, text: str, experiment: str | None):
+def _unchanged(backend, conn) -> tuple[int | None, Catalog | None]:
+    """On SQLite: the connection's data version, and the catalog kept for it when the
+    database has not changed since (then no run said running either: see
+    `stream_query`). A query's fixed reads are so paid once per change of the store,
+    not per query. `PRAGMA data_version` moves whenever another connection commits;
+    queries run on reading connections, which never write (the SQL backend writes
+    through its writer engine, the SQLite reader through the SQL backend), so every
+    write moves it. Elsewhere (None, None): the reads are made every time."""
+    if conn.name != "sqlite":
+        return None, None
+    version = conn.driver.execute("PRAGMA data_version").fetchone()[0]
+    kept = getattr(backend, "_unchanged_since", None)
+    if kept is not None and kept[0] is conn.driver and kept[1] == version:
+        return version, kept[2]
+    return version, None
+
+
+def _run(backend, conn, text: str, experiment: str | None, catalog: Catalog):
     """The compiled query and its rows (an iterator over the cursor)."""
     if experiment is not None:
         _check_experiment(conn, experiment)
-    catalog = read_catalog(conn)
     compiled = compile_cached(text, backend.dialect, catalog, experiment,
                               disk=getattr(backend, "compile_cache_on_disk", False))
     if backend.dialect == "sqlite":
