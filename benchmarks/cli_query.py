@@ -18,7 +18,9 @@ file, and times its wall clock (start-up included, as a user waits for it):
 
 and, in one process, the time to print the 10% answer in each format beside the time
 to run the query (`store.query`): printing should cost no more than the query.
-Printed: min, median and max seconds, the ratios of medians, the machine and the date.
+Printed: min, median and max wall seconds, the ratios of medians, the median CPU time
+(user + system: on a shared machine a process mostly waits for a core, which inflates
+wall time but not CPU time) and its ratio, the machine, its load and the date.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import argparse
 import io
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,29 +51,39 @@ TOP = "runs order by rmse limit 10"
 CLI = "import sys; from metastore.cli import main; sys.argv[0] = 'metastore'; main()"
 
 
-def wall(argv: list[str], env: dict, out: Path) -> float:
+def run(argv: list[str], env: dict, out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with out.open("w") as f:
         t = time.perf_counter()
         subprocess.run(argv, env=env, check=True, stdout=f, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - t
+        elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def rounds(commands: dict[str, list[str]], n: int, env: dict, work: Path) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {k: [] for k in commands}
+def rounds(commands: dict[str, list[str]], n: int, env: dict, work: Path) -> dict[str, list[tuple]]:
+    times: dict[str, list[tuple]] = {k: [] for k in commands}
     for argv in commands.values():  # warm the page cache, the parser tables and compiled queries
-        wall(argv, env, work / "out")
+        run(argv, env, work / "out")
     for _ in range(n):
         for name, argv in commands.items():
-            times[name].append(wall(argv, env, work / "out"))
+            times[name].append(run(argv, env, work / "out"))
     return times
 
 
-def show(times: dict[str, list[float]], peer: str) -> None:
-    base = statistics.median(times[peer])
-    print(f"  {'command':34} {'min s':>7} {'median s':>9} {'max s':>7}  {'/ ' + peer:>16}")
+def show(times: dict[str, list[tuple]], peer: str) -> None:
+    """Wall time, as a user waits for it, and CPU time (user + system), which a shared
+    machine's load inflates far less: on a busy machine a command waits for a core."""
+    base = statistics.median(w for w, _ in times[peer])
+    base_cpu = statistics.median(c for _, c in times[peer])
+    print(f"  {'command':34} {'min s':>7} {'median s':>9} {'max s':>7}  {'/ ' + peer:>16}"
+          f"  {'cpu s':>6}  {'cpu /':>6}")
     for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"  {name:34} {min(ts):7.3f} {med:9.3f} {max(ts):7.3f}  {med / base:15.2f}x")
+        walls = [w for w, _ in ts]
+        med, cpu = statistics.median(walls), statistics.median(c for _, c in ts)
+        print(f"  {name:34} {min(walls):7.3f} {med:9.3f} {max(walls):7.3f}  {med / base:15.2f}x"
+              f"  {cpu:6.3f}  {cpu / base_cpu:5.2f}x")
 
 
 def printing_cost(db: Path, repeat: int) -> None:

@@ -169,9 +169,9 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 def bench(n: int, repeat: int, folder: Path) -> dict:
     import mlflow
 
+    from metastore.backends.sql_query import read_catalog
     from metastore.query.compile import compile_query
     from metastore.query.parse import parse
-    from metastore.backends.sql_query import read_catalog
 
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
