@@ -106,6 +106,13 @@ def nodes(ctx, incomplete: str) -> list[tuple[str, str]]:
         store.close()
 
 
+def kinds(ctx, incomplete: str) -> list[str]:
+    """Asset kinds (model, dataset …): the meta-model's own words, no store needed."""
+    from metastore.vocabulary import ASSET_KINDS
+
+    return [k for k in ASSET_KINDS if k.startswith(incomplete)]
+
+
 def experiments(ctx, incomplete: str) -> list[tuple[str, str]]:
     store = _open(ctx)
     if store is None:

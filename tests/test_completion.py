@@ -33,6 +33,7 @@ def test_completion_of_commands_runs_versions_and_experiments(sqlite_store, tmp_
         "model:regressor@2", "model:regressor@1", "model:regressor@production"]
     assert complete(sqlite_store, "metastore alias set mod") == ["model:regressor"]
     assert complete(sqlite_store, "metastore runs -e d") == ["diabetes"]
+    assert complete(sqlite_store, "metastore assets mo") == ["model"]
 
 
 def test_no_store_completes_nothing_and_says_nothing(tmp_path, monkeypatch):

@@ -275,7 +275,8 @@ def show(
 
 @app.command()
 def assets(
-    kind: Annotated[str | None, typer.Argument(help="Only this kind (model, dataset …).")] = None,
+    kind: Annotated[str | None, typer.Argument(help="Only this kind (model, dataset …).",
+                                               autocompletion=completion.kinds)] = None,
     store: StoreOption = None,
     format: FormatOption = "table",
 ) -> None:
@@ -488,7 +489,8 @@ def link(
 
 @app.command()
 def register(
-    kind: Annotated[str, typer.Argument(help="Asset kind: model, dataset, code, environment …")],
+    kind: Annotated[str, typer.Argument(help="Asset kind: model, dataset, code, environment …",
+                                        autocompletion=completion.kinds)],
     name: Annotated[str, typer.Argument(help="Asset name, e.g. bert-base.")],
     path: Annotated[str | None, typer.Argument(help="A file or folder to store (omit with --uri).")] = None,
     store: StoreOption = None,
