@@ -324,7 +324,7 @@ def pages(store, shape: Shape, repeats: int) -> list[dict]:
 
     def hops(start, direction):
         with store.backend.read() as s:
-            levels = LevelWalk(s, start, direction, None, whole=True)
+            levels = LevelWalk(s, start, direction, None)
             levels.counts()
             return levels.hop
 

@@ -62,7 +62,7 @@ def walk(
         rows.sort(key=lambda r: r.id)
         last = None
     else:
-        levels = LevelWalk(conn, starts, direction, depth, whole=count)
+        levels = LevelWalk(conn, starts, direction, depth)
         ids, last = levels.page(after, limit)
         rows = _edge_rows(conn, ids)
     keys = dict.fromkeys(tuple(n) for n in starts)
@@ -79,7 +79,7 @@ def walk(
     nodes = [WalkNode(type=t, id=i, attributes=attrs[(t, i)]) for t, i in keys if (t, i) in attrs]
     out = Walk(nodes=nodes, edges=edges, next_cursor=None if last is None else _cursor(last))
     if count:  # the page's hops are walked already: the count walks the rest
-        levels = levels or LevelWalk(conn, starts, direction, depth, whole=True)
+        levels = levels or LevelWalk(conn, starts, direction, depth)
         out.edge_count, out.node_count = levels.counts()
     return out
 
@@ -119,10 +119,11 @@ class LevelWalk:
     not shown to a reader already past it), and no edge is shown twice, unless a new
     link makes an edge nearer than it was."""
 
-    def __init__(self, conn, starts: Sequence[Node], direction: str, depth: int | None,
-                 whole: bool = False):
-        """`whole`: the walk will go to its end (a count): the runs it must not pass
-        through are read first, once, instead of joined to every edge of every hop."""
+    #: Nodes to follow at once past which the runs a walk must not pass through are read
+    #: first (one scan of `run`) instead of joined to every edge: a hub's hops.
+    WIDE = 5_000
+
+    def __init__(self, conn, starts: Sequence[Node], direction: str, depth: int | None):
         self.conn, self.depth = conn, depth
         near, far = _ends(direction)
         self.hop = 0
@@ -134,31 +135,31 @@ class LevelWalk:
                             exp.column(f"{far}_id", table="le"))
         select = select.from_(exp.to_table("lineage_edge").as_("le")).where(
             exp.EQ(this=exp.column(f"{near}_type", table="le"), expression=exp.var(":t")))
-        if not whole:
-            select = live_far(select, "le", far, "0")
-        select = select.where(
-            exp.In(this=exp.column(f"{near}_id", table="le"), field=exp.var(":ids")))
+        near_ids = exp.In(this=exp.column(f"{near}_id", table="le"), field=exp.var(":ids"))
         dialect = _dialect(conn)
-        self.sql = to_sql(select, dialect.name)
+        self.dialect = dialect.name
+        # (joined to run and experiment for `live_far`, plain once `dead` is read)
+        self.sql = {True: to_sql(live_far(select.copy(), "le", far, "0").where(near_ids),
+                                 dialect.name),
+                    False: to_sql(select.where(near_ids), dialect.name)}
         # the driver's own cursor: a hub's count reads 279k rows in some 300 statements,
         # where SQLAlchemy's per-statement and per-row work was most of the cost
         self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self.statements: dict[int, str] = {}
+        self.statements: dict[tuple[bool, int], str] = {}
         sa_conn = conn.connection() if callable(getattr(conn, "connection", None)) else conn
         self.cursor = sa_conn.connection.driver_connection.cursor()
-        self.dead: set[Node] = set()
-        if whole:  # the runs it does not pass through, read once (a scan of `run`)
-            self.cursor.execute(to_sql(dead_runs(), dialect.name))
-            self.dead = {(RUN, r[0]) for r in self.cursor.fetchall()}
+        self.dead: set[Node] | None = None
         if depth == 0:
             self.frontier = []
 
     def _statement(self, n: int) -> str:
         """The hop's statement for `n` nodes of one type, in the driver's paramstyle."""
-        if n not in self.statements:
+        key = (self.dead is None, n)
+        if key not in self.statements:
             marks = ", ".join([self.mark] * n)
-            self.statements[n] = self.sql.replace(":t", self.mark).replace(":ids", f"({marks})")
-        return self.statements[n]
+            self.statements[key] = (self.sql[key[0]].replace(":t", self.mark)
+                                    .replace(":ids", f"({marks})"))
+        return self.statements[key]
 
     def next_hop(self) -> list[tuple[int, str, str]] | None:
         """The next hop's edges as (id, far type, far id), by id; None when the walk
@@ -166,6 +167,9 @@ class LevelWalk:
         if not self.frontier or (self.depth is not None and self.hop >= self.depth):
             return None
         self.hop += 1
+        if self.dead is None and len(self.frontier) > self.WIDE:
+            self.cursor.execute(to_sql(dead_runs(), self.dialect))
+            self.dead = {(RUN, r[0]) for r in self.cursor.fetchall()}
         by_type: dict[str, list[str]] = {}
         for t, i in self.frontier:
             by_type.setdefault(t, []).append(i)

@@ -106,10 +106,16 @@ def test_the_lineage_page_shows_a_page_and_the_count(sqlite_store, record_pipeli
         assert "A further page 2 of 4 edges" in html and 'id="lineage-next"' not in html
 
 
-def test_counts_are_the_walk_s_edges_and_nodes(store, hub):
-    """The count (a walk of nodes, then their edges) says what the walk of edges
-    reaches: a node reached along two edges counted once, a start another start
-    reaches, one hop without recursion, and through a deleted run nothing."""
+@pytest.mark.parametrize("wide", [None, 0])
+def test_counts_are_the_walk_s_edges_and_nodes(store, hub, wide, monkeypatch):
+    """The count (a walk one hop at a time) says what the recursive walk reaches: a
+    node reached along two edges counted once, a start another start reaches, one
+    hop, and through a deleted run nothing, whether deleted runs are joined to each
+    edge or read first (`wide`: the hop size past which they are read first)."""
+    from metastore.backends.sql_lineage import LevelWalk
+
+    if wide is not None:
+        monkeypatch.setattr(LevelWalk, "WIDE", wide)
     with store.start_run(experiment="hub", capture=False) as run:
         run.use_asset(hub)
         model = run.log_asset(b"tuned", kind="model", name="m", derived_from=[hub])
