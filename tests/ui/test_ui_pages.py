@@ -208,3 +208,17 @@ def test_pages_work_offline(client, page):
     html = client.get(page).text
     assert not re.search(r'(?:src|href)="(?:https?:)?//', html)
     assert 'href="/api/docs"' not in html
+
+
+def test_suggest_answers_the_query_box(client):
+    """`/suggest`: what may replace the word at the cursor, with the experiment's names."""
+    got = client.get("/suggest", params={"experiment": "diabetes", "q": "runs where rm and r2 > 0",
+                                         "at": len("runs where rm")}).json()
+    assert got["start"] == len("runs where ")
+    assert got["items"][0] == {"text": "rmse", "kind": "metric",
+                               "about": "last value; .min .max … its history"}
+    refs = client.get("/suggest", params={"experiment": "diabetes", "q": "runs where uses model:regressor@1"})
+    assert [i["text"] for i in refs.json()["items"]] == [f"model:regressor@{n}" for n in (12, 11, 10)]
+    # an experiment that is not there: the language's own words still come
+    other = client.get("/suggest", params={"experiment": "nope", "q": "runs where rmse < 5 or"}).json()
+    assert [i["text"] for i in other["items"]] == ["order by"]

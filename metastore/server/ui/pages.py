@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable
 from functools import wraps
@@ -31,6 +32,8 @@ MAX_COMPARE = 10
 # A browser stays quick up to a few hundred rows; beyond, the page offers the rest.
 MAX_TABLE_ROWS = 500
 MAX_QUERY_LENGTH = 10_000
+#: Seconds the query box's suggestions reuse the store's names of an experiment.
+SUGGEST_NAMES_FOR = 10.0
 #: Points drawn per metric history chart: longer histories are downsampled (extremes kept).
 CHART_POINTS = 1000
 LINEAGE_DIRECTIONS = ("both", "upstream", "downstream")
@@ -241,6 +244,24 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
             chosen=set(chosen), examples=_examples(rows, primary),
         )
 
+    # The store's names per experiment, for the query box: `fields` reads every run of
+    # the experiment (most of a second at 5,000 runs), too slow for each keystroke, and
+    # names come and go far more slowly than anyone types. Kept SUGGEST_NAMES_FOR seconds.
+    names: dict[str | None, tuple[float, list[tuple[str, str]]]] = {}
+
+    def vocabulary(experiment: str | None) -> list[tuple[str, str]]:
+        now = time.monotonic()
+        kept = names.get(experiment)
+        if kept is None or now - kept[0] > SUGGEST_NAMES_FOR:
+            try:
+                found = [(f["name"], f["kind"]) for f in store.fields(experiment)]
+            except MetastoreError:  # no such experiment (any more): the language's words only
+                found = []
+            if len(names) > 100:
+                names.clear()
+            names[experiment] = kept = (now, found)
+        return kept[1]
+
     @router.get("/suggest")
     def suggest_words(experiment: str | None = None, q: str = "", at: int | None = None) -> JSONResponse:
         """What may come next at `at` in the query box's text `q` (query/suggest.py): the
@@ -250,11 +271,7 @@ def make_router(store, signed_in: Callable[[], bool] = lambda: False) -> APIRout
 
         if len(q) > MAX_QUERY_LENGTH:
             return JSONResponse({"start": 0, "items": []})
-        try:
-            vocabulary = [(f["name"], f["kind"]) for f in store.fields(experiment)]
-        except MetastoreError:  # no such experiment (any more): the language's words only
-            vocabulary = []
-        found = suggest(q, at, vocabulary, refs=lambda word: references(store, word))
+        found = suggest(q, at, vocabulary(experiment), refs=lambda word: references(store, word))
         return JSONResponse(found.to_dict())
 
     @router.get("/runs/{ref:path}", response_class=HTMLResponse)
