@@ -34,6 +34,7 @@ def offline_env(root: Path) -> dict[str, str]:
         "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(root),
         "WANDB_CONFIG_DIR": str(root / ".config"), "WANDB_CACHE_DIR": str(root / ".cache"),
         "WANDB_DATA_DIR": str(root / ".data"), "WANDB_DISABLE_GIT": "true",
+        "WANDB_SERVICE": "",  # never a W&B core service another process started
     }
 
 
@@ -86,6 +87,8 @@ def write(work: str) -> None:
 
 def killed(steps: int) -> None:
     import psutil
+
+    os.environ.pop("WANDB_SERVICE", None)  # a core of its own, not a parent's
     import wandb
 
     run = wandb.init(project="cifar", name=f"killed-{steps}", config={"lr": 0.5})
@@ -93,8 +96,13 @@ def killed(steps: int) -> None:
         run.log({"loss": 1.0 / (step + 1), "acc": step / steps})
     # W&B's core service first, then the script, as a node failure or the OOM killer
     # does (the script killed alone, its core would still write an exit record)
-    for child in psutil.Process().children(recursive=True):
+    children = psutil.Process().children(recursive=True)
+    cores = [c for c in children if "wandb-core" in c.name()]
+    for child in children:
         child.kill()
+    psutil.wait_procs(children, timeout=30)
+    # the test expects a crash only where the core was this script's to kill
+    Path(f"killed-{steps}.cores").write_text(str(len(cores)))
     os.kill(os.getpid(), signal.SIGKILL)
 
 
