@@ -107,16 +107,21 @@ def killed(steps: int) -> None:
 
 
 def dump(wandb_dir: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     cli = str(Path(sys.executable).parent / "wandb")
-    out = {}
     folders = sorted(d for d in Path(wandb_dir).iterdir() if d.name.startswith("offline-run-"))
-    for folder in folders:
+
+    def inspect(folder: Path) -> dict:
         records = subprocess.run([cli, "leet", "inspect", "--json", str(folder)], check=True,
                                  capture_output=True, text=True, timeout=120).stdout
         summary = subprocess.run([cli, "leet", "inspect", "--summary", "--json", str(folder)],
                                  check=True, capture_output=True, text=True, timeout=120).stdout
-        out[folder.name] = {"records": [json.loads(line) for line in records.splitlines() if line.strip()],
-                            "summary": json.loads(summary)}
+        return {"records": [json.loads(line) for line in records.splitlines() if line.strip()],
+                "summary": json.loads(summary)}
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each call mostly starts W&B's CLI
+        out = dict(zip((f.name for f in folders), pool.map(inspect, folders), strict=True))
     json.dump(out, sys.stdout)
 
 
