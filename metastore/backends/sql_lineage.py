@@ -9,9 +9,10 @@ once, so it ends even on a cyclic graph, and a depth-bounded walk yields each ed
 most once per hop count and stops at the bound. A walk never passes through a
 soft-deleted run. Only the edges reached and their end nodes leave the database.
 
-Pages (`limit`, `cursor`) and counts walk one hop at a time instead (`LevelWalk`): the
-same edges, each node followed once, with a keyset cursor (hop, edge id), so a page
-costs the hops up to it and a count is not a recursion that keeps a row per path.
+Pages (`limit`, `cursor`) walk one hop at a time instead (`LevelWalk`): the same
+edges, each node followed once, with a keyset cursor (hop, edge id), so a page costs
+the hops up to it. Counts do too on SQLite, where that is cheaper than the recursion;
+PostgreSQL and MySQL count with the recursive CTE (`walk_counts`).
 
 Nodes are plain (type, id) tuples: a large walk makes hundreds of thousands of them.
 """
@@ -78,10 +79,28 @@ def walk(
     ]
     nodes = [WalkNode(type=t, id=i, attributes=attrs[(t, i)]) for t, i in keys if (t, i) in attrs]
     out = Walk(nodes=nodes, edges=edges, next_cursor=None if last is None else _cursor(last))
-    if count:  # the page's hops are walked already: the count walks the rest
-        levels = levels or LevelWalk(conn, starts, direction, depth)
-        out.edge_count, out.node_count = levels.counts()
+    if count:
+        out.edge_count, out.node_count = walk_counts(conn, starts, direction, depth, levels)
     return out
+
+
+def walk_counts(conn, starts: Sequence[Node], direction: str, depth: int | None = None,
+                levels: LevelWalk | None = None) -> tuple[int, int]:
+    """(edges, nodes) the whole walk reaches. On SQLite a walk one hop at a time
+    (`LevelWalk`, going on from `levels` when a page walked some hops already), 1.8x
+    less CPU than the recursive CTE for a 279k-edge hub; on PostgreSQL and MySQL the
+    recursive CTE, which the database walks without a round trip per hop (the hop walk
+    took 1.4x its time there)."""
+    if depth == 0 or not starts:
+        return 0, 0
+    if _dialect(conn).name == "sqlite":
+        return (levels or LevelWalk(conn, starts, direction, depth)).counts()
+    _allow_deep_recursion(conn)
+    walk = WalkSQL(_dialect(conn).name, starts, direction, depth=depth)
+    # unbounded, the CTE holds each edge once; bounded, once per hop count
+    edges = "COUNT(*)" if depth is None else "COUNT(DISTINCT id)"
+    edges, nodes = walk.run(conn, f"SELECT {edges}, COUNT(DISTINCT node_id) FROM walk").one()
+    return int(edges), int(nodes)
 
 
 def _cursor(position: tuple[int, int]) -> str:
