@@ -38,7 +38,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from metastore import context, params, run_signals, sampler, settings
-from metastore.errors import Conflict, InvalidValue, MetastoreError, NotFound
+from metastore.errors import Conflict, InvalidValue, MetastoreError, NotFound, StoreUnavailable
 from metastore.handles import RunHandle, VersionHandle
 from metastore.models import Metric, utcnow
 from metastore.records import (
@@ -198,17 +198,19 @@ class ActiveRun(RunHandle):
             # the whole uncommitted change, so the code can be rebuilt (reproduce)
             patch = context.git_patch()
             if patch:
-                run.use_asset(patch, kind="code", name=GIT_DIFF_ASSET, role="uncommitted changes",
-                              media_type="text/x-diff",
-                              meta={"format": "git-diff", "commit": ctx["git"]["commit"],
-                                    "apply": "git apply --binary"})
+                run._unless_away("the uncommitted change (git-diff)", lambda: run.use_asset(
+                    patch, kind="code", name=GIT_DIFF_ASSET, role="uncommitted changes",
+                    media_type="text/x-diff",
+                    meta={"format": "git-diff", "commit": ctx["git"]["commit"],
+                          "apply": "git apply --binary"}))
         if "packages" in parts:
-            run.log_environment(context.packages_text())
+            run._unless_away("the environment (python packages)",
+                             lambda: run.log_environment(context.packages_text()))
         if rate is None:  # the store's rate for this resource or host, if it keeps one
             try:
                 rate = settings.cost_rate(store, record.host or socket.gethostname())
-            except NotFound:  # a server older than store settings: it keeps no rates
-                rate = None
+            except (NotFound, StoreUnavailable):  # an older server keeps no rates; or it
+                rate = None  # is away (the run waits in the client's spool)
         run._cost_per_hour = rate
         run._unhook = run_signals.install(run)
         if interval is not None:
@@ -217,6 +219,15 @@ class ActiveRun(RunHandle):
                 sink=run._take_samples,
             ).start()
         return run
+
+    def _unless_away(self, what: str, write) -> None:
+        """Content `start` records beside the run: a server away past its retry time
+        (the run itself waits in the client's spool) loses it, said in an event note,
+        rather than the training script."""
+        try:
+            write()
+        except StoreUnavailable as e:
+            self.note(f"{what} not recorded: {e}", kind="event", author="metastore")
 
     def log_environment(self, packages: str) -> None:
         """The packages the run's code ran with (`context.packages_text`'s lines), as the

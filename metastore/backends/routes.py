@@ -44,7 +44,7 @@ from sqlmodel import SQLModel
 from metastore.backends.base import Backend
 from metastore.blobs import DIR_MEDIA_TYPE
 from metastore.errors import InvalidValue
-from metastore.models import ASSET_KINDS, Asset, AssetVersion, Note
+from metastore.models import ASSET_KINDS, Asset, AssetVersion, Note, Run
 from metastore.records import MetricSeries, RunStatus
 
 
@@ -190,8 +190,25 @@ def _prepare_create_runs(backend, args: dict) -> dict:
 
 
 def _prepare_create_run(backend, args: dict) -> dict:
+    """`start_run` through a server: the client names the run (id) and its start, so a
+    run started while the server is away can wait in the spool and be created as it
+    was when its request arrives."""
+    from metastore.models import new_id, utcnow
+
     [record] = _prepare_create_runs(backend, {"records": [args["record"]]})["records"]
+    record = record.model_copy(update={"id": record.id or new_id(),
+                                       "started": record.started or utcnow()})
     return {**args, "record": record}
+
+
+def _kept_run(args: dict) -> Run:
+    """The run `create_run` answers while it waits in the spool: its own id and start;
+    its number and experiment id (0 meanwhile) are the server's to give."""
+    record = args["record"]
+    fields = {k: getattr(record, k) for k in ("name", "parent_id", "status", "started", "user",
+                                             "host", "pid", "git_commit", "git_branch",
+                                             "git_dirty", "command")}
+    return Run(id=record.id, experiment_id=0, number=0, **fields)
 
 
 def _prepare_put_asset(backend, args: dict) -> dict:
@@ -375,7 +392,8 @@ ROUTES: list[Route] = [
     Route("list_runs", "GET", "/runs", "runs", types={"status": RunStatus | None}),
     Route("create_runs", "POST", "/runs", "runs", prepare=_prepare_create_runs),
     # one run, answered with its row: `start_run` through a server in one request
-    Route("create_run", "POST", "/runs/one", "runs", prepare=_prepare_create_run),
+    Route("create_run", "POST", "/runs/one", "runs", prepare=_prepare_create_run,
+          offline=_kept_run),
     Route("read_runs", "POST", "/runs/read", "runs", reads=True, stream="items"),
     Route("dump_runs", "POST", "/runs/dump", "runs", reads=True, stream="items"),
     Route("run_keys", "POST", "/runs/keys", "runs", reads=True),

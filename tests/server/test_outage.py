@@ -377,6 +377,54 @@ def test_the_next_client_of_the_server_sends_what_a_gone_process_kept(server, tm
     assert not list(spool.iterdir())
 
 
+OFFLINE_START = textwrap.dedent(
+    """
+    import sys
+    import metastore
+    url, token = sys.argv[1], sys.argv[2]
+    store = metastore.open(url, token=token, retry_for=1)
+    print("open", flush=True)
+    sys.stdin.readline()  # the server is killed now
+    with store.start_run(experiment="started-away", capture=["system", "packages"]) as run:
+        run.log_params({"lr": 0.1})
+        for i in range(5):
+            run.log_metric("loss", 1.0 / (i + 1), step=i)
+        print(run.id, flush=True)
+    print("done", flush=True)
+    """
+)
+
+
+def test_a_run_started_while_the_server_is_away_waits_in_the_spool(server, tmp_path):
+    """start_run past retry_for: the run gets the id the client gave it and the script
+    goes on; its creation, values and end wait in the spool, and the run is created as
+    it was when they are sent. The environment asset (an upload) is not recorded, and
+    an event note says so."""
+    spool = tmp_path / "spool"
+    script = subprocess.Popen(
+        [sys.executable, "-c", OFFLINE_START, server.url, server.token],
+        env=_env(METASTORE_SPOOL=str(spool)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert script.stdout.readline().strip() == "open", script.stderr.read()
+    server.kill()
+    out, errors = script.communicate("go\n", timeout=300)
+    assert script.returncode == 0 and "done" in out, errors
+    assert "Traceback" not in errors, errors
+    run_id = out.split()[0]
+    server.start()
+    with metastore.open(server.url, token=server.token, spool=spool):
+        pass  # sends what the script kept
+    with server.local() as store:
+        run = store.get_run(run_id)
+        assert (run.experiment, run.status, run.number) == ("started-away", "finished", 1)
+        assert run.params == {"lr": 0.1}
+        assert [p.step for p in run.metric_history("loss")] == list(range(5))
+        assert any("environment (python packages) not recorded" in n.text for n in run.notes)
+        assert run.started < run.ended
+    assert not list(spool.iterdir())
+
+
 def test_a_spool_file_another_process_is_sending_is_left_to_it(server, tmp_path):
     """Two processes never send one file at once: a file locked by its sender is
     skipped, and sent by the next client once the lock is gone."""
