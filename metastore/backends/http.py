@@ -15,8 +15,9 @@ A training job must not die because the server did (docs/security.md). Every wri
 carries an `Idempotency-Key` (a UUID per call, the same on each retry), so any request
 can be repeated: each is retried with jittered exponential backoff through connection
 errors and 502/503/504 for `retry_for` seconds (METASTORE_RETRY_FOR, default 60). A
-write a recording process makes (a route with `offline`: params, metrics, tags, notes,
-the run's status, links to assets) that still cannot be sent is kept in the spool
+write a recording process makes (a route with `offline`: the run's creation, under the
+id the client gave it, params, metrics, tags, notes, the run's status, links to assets)
+that still cannot be sent is kept in the spool
 (`metastore.backends.spool`) and answered as the server would; later writes queue
 behind it, and the next write, the run's flusher, closing the store, the process's exit
 or `metastore sync` (`sync`) deliver it; a spool left by a process that is gone is
