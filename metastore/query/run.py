@@ -124,15 +124,28 @@ def shape_names(columns: list[Column]) -> list[str]:
     return _unique([c.name for c in columns])
 
 
+#: Kinds of one SQL column whose value is the driver's, converted only when the driver
+#: gave another type (a Decimal, an int for a float): no call for most cells.
+_PLAIN_KINDS = {"int": int, "number": float, "text": str}
+
+
 def shape_rows(columns: list[Column], names: list[str], raw) -> Iterator[dict]:
     """Each SQL row as a dict of Python values, as the rows come."""
     plan = []
     i = 0
     for name, col in zip(names, columns, strict=True):
-        plan.append((name, col.type, i, i + col.width))
+        plain = _PLAIN_KINDS.get(col.type) if col.width == 1 else None
+        plan.append((name, col.type, i, i + col.width, plain))
         i += col.width
     for r in raw:
-        yield {name: _decode(kind, r[a:b]) for name, kind, a, b in plan}
+        row = {}
+        for name, kind, a, b, plain in plan:
+            if plain is None:
+                row[name] = _decode(kind, r[a:b])
+            else:
+                v = r[a]
+                row[name] = v if v is None or type(v) is plain else plain(v)
+        yield row
 
 
 def _decode(kind: str, parts) -> Any:
