@@ -159,3 +159,13 @@ def test_a_run_whose_process_ends_between_queries_is_marked_crashed(tmp_path):
             assert s.query(q).rows == [{"status": "crashed"}]
     finally:
         child.kill()
+
+
+def test_the_cache_folder_keeps_the_most_recently_used(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setattr(cache, "MAX_FILES", 4)
+    url = _store(tmp_path, [({"lr": 0.1}, {"rmse": 3.0})])
+    for n in range(1, 7):
+        _ask(url, f"runs limit {n}")
+    kept = list(cache_dir.glob("*.json"))
+    assert 3 <= len(kept) <= 4  # past 4 entries, the oldest are dropped down to 3
+    assert not list(cache_dir.glob("*.tmp"))
