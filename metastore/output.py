@@ -24,7 +24,6 @@ import itertools
 import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -326,6 +325,8 @@ def pager(enabled: bool = True) -> Iterator[None]:
     env = {**os.environ}
     env.setdefault("LESS", "FRX")
     env.setdefault("LV", "-c")
+    import subprocess  # only when paging: it costs a cold start
+
     try:
         proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env)
     except OSError:  # no such pager: print straight to the terminal

@@ -24,7 +24,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -196,6 +195,8 @@ def _write(path: Path, compiled: Compiled) -> None:
     entry = _entry(compiled)
     if entry is None:
         return
+    import tempfile  # only on a miss: with shutil, bz2 and lzma it costs a cold start
+
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
