@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from metastore.errors import InvalidURL, SchemaMismatch, StoreUnavailable
+from metastore.errors import InvalidURL, NotFound, SchemaMismatch, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -54,7 +54,7 @@ def safe_url(url: URL | str) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def create_engines(url: URL) -> tuple[Engine, Engine]:
+def create_engines(url: URL, *, create: bool = True) -> tuple[Engine, Engine]:
     """(reader, writer) engines. They differ only on SQLite, where the writer begins
     every transaction IMMEDIATE (see the module docstring)."""
     try:
@@ -62,8 +62,12 @@ def create_engines(url: URL) -> tuple[Engine, Engine]:
             engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
             return engine, engine
         database = url.database
-        if database and database != ":memory:":
+        if database and database != ":memory:" and create:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        elif database and database != ":memory:" and not Path(database).exists():
+            # sqlite3 would create an empty file (and the folder above it must exist)
+            raise NotFound(f"there is no metastore at {database}",
+                           hint="check the path, or create one with `metastore init`")
         reader = _sqlite_engine(url, immediate=False)
         writer = _sqlite_engine(url, immediate=True)
         return reader, writer
@@ -195,8 +199,12 @@ def check_schema(engine: Engine, *, create: bool) -> None:
         return
     state = schema_state(revision)
     if state == "new":
-        if create:
-            migrate(engine)
+        if not create:
+            # opening to read (the CLI's read commands, completion): a mistyped store
+            # must not be answered as an empty one
+            raise NotFound(f"{safe_url(engine.url)} holds no metastore",
+                           hint="check the store's URL, or create one with `metastore init`")
+        migrate(engine)
         return
     if state == "newer":
         raise SchemaMismatch(

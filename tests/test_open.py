@@ -44,6 +44,44 @@ def test_open_without_create_fails_clearly(chdir_tmp):
         metastore.open(create=False)
 
 
+@pytest.mark.parametrize("form", ["folder", "sqlite_url"])
+def test_opening_a_missing_store_to_read_leaves_nothing_behind(tmp_path, form):
+    # a mistyped --store was answered as an empty store, and left a metastore.db there
+    from metastore.errors import NotFound
+
+    missing = tmp_path / "typo" / "store"
+    url = str(missing) if form == "folder" else f"sqlite:///{missing / 'metastore.db'}"
+    for lazy in (False, True):
+        with pytest.raises(NotFound, match="no metastore"):
+            metastore.open(url, create=False, lazy=lazy)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_an_empty_database_opened_to_read_is_not_a_store(tmp_path):
+    import sqlite3
+
+    from metastore.errors import NotFound
+
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(NotFound, match="holds no metastore"):
+        metastore.open(f"sqlite:///{empty}", create=False)
+    metastore.open(f"sqlite:///{empty}")  # creating one there still works
+    metastore.open(f"sqlite:///{empty}", create=False)
+
+
+def test_the_cli_says_a_mistyped_store_is_missing(tmp_path):
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "metastore", "fields", "--store", str(tmp_path / "typo")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "no metastore" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
 @pytest.mark.parametrize("url", ["nonsense://x", "postgresql://:::"])
 def test_bad_urls(url):
     with pytest.raises((InvalidURL, metastore.MetastoreError)):

@@ -79,7 +79,7 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
         self.sa_url = database.normalize_url(url)
         self.url = database.safe_url(self.sa_url)
         self.dialect = self.sa_url.get_backend_name()
-        self.reader, self.writer = database.create_engines(self.sa_url)
+        self.reader, self.writer = database.create_engines(self.sa_url, create=create)
         database.check_reachable(self.reader)
         # new: created; current: nothing; newer: refused; older: see check_schema
         database.check_schema(self.writer, create=create)
