@@ -415,23 +415,29 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
             )
             return {name: n for name, n in rows}
 
+    def _run_view_select(self, s: Session, experiment: str | None, include_deleted: bool = False):
+        """The runs in scope as a RunView's columns (with the experiment's name): plain
+        rows, not ORM objects; at 10,000 runs building a mapped object per row was most
+        of `metastore runs`."""
+        r, e = Run.__table__.c, Experiment.__table__.c
+        fields = [c for c in Run.__table__.c
+                  if c.name not in ("experiment_id", "context", "heartbeat", "deleted_at", "pid")]
+        q = sa.select(*fields, e.name.label("experiment")).join_from(
+            Run.__table__, Experiment.__table__, e.id == r.experiment_id)
+        if experiment is not None:
+            q = q.where(r.experiment_id == self._experiment(s, experiment).id)
+        if not include_deleted:
+            q = q.where(r.deleted_at.is_(None), e.deleted_at.is_(None))
+        return q
+
     def read_runs(
         self, experiment: str | None = None, run_ids: Sequence[str] | None = None,
         include_deleted: bool = False,
     ) -> list[RunView]:
         self.reconcile_crashed()
         with self.read() as s:
-            r, e = Run.__table__.c, Experiment.__table__.c
-            # plain rows, not ORM objects: at 10,000 runs building a mapped object per
-            # param row was most of `metastore runs`
-            fields = [c for c in Run.__table__.c
-                      if c.name not in ("experiment_id", "context", "heartbeat", "deleted_at", "pid")]
-            q = sa.select(*fields, e.name.label("experiment")).join_from(
-                Run.__table__, Experiment.__table__, e.id == r.experiment_id)
-            if experiment is not None:
-                q = q.where(r.experiment_id == self._experiment(s, experiment).id)
-            if not include_deleted:
-                q = q.where(r.deleted_at.is_(None), e.deleted_at.is_(None))
+            r = Run.__table__.c
+            q = self._run_view_select(s, experiment, include_deleted)
             if run_ids is not None:
                 wanted = list(dict.fromkeys(run_ids))
                 rows = []
@@ -488,14 +494,8 @@ class SQLBackend(AliasSQL, AppliedRequestsSQL, Backend):
         # print while later ones are still being read, and memory stays one page.
         self.reconcile_crashed()
         with self.read() as s:
-            r, e = Run.__table__.c, Experiment.__table__.c
-            fields = [c for c in Run.__table__.c
-                      if c.name not in ("experiment_id", "context", "heartbeat", "deleted_at", "pid")]
-            q = sa.select(*fields, e.name.label("experiment")).join_from(
-                Run.__table__, Experiment.__table__, e.id == r.experiment_id
-            ).where(r.deleted_at.is_(None), e.deleted_at.is_(None))
-            if experiment is not None:
-                q = q.where(r.experiment_id == self._experiment(s, experiment).id)
+            r = Run.__table__.c
+            q = self._run_view_select(s, experiment)
             if status is not None:
                 q = q.where(r.status == status)
             scope = q.with_only_columns(r.id).scalar_subquery()
