@@ -62,12 +62,13 @@ def create_engines(url: URL, *, create: bool = True) -> tuple[Engine, Engine]:
             engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
             return engine, engine
         database = url.database
-        if database and database != ":memory:" and create:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        elif database and database != ":memory:" and not Path(database).exists():
-            # sqlite3 would create an empty file (and the folder above it must exist)
-            raise NotFound(f"there is no metastore at {database}",
-                           hint="check the path, or create one with `metastore init`")
+        if database and database != ":memory:":
+            if create:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            elif not Path(database).exists():
+                # sqlite3 would create an empty file (and the folder above it must exist)
+                raise NotFound(f"there is no metastore at {database}",
+                               hint="check the path, or create one with `metastore init`")
         reader = _sqlite_engine(url, immediate=False)
         writer = _sqlite_engine(url, immediate=True)
         return reader, writer

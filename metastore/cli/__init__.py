@@ -36,8 +36,8 @@ def main() -> None:
             app(prog_name="metastore")  # `python -m metastore` too, and completion's _METASTORE_COMPLETE
     except BrokenPipeError:
         # the reader went away (`metastore runs | head`): stop quietly, as a program
-        # killed by SIGPIPE would, without a traceback when Python flushes stdout
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # killed by SIGPIPE would
+        _drop_stdout()
         sys.exit(141)
     except MetastoreError as e:
         from metastore.cli.answer import stderr_console
@@ -59,8 +59,14 @@ def _answer(params: dict) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         sys.exit(1)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: no traceback when Python flushes it at exit to a
+    reader that went away."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def __getattr__(name: str):
